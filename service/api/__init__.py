@@ -1,0 +1,1 @@
+"""The HTTP front: Starlette routes that parse, authorise and call domain functions."""

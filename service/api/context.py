@@ -1,0 +1,90 @@
+"""Per-request access to the process's services and the calling account."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from service import accounts, errors
+from service.db import Database
+from service.runtime import Runtime
+
+RUNWAY_VERSION = "2024-11-06"
+
+
+@dataclasses.dataclass
+class Services:
+    """What route handlers reach through ``request.app.state.services``."""
+
+    db: Database
+    rt: Runtime
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def check_version(request: Request) -> None:
+    """``X-Runway-Version`` is optional; when sent it must be the supported one."""
+    version = request.headers.get("x-runway-version")
+    if version is not None and version != RUNWAY_VERSION:
+        raise errors.ValidationError(
+            f"Unsupported X-Runway-Version {version!r}; the supported version is {RUNWAY_VERSION}",
+            field="X-Runway-Version",
+            code="unsupported_version",
+        )
+
+
+async def account(request: Request) -> dict[str, Any]:
+    """The account behind the request's Bearer key, or AuthenticationError (401)."""
+    cached = request.scope.get("callboard.account")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise errors.AuthenticationError(
+            "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
+        )
+    svc = services(request)
+    found = await svc.db.read(lambda conn: accounts.authenticate(conn, secret.strip()))
+    if found is None:
+        raise errors.AuthenticationError("Invalid or revoked API key", code="invalid_api_key")
+    request.scope["callboard.account"] = found
+    return found
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, refused with 413 past ``CALLBOARD_MAX_BODY_BYTES`` without reading it all."""
+    limit = services(request).rt.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise errors.PayloadTooLarge(f"Request body is larger than the {limit} bytes allowed")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.PayloadTooLarge(f"Request body is larger than the {limit} bytes allowed")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request) -> Any:
+    ctype = request.headers.get("content-type", "").lower()
+    if ctype.startswith("multipart/"):
+        raise errors.UnsupportedMediaType("Send the request body as application/json", field="body")
+    raw = await read_body(request)
+    if not raw.strip():
+        raise errors.ValidationError("The request body is empty; send a JSON object", field="body")
+    try:
+        # curl -d labels JSON as form-urlencoded; the body decides, not the label
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.ValidationError(
+            f"The request body is not valid JSON ({exc.msg})", field="body"
+        ) from None

@@ -1,0 +1,192 @@
+"""Settings: read once from ``CALLBOARD_*`` environment variables into a frozen object.
+
+Nothing else in the package reads ``os.environ``; the object is built by :func:`load`
+at process start (CLI) or by tests, and passed down explicitly. Every key below is
+documented, with its default, in the README's settings table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+PREFIX = "CALLBOARD_"
+PROVIDERS = ("local", "runway", "cometapi")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    host: str
+    port: int
+    secret_key: str
+    log_level: str
+    public_base_url: str | None  # CALLBOARD_PUBLIC_URL; None: derived from host and port
+    provider: str
+    # HTTP intake
+    max_body_bytes: int
+    # worker
+    worker_poll_interval: float
+    worker_lease_seconds: float
+    worker_batch_size: int
+    embedded_worker: bool
+    # upstream providers
+    runway_api_key: str | None
+    runway_base_url: str
+    cometapi_api_key: str | None
+    cometapi_base_url: str
+    # outbound safety
+    allow_private_targets: tuple[str, ...]
+
+    @property
+    def public_url(self) -> str:
+        """The base URL clients reach this service at (used in output and upload links)."""
+        if self.public_base_url:
+            return self.public_base_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some values changed (tests and the CLI use this)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(PREFIX + name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _int(
+    env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise SettingsError(f"{PREFIX}{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{PREFIX}{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (_get(env, name) or default).lower()
+    if raw not in choices:
+        raise SettingsError(f"{PREFIX}{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
+    """The configured key, else one generated once and kept in the data directory.
+
+    Persisting it keeps signed output URLs valid across restarts of a single-machine
+    install; scaled-out deployments must set the same key on every process.
+    """
+    configured = _get(env, "SECRET_KEY")
+    if configured is not None:
+        if len(configured) < 16:
+            raise SettingsError(f"{PREFIX}SECRET_KEY must be at least 16 characters")
+        return configured
+    path = data_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    try:
+        os.link(tmp, path)  # fails if another process won the race: then use theirs
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``env`` (default: the process environment).
+
+    Creates the data directory if needed. Raises :class:`SettingsError` naming the
+    variable for any value that cannot be used.
+    """
+    env = os.environ if env is None else env
+    data_dir = Path(_get(env, "DATA_DIR", "./callboard-data") or "").expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    host = _get(env, "HOST", "127.0.0.1") or "127.0.0.1"
+    port = _int(env, "PORT", 8080, minimum=0, maximum=65535)
+    database_url = _get(env, "DATABASE_URL") or f"sqlite:///{data_dir / 'callboard.db'}"
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    if not (database_url.startswith("sqlite:///") or database_url.startswith("postgresql+psycopg://")):
+        raise SettingsError(f"{PREFIX}DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+    public_url = _get(env, "PUBLIC_URL")
+    allow = _get(env, "ALLOW_PRIVATE_TARGETS", "") or ""
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        host=host,
+        port=port,
+        secret_key=_secret_key(env, data_dir),
+        log_level=_choice(env, "LOG_LEVEL", "info", LOG_LEVELS),
+        public_base_url=public_url.rstrip("/") if public_url else None,
+        provider=_choice(env, "PROVIDER", "local", PROVIDERS),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 48 * 1024 * 1024, minimum=1024),
+        worker_poll_interval=_float(env, "WORKER_POLL_INTERVAL", 0.5, minimum=0.01),
+        worker_lease_seconds=_float(env, "WORKER_LEASE_SECONDS", 60.0, minimum=1.0),
+        worker_batch_size=_int(env, "WORKER_BATCH_SIZE", 50, minimum=1, maximum=1000),
+        embedded_worker=_bool(env, "EMBEDDED_WORKER", True),
+        runway_api_key=_get(env, "RUNWAY_API_KEY"),
+        runway_base_url=(_get(env, "RUNWAY_BASE_URL", "https://api.dev.runwayml.com") or "").rstrip("/"),
+        cometapi_api_key=_get(env, "COMETAPI_API_KEY"),
+        cometapi_base_url=(_get(env, "COMETAPI_BASE_URL", "https://api.cometapi.com") or "").rstrip("/"),
+        allow_private_targets=tuple(part.strip() for part in allow.split(",") if part.strip()),
+    )
