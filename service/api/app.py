@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from service import clock as clock_mod
 from service import errors, runtime
-from service.api import context, health, openapi
+from service.api import context, health, openapi, organization
 from service.api import tasks as tasks_api
 from service.api.responses import JSON
 from service.db import Database
@@ -29,7 +29,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 # Route modules, each with ``routes`` and its OpenAPI ``PATHS``/``SCHEMAS``.
-ROUTE_MODULES = [health, tasks_api]
+ROUTE_MODULES = [health, tasks_api, organization]
 
 
 async def _service_error(request: Request, exc: Exception) -> Response:

@@ -81,10 +81,13 @@ async def read_json(request: Request) -> Any:
     raw = await read_body(request)
     if not raw.strip():
         raise errors.ValidationError("The request body is empty; send a JSON object", field="body")
+    # curl -d labels JSON as form-urlencoded; the body decides, not the label
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a JSON body already read, or a 400 naming the body."""
     try:
-        # curl -d labels JSON as form-urlencoded; the body decides, not the label
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise errors.ValidationError(
-            f"The request body is not valid JSON ({exc.msg})", field="body"
-        ) from None
+        raise errors.ValidationError(f"The request body is not valid JSON ({exc.msg})", field="body") from None

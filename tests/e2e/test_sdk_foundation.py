@@ -70,3 +70,11 @@ def test_sdk_error_classes(sdk: runwayml.RunwayML, base_url: str) -> None:
     with pytest.raises(runwayml.UnprocessableEntityError):
         _create(sdk, extra_headers={"Idempotency-Key": "sdk-2"})
         _create(sdk, seed=1, extra_headers={"Idempotency-Key": "sdk-2"})
+
+
+def test_sdk_reads_organization_and_usage(sdk: runwayml.RunwayML) -> None:
+    org = sdk.organization.retrieve()
+    assert org.tier.models["act_two"].max_concurrent_generations == 5
+    assert org.usage.models["act_two"].daily_generations == 0
+    usage = sdk.organization.retrieve_usage()
+    assert usage.results == []
