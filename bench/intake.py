@@ -120,7 +120,7 @@ def main() -> None:
     (work / "bare_app.py").write_text(BARE_APP)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBOARD_")}
     env.update({"CALLBOARD_DATA_DIR": str(work / "data"), "CALLBOARD_EMBEDDED_WORKER": "false",
-                "CALLBOARD_LOG_LEVEL": "warning", "PYTHONPATH": str(work)})
+                "CALLBOARD_LOG_LEVEL": "warning", "CALLBOARD_RATE_LIMIT": "0", "PYTHONPATH": str(work)})
     python = sys.executable
 
     key = subprocess.run(
