@@ -112,5 +112,9 @@ def revoke_key(conn: Connection, key_id_or_prefix: str, now: float) -> bool:
     return result.rowcount > 0
 
 
+def list_accounts(conn: Connection) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(sa.select(m.accounts).order_by(m.accounts.c.name)).mappings()]
+
+
 def count_accounts(conn: Connection) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(m.accounts)).scalar_one())

@@ -1,4 +1,4 @@
-"""The ``callboard`` command: serve, worker, migrate, keys, render."""
+"""The ``callboard`` command: serve, worker, migrate, keys, accounts, render."""
 
 from __future__ import annotations
 
@@ -189,6 +189,55 @@ def cmd_keys(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_accounts(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
+    from service import netguard
+
+    _ensure_schema(settings)
+    db = Database(settings.database_url)
+    try:
+        if args.accounts_command == "list":
+            rows = db.read_sync(accounts.list_accounts)
+            print(f"{'NAME':24} {'MAX JOBS':8}  DEFAULT REPLY URL")
+            for r in rows:
+                print(f"{r['name']:24} {r['max_jobs']:8}  {r['default_reply_url'] or '-'}")
+            return 0
+        values: dict[str, object] = {}
+        if args.max_jobs is not None:
+            if not 1 <= args.max_jobs <= 1000:
+                print("callboard: --max-jobs must be between 1 and 1000", file=sys.stderr)
+                return 2
+            values["max_jobs"] = args.max_jobs
+        if args.default_reply_url is not None:
+            url = args.default_reply_url.strip() or None
+            if url is not None:
+                try:
+                    netguard.check_url(url, netguard.Allowlist(settings.allow_private_targets))
+                except netguard.UrlRejected as exc:
+                    print(f"callboard: --default-reply-url: the URL {exc}", file=sys.stderr)
+                    return 2
+            values["default_reply_url"] = url
+        if not values:
+            print(
+                "callboard: nothing to change (give --max-jobs and/or --default-reply-url)", file=sys.stderr
+            )
+            return 2
+
+        def update(conn):  # type: ignore[no-untyped-def]
+            account = accounts.get_account_by_name(conn, args.name)
+            if account is None:
+                return False
+            accounts.update_account(conn, account["id"], **values)
+            return True
+
+        if not db.write_sync(update):
+            print(f"callboard: no account named {args.name!r}", file=sys.stderr)
+            return 1
+        print(f"updated account {args.name!r}", file=sys.stderr)
+        return 0
+    finally:
+        db.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callboard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,6 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix")
     revoke.add_argument("key")
 
+    accounts_cmd = sub.add_parser(
+        "accounts", help="list accounts or change their limits and default replyUrl"
+    )
+    accounts_sub = accounts_cmd.add_subparsers(dest="accounts_command", required=True)
+    accounts_sub.add_parser("list", help="list accounts")
+    update = accounts_sub.add_parser("update", help="change an account")
+    update.add_argument("name")
+    update.add_argument("--max-jobs", type=int, help="concurrent provider jobs (1-1000)")
+    update.add_argument("--default-reply-url", help="replyUrl for tasks created without one ('' removes it)")
+
     sub.add_parser(
         "render", help="render one job offline from files (see 'callboard render --help')", add_help=False
     )
@@ -235,7 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"callboard: {exc}", file=sys.stderr)
         return 2
     _setup_logging(settings.log_level)
-    handlers = {"serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate, "keys": cmd_keys}
+    handlers = {
+        "serve": cmd_serve,
+        "worker": cmd_worker,
+        "migrate": cmd_migrate,
+        "keys": cmd_keys,
+        "accounts": cmd_accounts,
+    }
     return handlers[args.command](settings, args)
 
 

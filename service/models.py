@@ -104,6 +104,7 @@ class Task(SQLModel, table=True):
     attempts: int = 0
     cancel_pending: bool = False
     sequence: int = 0
+    last_progress_event_at: float | None = None
 
 
 class Event(SQLModel, table=True):
@@ -150,6 +151,7 @@ class Endpoint(SQLModel, table=True):
     disabled_reason: str | None = Field(default=None, max_length=500)
     disabled_at: float | None = None
     rate_limit: int | None = None  # deliveries per second, NULL = unlimited
+    rate_tat: float | None = None  # rate limiter state (GCRA theoretical arrival time)
     max_concurrency: int = 10
     in_flight: int = 0
     last_success_at: float | None = None
@@ -169,6 +171,7 @@ class Delivery(SQLModel, table=True):
         sa.Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
         sa.Index("ix_deliveries_endpoint_id_created_at", "endpoint_id", "created_at"),
         sa.Index("ix_deliveries_task_id", "task_id"),
+        sa.Index("ix_deliveries_lease_expires_at_endpoint_id", "lease_expires_at", "endpoint_id"),
     )
     id: str = Field(primary_key=True, max_length=40)
     event_id: str = Field(foreign_key="events.id", max_length=40)

@@ -34,11 +34,23 @@ class Settings:
     provider: str
     # HTTP intake
     max_body_bytes: int
+    rate_limit: float  # API requests per second per key (0: unlimited)
+    rate_burst: int
     # worker
     worker_poll_interval: float
     worker_lease_seconds: float
     worker_batch_size: int
     embedded_worker: bool
+    worker_grace_seconds: float  # SIGTERM: time to finish or release in-flight work
+    # task running (service.runner)
+    provider_poll_interval: float  # CALLBOARD_RUNWAY_POLL_INTERVAL, at least 5 s
+    provider_timeout: float  # read timeout of one provider HTTP call
+    provider_max_concurrency: int  # 0: ask the provider (GET /v1/organization), else unlimited
+    provider_max_retries: int  # transient failures of one submit/cancel before giving up
+    task_timeout: float  # a task running longer than this fails as INTERNAL
+    local_concurrency: int  # renders at once per worker process (local provider)
+    rehost_outputs: bool  # copy upstream outputs into Callboard's storage
+    cometapi_not_found_grace: float  # CometAPI may deny a fresh task exists for this long
     # upstream providers
     runway_api_key: str | None
     runway_base_url: str
@@ -46,6 +58,27 @@ class Settings:
     cometapi_base_url: str
     # outbound safety
     allow_private_targets: tuple[str, ...]
+    # media: uploads, fetched inputs, stored outputs, retention
+    link_ttl_seconds: float  # lifetime of signed output links
+    retention_hours: float  # stored inputs/outputs are deleted this long after storing; 0 keeps them
+    upload_max_bytes: int  # largest file the upload target accepts
+    fetch_timeout: float  # whole-download limit for input URLs and re-hosted outputs
+    # accounts
+    monthly_credits: int
+    # webhook delivery (service.webhooks)
+    webhook_schedule: tuple[float, ...]  # delay before each attempt; its length is the attempt budget
+    webhook_jitter: float  # +- fraction applied to every non-zero delay
+    webhook_connect_timeout: float
+    webhook_timeout: float  # whole request, response excerpt included
+    webhook_throttle_floor: float  # least wait after 429/502/503/504 and timeouts
+    webhook_max_retry_after: float  # Retry-After values are clamped to this
+    webhook_disable_after: float  # an endpoint failing this long without a success is disabled
+    webhook_max_in_flight: int  # requests at once per worker process
+    # web pages (service.web) and the task stream (service.api.stream)
+    examples_dir: Path | None  # CALLBOARD_EXAMPLES_DIR: files the playground offers as examples
+    session_ttl_seconds: float  # a dashboard sign-in lasts this long
+    stream_poll_interval: float  # GET /v1/tasks/{id}/stream re-reads the task this often
+    stream_keepalive_seconds: float  # idle streams get a comment this often
 
     @property
     def public_url(self) -> str:
@@ -120,6 +153,30 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return raw
 
 
+def _schedule(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        values = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name} must be comma-separated seconds, got {raw!r}") from None
+    if not values or any(v < 0 or v != v or v == float("inf") for v in values):
+        raise SettingsError(f"{PREFIX}{name} must be comma-separated non-negative seconds, got {raw!r}")
+    return values
+
+
+def _directory(env: Mapping[str, str], name: str) -> Path | None:
+    """An existing directory, or None when unset."""
+    raw = _get(env, name)
+    if raw is None:
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.is_dir():
+        raise SettingsError(f"{PREFIX}{name} must name an existing directory, got {raw!r}")
+    return path
+
+
 def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
     """The configured key, else one generated once and kept in the data directory.
 
@@ -180,13 +237,43 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         public_base_url=public_url.rstrip("/") if public_url else None,
         provider=_choice(env, "PROVIDER", "local", PROVIDERS),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 48 * 1024 * 1024, minimum=1024),
+        rate_limit=_float(env, "RATE_LIMIT", 50.0, minimum=0.0),
+        rate_burst=_int(env, "RATE_BURST", 100, minimum=1),
         worker_poll_interval=_float(env, "WORKER_POLL_INTERVAL", 0.5, minimum=0.01),
         worker_lease_seconds=_float(env, "WORKER_LEASE_SECONDS", 60.0, minimum=1.0),
         worker_batch_size=_int(env, "WORKER_BATCH_SIZE", 50, minimum=1, maximum=1000),
         embedded_worker=_bool(env, "EMBEDDED_WORKER", True),
+        worker_grace_seconds=_float(env, "WORKER_GRACE_SECONDS", 30.0, minimum=0.0),
+        provider_poll_interval=_float(env, "RUNWAY_POLL_INTERVAL", 5.0, minimum=5.0),
+        provider_timeout=_float(env, "PROVIDER_TIMEOUT", 30.0, minimum=1.0),
+        provider_max_concurrency=_int(env, "PROVIDER_MAX_CONCURRENCY", 0, minimum=0, maximum=100_000),
+        provider_max_retries=_int(env, "PROVIDER_MAX_RETRIES", 8, minimum=0, maximum=100),
+        task_timeout=_float(env, "TASK_TIMEOUT", 3600.0, minimum=10.0),
+        local_concurrency=_int(env, "LOCAL_CONCURRENCY", 1, minimum=1, maximum=64),
+        rehost_outputs=_bool(env, "REHOST_OUTPUTS", True),
+        cometapi_not_found_grace=_float(env, "COMETAPI_NOT_FOUND_GRACE", 60.0, minimum=0.0),
         runway_api_key=_get(env, "RUNWAY_API_KEY"),
         runway_base_url=(_get(env, "RUNWAY_BASE_URL", "https://api.dev.runwayml.com") or "").rstrip("/"),
         cometapi_api_key=_get(env, "COMETAPI_API_KEY"),
         cometapi_base_url=(_get(env, "COMETAPI_BASE_URL", "https://api.cometapi.com") or "").rstrip("/"),
         allow_private_targets=tuple(part.strip() for part in allow.split(",") if part.strip()),
+        link_ttl_seconds=_float(env, "LINK_TTL_SECONDS", 86400.0, minimum=1.0),
+        retention_hours=_float(env, "RETENTION_HOURS", 168.0, minimum=0.0),
+        upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=512),
+        fetch_timeout=_float(env, "FETCH_TIMEOUT", 120.0, minimum=1.0),
+        monthly_credits=_int(env, "MONTHLY_CREDITS", 1_000_000, minimum=0),
+        webhook_schedule=_schedule(
+            env, "WEBHOOK_SCHEDULE", (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+        ),
+        webhook_jitter=min(0.5, _float(env, "WEBHOOK_JITTER", 0.2, minimum=0.0)),
+        webhook_connect_timeout=_float(env, "WEBHOOK_CONNECT_TIMEOUT", 5.0, minimum=0.1),
+        webhook_timeout=_float(env, "WEBHOOK_TIMEOUT", 15.0, minimum=0.1),
+        webhook_throttle_floor=_float(env, "WEBHOOK_THROTTLE_FLOOR", 60.0, minimum=0.0),
+        webhook_max_retry_after=_float(env, "WEBHOOK_MAX_RETRY_AFTER", 86400.0, minimum=0.0),
+        webhook_disable_after=_float(env, "WEBHOOK_DISABLE_AFTER", 5 * 86400.0, minimum=1.0),
+        webhook_max_in_flight=_int(env, "WEBHOOK_MAX_IN_FLIGHT", 256, minimum=1, maximum=10_000),
+        examples_dir=_directory(env, "EXAMPLES_DIR"),
+        session_ttl_seconds=_float(env, "SESSION_TTL_SECONDS", 43200.0, minimum=60.0),
+        stream_poll_interval=_float(env, "STREAM_POLL_INTERVAL", 1.0, minimum=0.05),
+        stream_keepalive_seconds=_float(env, "STREAM_KEEPALIVE_SECONDS", 15.0, minimum=1.0),
     )

@@ -81,6 +81,7 @@ def upgrade() -> None:
     sa.Column('disabled_reason', sa.String(length=500), nullable=True),
     sa.Column('disabled_at', sa.Float(), nullable=True),
     sa.Column('rate_limit', sa.Integer(), nullable=True),
+    sa.Column('rate_tat', sa.Float(), nullable=True),
     sa.Column('max_concurrency', sa.Integer(), nullable=False),
     sa.Column('in_flight', sa.Integer(), nullable=False),
     sa.Column('last_success_at', sa.Float(), nullable=True),
@@ -143,6 +144,7 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('cancel_pending', sa.Boolean(), nullable=False),
     sa.Column('sequence', sa.Integer(), nullable=False),
+    sa.Column('last_progress_event_at', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_tasks_account_id_accounts')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tasks')),
     sa.UniqueConstraint('account_id', 'idempotency_key', name=op.f('uq_tasks_account_id_idempotency_key'))
@@ -177,6 +179,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_deliveries_endpoint_id_created_at', ['endpoint_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_deliveries_lease_expires_at_endpoint_id', ['lease_expires_at', 'endpoint_id'], unique=False)
         batch_op.create_index('ix_deliveries_status_next_attempt_at', ['status', 'next_attempt_at'], unique=False)
         batch_op.create_index('ix_deliveries_task_id', ['task_id'], unique=False)
 
@@ -208,6 +211,7 @@ def downgrade() -> None:
     op.drop_table('attempts')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index('ix_deliveries_task_id')
+        batch_op.drop_index('ix_deliveries_lease_expires_at_endpoint_id')
         batch_op.drop_index('ix_deliveries_status_next_attempt_at')
         batch_op.drop_index('ix_deliveries_endpoint_id_created_at')
 

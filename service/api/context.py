@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from service import accounts, errors
+from service import accounts, errors, ratelimit
 from service.db import Database
 from service.runtime import Runtime
 
@@ -22,6 +22,12 @@ class Services:
     db: Database
     rt: Runtime
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+    limiter: ratelimit.TokenBuckets | None = None
+
+    def __post_init__(self) -> None:
+        if self.limiter is None:
+            settings = self.rt.settings
+            self.limiter = ratelimit.TokenBuckets(settings.rate_limit, settings.rate_burst)
 
 
 def services(request: Request) -> Services:
@@ -54,6 +60,13 @@ async def account(request: Request) -> dict[str, Any]:
     found = await svc.db.read(lambda conn: accounts.authenticate(conn, secret.strip()))
     if found is None:
         raise errors.AuthenticationError("Invalid or revoked API key", code="invalid_api_key")
+    assert svc.limiter is not None
+    wait = svc.limiter.take(secret.strip(), svc.rt.now())
+    if wait > 0:
+        raise errors.RateLimited(
+            f"Too many requests for this API key (limit {svc.rt.settings.rate_limit:g}/s); retry later",
+            headers={"Retry-After": ratelimit.retry_after_header(wait)},
+        )
     request.scope["callboard.account"] = found
     return found
 
@@ -90,4 +103,6 @@ def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise errors.ValidationError(f"The request body is not valid JSON ({exc.msg})", field="body") from None
+        raise errors.ValidationError(
+            f"The request body is not valid JSON ({exc.msg})", field="body"
+        ) from None

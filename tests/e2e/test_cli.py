@@ -78,3 +78,29 @@ def test_serve_starts_prints_a_key_and_answers(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_accounts_update_sets_limits_and_default_reply_url(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    assert _run(["keys", "create", "--account", "acme"], env).returncode == 0
+    ok = _run(
+        [
+            "accounts",
+            "update",
+            "acme",
+            "--max-jobs",
+            "9",
+            "--default-reply-url",
+            "https://hooks.example.com/x",
+        ],
+        env,
+    )
+    assert ok.returncode == 0, ok.stderr
+    listed = _run(["accounts", "list"], env).stdout
+    assert "acme" in listed and " 9 " in listed and "https://hooks.example.com/x" in listed
+    private = _run(["accounts", "update", "acme", "--default-reply-url", "http://10.0.0.1/x"], env)
+    assert private.returncode == 2 and "private" in private.stderr
+    assert _run(["accounts", "update", "nobody", "--max-jobs", "2"], env).returncode == 1
+    cleared = _run(["accounts", "update", "acme", "--default-reply-url", ""], env)
+    assert cleared.returncode == 0
+    assert "https://hooks.example.com/x" not in _run(["accounts", "list"], env).stdout

@@ -231,3 +231,27 @@ def test_openapi_document_describes_every_route(client: Any, app: Any) -> None:
                 if method == "HEAD":
                     continue
                 assert method.lower() in doc["paths"][route.path], (method, route.path)
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after(
+    settings: Any, db: Database, clock: FakeClock, make_account: AccountFactory
+) -> None:
+    from starlette.testclient import TestClient
+
+    from service.api.app import create_app
+
+    app = create_app(
+        settings.replace(rate_limit=1.0, rate_burst=2), clock=clock, database=db, embedded_worker=False
+    )
+    _, key = make_account("busy")
+    _, other = make_account("calm")
+    with TestClient(app) as client:
+        assert client.get("/v1/tasks", headers=auth(key)).status_code == 200
+        assert client.get("/v1/tasks", headers=auth(key)).status_code == 200
+        limited = client.get("/v1/tasks", headers=auth(key))
+        assert limited.status_code == 429
+        assert limited.headers["Retry-After"] == "1"
+        assert limited.json()["code"] == "rate_limited"
+        assert client.get("/v1/tasks", headers=auth(other)).status_code == 200
+        clock.advance(1.0)
+        assert client.get("/v1/tasks", headers=auth(key)).status_code == 200
