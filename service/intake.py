@@ -1,7 +1,11 @@
 """Accepting a task: validate, prepare inputs, write the task and its first event.
 
 Shared by the Runway route and the compatibility fronts, which build the same
-:class:`~service.taskspec.TaskSpec` from their own field names.
+:class:`~service.taskspec.TaskSpec` from their own field names. Inputs are prepared by
+:func:`service.media.prepare.prepare` before the task is written: uploads and data
+URIs are validated now (400 naming ``character.uri``/``reference.uri``), data URIs
+are stored as assets so the spec does not keep their base64, and the reference's
+duration, when known, sets the credit estimate.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from typing import Any
 
 from service import tasks, taskspec
 from service.db import Database
+from service.media import assets as media_assets
+from service.media import prepare as media_prepare
 from service.runtime import Runtime
 
 
@@ -41,21 +47,38 @@ async def create_from_spec(
     digest: str | None = None,
     reference_seconds: float | None = None,
 ) -> CreateResult:
+    """Prepare the spec's inputs and create the task with their asset rows, in one unit.
+
+    Files stored for a task that ends up not created (an idempotent replay, an error)
+    are deleted again.
+    """
+    prepared = await media_prepare.prepare(db, rt, account_id=account["id"], spec=spec)
+    if reference_seconds is None:
+        reference_seconds = prepared.reference_seconds
     estimate = tasks.estimate_credits(reference_seconds)
 
     def unit(conn: Any) -> tuple[Any, str | None, bool]:
-        return tasks.create(
+        row, secret, created = tasks.create(
             conn,
             rt,
             account=account,
-            spec=spec,
+            spec=prepared.spec,
             provider=rt.settings.provider,
             estimated_credits=estimate,
             idempotency_key=idempotency_key,
             digest=digest,
         )
+        if created:
+            media_assets.insert(conn, prepared.rows_for(row.id))
+        return row, secret, created
 
-    row, secret, created = await db.write(unit)
+    try:
+        row, secret, created = await db.write(unit)
+    except BaseException:
+        prepared.discard(rt)
+        raise
+    if not created:
+        prepared.discard(rt)
     return CreateResult(row=row, reply_secret=secret, created=created)
 
 

@@ -22,9 +22,12 @@ class Runtime:
 
 
 def build(settings: Settings, clock: clock_mod.Clock | None = None) -> Runtime:
+    clock = clock or clock_mod.SystemClock()
     return Runtime(
         settings=settings,
-        clock=clock or clock_mod.SystemClock(),
-        links=links_mod.Links(settings.secret_key, settings.public_url),
+        clock=clock,
+        links=links_mod.Links(
+            settings.secret_key, settings.public_url, ttl_seconds=settings.link_ttl_seconds, clock=clock.now
+        ),
         allow=netguard.Allowlist(settings.allow_private_targets),
     )
