@@ -1,0 +1,172 @@
+"""Identify an uploaded image or video cheaply and refuse what the engine cannot use.
+
+`probe` is the gate the API uses for uploads and data URIs, so it must turn *any* bad
+input (corrupt bytes, truncated files, text renamed .mp4, decompression bombs,
+unsupported codecs) into ``EngineError("ASSET.INVALID", ...)`` and never raise anything
+else. Images are recognised by their magic bytes and measured from their headers alone
+(no pixel is decoded, so a 50,000 x 50,000 PNG costs nothing to refuse). Videos are
+opened with PyAV, measured from the container, and one frame is decoded to prove the
+stream is real.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import struct
+
+from service.engine import contracts
+
+#: Largest image accepted, in pixels (a decompression-bomb guard).
+MAX_IMAGE_PIXELS = 40_000_000
+#: Largest video frame accepted, in pixels (4096 x 4096).
+MAX_VIDEO_PIXELS = 4096 * 4096
+#: Video codecs accepted, by FFmpeg decoder name.
+VIDEO_CODECS = {"h264": "h264", "hevc": "h265", "vp8": "vp8", "vp9": "vp9", "av1": "av1",
+                "libdav1d": "av1", "libaom-av1": "av1", "prores": "prores"}
+
+_HEADER_BYTES = 64 * 1024
+
+
+def probe(path: str | os.PathLike[str]) -> contracts.MediaInfo:
+    """Describe the media at ``path``; raise ASSET.INVALID if it is unusable."""
+    path = pathlib.Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_HEADER_BYTES)
+    except OSError as exc:
+        raise contracts.asset_invalid(f"The file could not be read ({exc.strerror}).") from None
+    if not head:
+        raise contracts.asset_invalid("The file is empty.")
+    image_format = _image_format(head)
+    if image_format is not None:
+        return _probe_image(head, image_format)
+    try:
+        return _probe_video(path)
+    except contracts.EngineError:
+        raise
+    except Exception:  # PyAV raises many error types for hostile input; all mean "bad file".
+        raise contracts.asset_invalid(
+            "The file is not a supported image (JPEG, PNG, WebP) or video (MP4, MOV, WebM)."
+        ) from None
+
+
+def _image_format(head: bytes) -> str | None:
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _probe_image(head: bytes, image_format: str) -> contracts.MediaInfo:
+    try:
+        size = {"jpeg": _jpeg_size, "png": _png_size, "webp": _webp_size}[image_format](head)
+    except (struct.error, IndexError, ValueError):
+        size = None
+    if size is None:
+        raise contracts.asset_invalid(f"The {image_format.upper()} image is corrupt or truncated.")
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise contracts.asset_invalid(f"The {image_format.upper()} image has no pixels.")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise contracts.asset_invalid(
+            f"The image is {width}x{height}; images over {MAX_IMAGE_PIXELS // 1_000_000} "
+            "megapixels are not accepted."
+        )
+    return contracts.MediaInfo(kind="image", format=image_format, codec=None, width=width,
+                               height=height, duration_s=None, fps=None, has_audio=False)
+
+
+def _png_size(head: bytes) -> tuple[int, int] | None:
+    if head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG marker segments to the first start-of-frame (SOFn) header."""
+    pos = 2
+    while pos + 4 <= len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", head[pos + 2:pos + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", head[pos + 5:pos + 9])
+            return width, height
+        if marker == 0xDA or length < 2:  # scan data before any frame header: malformed
+            return None
+        pos += 2 + length
+    return None
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    if len(head) < 30:
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8 ":
+        if head[23:26] != b"\x9d\x01\x2a":
+            return None
+        width, height = struct.unpack("<HH", head[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L":
+        if head[20] != 0x2F:
+            return None
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        width = int.from_bytes(head[24:27], "little") + 1
+        height = int.from_bytes(head[27:30], "little") + 1
+        return width, height
+    return None
+
+
+def _probe_video(path: pathlib.Path) -> contracts.MediaInfo:
+    import av  # lazy: keeps `import service.engine` light
+
+    with av.open(str(path), mode="r", timeout=10.0) as container:
+        container_name = container.format.name
+        if "mp4" in container_name or "mov" in container_name:
+            fmt = "mov" if str(container.metadata.get("major_brand", "")).startswith("qt") else "mp4"
+        elif "matroska" in container_name or "webm" in container_name:
+            fmt = "webm"
+        else:
+            raise contracts.asset_invalid("Videos must be MP4, MOV or WebM files.")
+        if not container.streams.video:
+            raise contracts.asset_invalid("The file has no video stream.")
+        stream = container.streams.video[0]
+        codec = VIDEO_CODECS.get(stream.codec_context.name)
+        if codec is None:
+            raise contracts.asset_invalid(
+                f"The video codec '{stream.codec_context.name}' is not supported "
+                "(use H.264, H.265, VP8, VP9, AV1 or ProRes)."
+            )
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width <= 0 or height <= 0 or width * height > MAX_VIDEO_PIXELS:
+            raise contracts.asset_invalid(f"The video frame size {width}x{height} is not supported.")
+        duration_s = None
+        if container.duration is not None and container.duration > 0:
+            duration_s = container.duration / 1_000_000
+        elif stream.duration is not None and stream.time_base is not None:
+            duration_s = float(stream.duration * stream.time_base)
+        if not duration_s or duration_s <= 0:
+            raise contracts.asset_invalid("The video's duration could not be determined.")
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else None
+        has_audio = bool(container.streams.audio)
+        # One decoded frame proves the stream is real (catches truncated/garbage payloads).
+        frame = next(container.decode(stream), None)
+        if frame is None:
+            raise contracts.asset_invalid("The video contains no decodable frames.")
+    return contracts.MediaInfo(kind="video", format=fmt, codec=codec, width=width, height=height,
+                               duration_s=duration_s, fps=fps, has_audio=has_audio)

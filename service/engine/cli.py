@@ -1,0 +1,99 @@
+"""``callboard render``: run the offline engine on local files.
+
+    callboard render --character FILE --reference FILE --out FILE [--ratio R]
+                     [--expression-intensity N] [--body-control/--no-body-control] [--seed N]
+
+The character's kind (image or video) is found by probing it. A progress bar goes to
+stderr; on success the output path and the real-time factor (render seconds per clip
+second) go to stdout and the exit code is 0. Bad input (including any ``EngineError``)
+prints one line to stderr and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+from service.engine import contracts
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callboard render",
+        description="Render a character performance offline (no network, CPU only).")
+    parser.add_argument("--character", required=True, type=pathlib.Path,
+                        help="character image (JPEG/PNG/WebP) or video (MP4/MOV/WebM)")
+    parser.add_argument("--reference", required=True, type=pathlib.Path,
+                        help="driving performance video, 3-30 s")
+    parser.add_argument("--out", required=True, type=pathlib.Path, help="output MP4 path")
+    parser.add_argument("--ratio", default="1280:720", choices=list(contracts.RATIOS),
+                        help="output size (default 1280:720)")
+    parser.add_argument("--expression-intensity", type=int, default=3, choices=range(1, 6),
+                        metavar="{1..5}", help="expression transfer strength, 3 = faithful")
+    parser.add_argument("--body-control", action=argparse.BooleanOptionalAction, default=True,
+                        help="shoulders follow the performer (default on)")
+    parser.add_argument("--seed", type=int, default=0, help="0..4294967295 (camera motion)")
+    return parser
+
+
+class _Bar:
+    """A one-line progress bar on stderr, redrawn only when the shown percent changes."""
+
+    def __init__(self) -> None:
+        self._shown = -1
+
+    def __call__(self, fraction: float) -> None:
+        percent = int(fraction * 100)
+        if percent != self._shown:
+            self._shown = percent
+            filled = percent * 30 // 100
+            sys.stderr.write(f"\rrendering [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}%")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self._shown >= 0:
+            sys.stderr.write("\n")
+
+
+def main(argv: list[str]) -> int:
+    """Entry point; returns the process exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage line
+        return int(exc.code or 0) and 2
+    if not 0 <= args.seed <= 0xFFFFFFFF:
+        print("error: --seed must be between 0 and 4294967295", file=sys.stderr)
+        return 2
+
+    from service.engine import assets, pipeline
+
+    bar = _Bar()
+    started = time.monotonic()
+    try:
+        info = assets.probe(args.character)
+        request = contracts.RenderRequest(
+            character_path=args.character, character_type=info.kind,
+            reference_path=args.reference, output_path=args.out, ratio=args.ratio,
+            expression_intensity=args.expression_intensity, body_control=args.body_control,
+            seed=args.seed)
+        result = pipeline.render(request, progress=bar)
+    except contracts.EngineError as exc:
+        bar.done()
+        print(f"error: {exc.message} ({exc.failure_code})", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        bar.done()
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    bar.done()
+    elapsed = time.monotonic() - started
+    print(f"{args.out}  {result.width}x{result.height} {result.frames} frames "
+          f"{result.duration_s:.2f} s  RTF {elapsed / result.duration_s:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

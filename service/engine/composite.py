@@ -1,0 +1,162 @@
+"""Layering: background protection, the mouth interior and the camera's drift.
+
+* ``clean_plate`` removes the person from a still picture once (inpainted at low
+  resolution), so whatever the moving head uncovers shows plausible background.
+* ``blend_person`` lays the warped person over the background with the warped, feathered
+  person mask, so background pixels are never dragged along by the head.
+* ``MouthPainter`` fills the character's parted lips with the driver's own mouth interior
+  (teeth, tongue, shading), colour-matched to the character's skin tone.
+* ``CameraDrift`` is the subtle, seeded hand-held motion of an image character's shot.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from service.engine import topology
+
+
+def clean_plate(image: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """The picture with the (dilated) person area inpainted from its surroundings."""
+    import cv2
+
+    h, w = image.shape[:2]
+    factor = 4
+    small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    mask = cv2.resize((person > 0.2).astype(np.uint8) * 255, (w // factor, h // factor),
+                      interpolation=cv2.INTER_NEAREST)
+    mask = cv2.dilate(mask, np.ones((5, 5), np.uint8), iterations=2)
+    filled = cv2.inpaint(small, mask, 5, cv2.INPAINT_TELEA)
+    filled = cv2.GaussianBlur(filled, (0, 0), 2)
+    big = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
+    big_mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)[..., None] / 255
+    return (big * big_mask + image * (1 - big_mask)).astype(np.uint8)
+
+
+def person_mask(segmentation: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """Soft person mask: the segmentation, with the face outline always included.
+
+    Selfie segmentation can miss stylised (cartoon) faces; the landmarks cannot.
+    """
+    import cv2
+
+    hull = np.zeros(segmentation.shape, dtype=np.uint8)
+    cv2.fillPoly(hull, [np.round(face[topology.FACE_OVAL, :2]).astype(np.int32)], (255,))
+    size = float(np.ptp(face[:, 0]))
+    k = max(3, int(size * 0.08)) | 1
+    hull_f = cv2.GaussianBlur(hull, (k, k), 0).astype(np.float32) / 255
+    mask = np.maximum(segmentation, hull_f)
+    return cv2.GaussianBlur(mask, (5, 5), 0)
+
+
+def mask_box(mask: np.ndarray, threshold: float = 0.05) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) bounding the mask's pixels above ``threshold`` (whole image if none)."""
+    import cv2
+
+    h, w = mask.shape
+    small = cv2.resize(mask, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    x, y, bw, bh = cv2.boundingRect((small > threshold).astype(np.uint8))
+    if bw == 0 or bh == 0:
+        return 0, 0, w, h
+    return max(0, x * 4 - 4), max(0, y * 4 - 4), min(w, (x + bw) * 4 + 4), min(h, (y + bh) * 4 + 4)
+
+
+def blend_person(person: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """person * alpha + background * (1 - alpha), alpha float32 (H, W) in 0..1."""
+    import cv2
+
+    return cv2.blendLinear(person, background, alpha, 1.0 - alpha)
+
+
+class MouthPainter:
+    """Paints the driver's mouth interior into the character's parted lips."""
+
+    def __init__(self, char_skin: np.ndarray, driver_skin: np.ndarray) -> None:
+        # Per-channel gain that brings the driver's lighting/white balance to the character's.
+        self._gain = np.clip(char_skin / np.maximum(driver_skin, 1.0), 0.6, 1.6).astype(np.float32)
+
+    @staticmethod
+    def skin_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Mean BGR around the cheek landmarks."""
+        h, w = image.shape[:2]
+        size = max(2, int(0.02 * float(np.ptp(points[:, 0]))))
+        samples = []
+        for x, y in np.round(points[topology.CHEEKS, :2]).astype(int):
+            patch = image[max(0, y - size):min(h, y + size), max(0, x - size):min(w, x + size)]
+            if patch.size:
+                samples.append(patch.reshape(-1, 3).mean(axis=0))
+        return np.mean(samples, axis=0) if samples else np.full(3, 128.0)
+
+    def paint(self, out: np.ndarray, dst: np.ndarray, driver: np.ndarray,
+              driver_pts: np.ndarray, strength: float) -> None:
+        """Fill ``out``'s mouth opening at ``dst`` (478, 2+) from the driver frame, in place.
+
+        ``strength`` (0..1) fades the fill in as the driver's lips part.
+        """
+        import cv2
+
+        if strength <= 0.01:
+            return
+        poly_dst = dst[topology.INNER_LIPS, :2].astype(np.float32)
+        poly_src = driver_pts[topology.INNER_LIPS, :2].astype(np.float32)
+        h, w = out.shape[:2]
+        x0, y0 = np.floor(poly_dst.min(axis=0)).astype(int) - 3
+        x1, y1 = np.ceil(poly_dst.max(axis=0)).astype(int) + 4
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        if x1 - x0 < 3 or y1 - y0 < 2:
+            return
+        affine, _ = cv2.estimateAffine2D(poly_src, poly_dst - [x0, y0], method=cv2.LMEDS)
+        if affine is None:
+            return
+        interior = cv2.warpAffine(driver, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        interior *= self._gain * 0.92  # a touch darker: the inside of a mouth is shaded
+        mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+        cv2.fillPoly(mask, [np.round((poly_dst - [x0, y0]) * 4).astype(np.int32)], (255,),
+                     cv2.LINE_AA, 2)
+        alpha = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] * (strength / 255)
+        region = out[y0:y1, x0:x1]
+        region[:] = np.clip(interior * alpha + region * (1 - alpha), 0, 255).astype(np.uint8)
+
+
+def mouth_gap(points: np.ndarray) -> float:
+    """Inner-lip opening as a fraction of mouth width."""
+    a, b = topology.MOUTH_CORNERS
+    width = float(np.linalg.norm(points[a, :2] - points[b, :2])) or 1.0
+    pairs = topology.MOUTH_PAIRS
+    return float(np.linalg.norm(points[pairs[:, 0], :2] - points[pairs[:, 1], :2], axis=1).mean() / width)
+
+
+class CameraDrift:
+    """Slow, seeded camera motion: a gentle zoom (1.015-1.025), pan and roll.
+
+    Always zoomed in a little more than the pan can reveal, so no border ever shows. The
+    motion is a sum of slow sinusoids whose phases and frequencies come from the seed:
+    the same seed gives the same shot.
+    """
+
+    def __init__(self, seed: int, width: int, height: int) -> None:
+        rng = np.random.default_rng(seed)
+        self._w, self._h = width, height
+        self._freq = rng.uniform(0.03, 0.09, size=(4, 2))  # Hz, two sinusoids per channel
+        self._phase = rng.uniform(0, 2 * math.pi, size=(4, 2))
+        # Amplitudes: zoom, pan x / y (px), roll (degrees). Kept well below a performer's
+        # own head motion so the shot feels alive without competing with the acting.
+        self._amp = np.array([0.005, 0.0025 * width, 0.0025 * height, 0.1])
+
+    def matrix(self, t: float) -> np.ndarray:
+        import cv2
+
+        waves = np.sin(2 * math.pi * self._freq * t + self._phase).mean(axis=1) * self._amp
+        zoom = 1.02 + waves[0]
+        m = np.array(cv2.getRotationMatrix2D((self._w / 2, self._h / 2), float(waves[3]), float(zoom)),
+                     dtype=np.float64)
+        return np.hstack([m[:, :2], (m[:, 2] + waves[1:3])[:, None]])
+
+    def apply(self, frame: np.ndarray, t: float) -> np.ndarray:
+        import cv2
+
+        return cv2.warpAffine(frame, self.matrix(t), (self._w, self._h), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REFLECT)

@@ -1,0 +1,115 @@
+"""The driver (reference) side: track the performer's face, frame by frame.
+
+``stream`` decodes the reference at the output rate and yields, per output frame, the
+performer's smoothed landmarks together with the frame itself (the mouth interior is
+taken from it). It is meant to run on a background thread (see ``video.prefetch``) so
+that face tracking overlaps rendering.
+
+Frames where the face is lost hold the last tracked landmarks; frames before the first
+detection use the first detection. Smoothing is a One-Euro filter in face widths, so
+detector jitter never reaches the pixels while blinks stay sharp. When the face is
+missing from more than half of the clip the stream raises ASSET.INVALID as soon as that
+is certain (not only at the end).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from service.engine import contracts, landmarks, video
+
+#: Smallest share of reference frames with a tracked face for a render to go ahead.
+MIN_TRACKED = 0.5
+#: Frames sampled across the clip to choose the performer's rest expression.
+REST_SAMPLES = 24
+#: One-Euro parameters for the driver landmarks (face widths, Hz).
+MIN_CUTOFF = 2.0
+BETA = 8.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverSample:
+    """One output frame's worth of driver: landmarks (478, 3) in reference pixels.
+
+    ``frame`` is the BGR reference frame, or None for frames before the face was first
+    found (their landmarks are the first detection's).
+    """
+
+    points: np.ndarray
+    frame: np.ndarray | None
+
+
+def _lost(found: int, count: int) -> contracts.EngineError:
+    return contracts.asset_invalid(
+        "The performer's face in the reference video could not be tracked for most of the "
+        f"clip (found in {found / max(1, count):.0%} of frames); use a clip with a clearly "
+        "visible face.")
+
+
+def rest_pose(path: pathlib.Path, fps: int, count: int,
+              step: Callable[[], None] = lambda: None) -> np.ndarray | None:
+    """Landmarks of the performer at rest: eyes at their usual opening, lips closest.
+
+    Expressions are transferred as changes from this frame. Using the first frame instead
+    would make a clip that starts mid-word (mouth open) drive the character's mouth
+    *shut* whenever the performer closes theirs. ``REST_SAMPLES`` frames spread over the
+    clip are examined (a bounded cost whatever the length); None if no face is found.
+    ``step()`` runs after each decoded frame (progress, cancellation).
+    """
+    from service.engine import composite, retarget
+
+    stride = max(1, count // REST_SAMPLES)
+    found = []
+    with landmarks.FaceTracker(video=False) as tracker:
+        for i, frame in enumerate(video.iter_frames(path, fps, count)):
+            step()
+            if i % stride == 0:
+                points = tracker.detect(frame)
+                if points is not None:
+                    found.append(points)
+    if not found:
+        return None
+    eyes = np.array([sum(retarget.DriverModel.eye_openness(p)) for p in found])
+    gaps = np.array([composite.mouth_gap(p) for p in found])
+    usual = np.abs(eyes / np.median(eyes) - 1.0) <= 0.12
+    return found[int(np.argmin(np.where(usual, gaps, np.inf)))]
+
+
+def stream(path: pathlib.Path, fps: int, count: int) -> Iterator[DriverSample]:
+    """Yield ``count`` samples of the performer, tracked and smoothed."""
+    pending = 0  # frames seen before the first detection
+    missed = 0
+    found_count = 0
+    smoother = landmarks.OneEuroFilter(fps, min_cutoff=MIN_CUTOFF, beta=BETA)
+    unit = 1.0
+    held: np.ndarray | None = None
+    allowed_misses = count - int(np.ceil(MIN_TRACKED * count))
+    with landmarks.FaceTracker(video=True) as tracker:
+        for frame in video.iter_frames(path, fps, count):
+            found = tracker.detect(frame)
+            if found is None:
+                missed += 1
+                if missed > allowed_misses:
+                    raise _lost(found_count, count)
+                if held is None:
+                    pending += 1
+                    continue
+            else:
+                found_count += 1
+                if held is None:
+                    unit = landmarks.face_size(found)
+                    first = smoother(found / unit) * unit
+                    for _ in range(pending):
+                        yield DriverSample(points=first, frame=None)
+                    pending = 0
+                    held = found
+                    yield DriverSample(points=first, frame=frame)
+                    continue
+                held = found
+            yield DriverSample(points=smoother(held / unit) * unit, frame=frame)
+    if held is None:
+        raise _lost(0, count)

@@ -1,0 +1,125 @@
+"""Face landmarks, person segmentation and temporal smoothing.
+
+Only MediaPipe 0.10.21's bundled legacy solutions are used (Apache-2.0 weights that ship
+in the wheel): FaceMesh with iris refinement and SelfieSegmentation. Landmarks are
+returned as float32 (478, 3) arrays in pixels of the analysed image: x right, y down, z
+toward the camera is negative, on the same scale as x (MediaPipe's convention).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from service.engine import topology
+
+# MediaPipe's C++ side logs to stderr through glog/absl; keep a CLI's terminal clean.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _solutions() -> Any:
+    from mediapipe.python import solutions
+
+    return solutions
+
+
+class FaceTracker:
+    """FaceMesh (478 points, iris refined) for one image or one video stream.
+
+    ``video=True`` uses MediaPipe's tracking mode (the previous frame's face seeds the next
+    one), which is both faster and steadier; use one tracker per stream.
+    """
+
+    def __init__(self, *, video: bool, min_confidence: float = 0.5) -> None:
+        self._mesh = _solutions().face_mesh.FaceMesh(
+            static_image_mode=not video, max_num_faces=1, refine_landmarks=True,
+            min_detection_confidence=min_confidence, min_tracking_confidence=0.5)
+
+    def detect(self, bgr: np.ndarray) -> np.ndarray | None:
+        """Landmarks (478, 3) in pixels, or None when no face is found."""
+        import cv2
+
+        height, width = bgr.shape[:2]
+        result = self._mesh.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        if not result.multi_face_landmarks:
+            return None
+        points = result.multi_face_landmarks[0].landmark
+        out = np.empty((len(points), 3), dtype=np.float32)
+        for i, p in enumerate(points):
+            out[i] = (p.x * width, p.y * height, p.z * width)
+        return out
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> FaceTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Segmenter:
+    """SelfieSegmentation: a soft person mask (float32 0..1, image size)."""
+
+    def __init__(self) -> None:
+        self._seg = _solutions().selfie_segmentation.SelfieSegmentation(model_selection=1)
+
+    def mask(self, bgr: np.ndarray) -> np.ndarray:
+        import cv2
+
+        result = self._seg.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return np.clip(result.segmentation_mask, 0.0, 1.0).astype(np.float32)
+
+    def close(self) -> None:
+        self._seg.close()
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def face_size(points: np.ndarray) -> float:
+    """A robust face scale in pixels: distance between the outer eye corners."""
+    a, b = points[topology.RIGHT_EYE_CORNERS[1], :2], points[topology.LEFT_EYE_CORNERS[1], :2]
+    return float(np.linalg.norm(a - b)) or 1.0
+
+
+class OneEuroFilter:
+    """The One-Euro filter (Casiez et al. 2012) over an array of values.
+
+    Low jitter at rest (cut-off ``min_cutoff`` Hz) and low lag in fast motion (the cut-off
+    rises by ``beta`` per unit/s of speed), so detector noise is removed without dulling
+    blinks. Values should be in a normalised unit (here: face widths) for the parameters
+    to mean the same thing at any resolution.
+    """
+
+    def __init__(self, rate: float, min_cutoff: float, beta: float, d_cutoff: float = 1.0) -> None:
+        self._rate = rate
+        self._min_cutoff = min_cutoff
+        self._beta = beta
+        self._d_cutoff = d_cutoff
+        self._x: np.ndarray | None = None
+        self._dx: np.ndarray | None = None
+
+    def _alpha(self, cutoff: np.ndarray | float) -> np.ndarray | float:
+        tau = 1.0 / (2 * np.pi * cutoff)
+        return 1.0 / (1.0 + tau * self._rate)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self._x is None or self._dx is None:
+            self._x = x.astype(np.float64)
+            self._dx = np.zeros_like(self._x)
+            return x.copy()
+        dx = (x - self._x) * self._rate
+        a_d = self._alpha(self._d_cutoff)
+        self._dx = self._dx + a_d * (dx - self._dx)
+        cutoff = self._min_cutoff + self._beta * np.abs(self._dx)
+        a = self._alpha(cutoff)
+        self._x = self._x + a * (x - self._x)
+        return self._x.astype(x.dtype)

@@ -1,0 +1,196 @@
+"""``render``: the whole job, streamed frame by frame.
+
+Order of work: validate both inputs (probe), prepare the character (face, framing,
+segmentation), then stream. Three threads overlap: the driver thread decodes the
+reference and tracks the performer's face (``driver.stream``), the main thread
+retargets, warps, composites, paints the mouth and adds the camera drift, and the
+encoder thread runs x264 and muxes the reference's audio. Queues between them are a few
+frames deep, so memory stays flat whatever the clip length. The output appears
+atomically at ``output_path`` only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pathlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from service.engine import assets, contracts
+
+if TYPE_CHECKING:
+    from service.engine import character, retarget, warp
+
+log = logging.getLogger(__name__)
+
+#: Share of the progress bar spent preparing the character before the first frame.
+PREPARE_SHARE = 0.03
+#: Share of the driver's head pose a video character takes on top of its own motion.
+VIDEO_POSE_GAIN = 0.5
+#: Warp map resolution divisor.
+MAP_DOWNSAMPLE = 4
+#: Reference length tolerance around 3-30 s (container durations are rounded).
+LENGTH_SLACK = 0.05
+
+
+def render(req: contracts.RenderRequest,
+           progress: Callable[[float], None] | None = None,
+           should_cancel: Callable[[], bool] | None = None) -> contracts.RenderResult:
+    """Render ``req`` to ``req.output_path``; see the package docstring for the contract."""
+    width, height = _check_request(req)
+    report = progress or (lambda _p: None)
+    cancelled = should_cancel or (lambda: False)
+    output = pathlib.Path(req.output_path)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    try:
+        result = _render(req, width, height, tmp, report, cancelled)
+        os.replace(tmp, output)
+    except (contracts.EngineError, contracts.RenderCancelled):
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        log.exception("render failed unexpectedly")
+        raise contracts.EngineError("INTERNAL", "The render failed unexpectedly.") from exc
+    report(1.0)
+    return result
+
+
+def _check_request(req: contracts.RenderRequest) -> tuple[int, int]:
+    if req.ratio not in contracts.RATIOS:
+        raise ValueError(f"unknown ratio {req.ratio!r}")
+    if req.expression_intensity not in range(1, 6):
+        raise ValueError("expression_intensity must be 1..5")
+    if not 0 <= req.seed <= 0xFFFFFFFF:
+        raise ValueError("seed must be 0..4294967295")
+    if req.character_type not in ("image", "video"):
+        raise ValueError("character_type must be 'image' or 'video'")
+    return contracts.RATIOS[req.ratio]
+
+
+def reference_frames(duration_s: float) -> int:
+    """Output frame count for a reference of ``duration_s`` seconds."""
+    return max(1, int(round(duration_s * contracts.OUTPUT_FPS)))
+
+
+def _render(req: contracts.RenderRequest, width: int, height: int, tmp: pathlib.Path,
+            report: Callable[[float], None], cancelled: Callable[[], bool]) -> contracts.RenderResult:
+    from service.engine import character, composite, driver, retarget, video, warp
+
+    fps = contracts.OUTPUT_FPS
+    ref = assets.probe(req.reference_path)
+    if ref.kind != "video" or ref.duration_s is None:
+        raise contracts.asset_invalid("The reference must be a video.")
+    if not (contracts.MIN_REFERENCE_S - LENGTH_SLACK <= ref.duration_s
+            <= contracts.MAX_REFERENCE_S + LENGTH_SLACK):
+        raise contracts.asset_invalid(
+            f"The reference video is {ref.duration_s:.1f} s long; it must be 3 to 30 seconds.")
+    char_info = assets.probe(req.character_path)
+    if char_info.kind != req.character_type:
+        raise contracts.asset_invalid(
+            f"The character was declared as {req.character_type} but is {char_info.kind}.")
+    count = reference_frames(ref.duration_s)
+    report(0.0)
+    ticker = _Ticker(report, cancelled)
+    _check_cancel(cancelled)
+
+    # Preparation: PREPARE_SHARE of the bar, half for the character, half for the rest scan.
+    prep_steps = iter(np.linspace(0.0, PREPARE_SHARE / 2, 40))
+    if req.character_type == "image":
+        char: character.StillCharacter | character.VideoCharacter = character.StillCharacter(
+            req.character_path, width, height, step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2)))
+        drift: composite.CameraDrift | None = composite.CameraDrift(req.seed, width, height)
+    else:
+        char = character.VideoCharacter(
+            req.character_path, width, height, count, fps,
+            step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2)))
+        drift = None
+    scanned = iter(range(1, count + 1))
+    rest = driver.rest_pose(
+        req.reference_path, fps, count,
+        step=lambda: ticker.tick(PREPARE_SHARE / 2 * (1 + next(scanned, count) / count)))
+    if rest is None:
+        raise contracts.asset_invalid(
+            "No face was found in the reference video; the performer's face must be clearly visible.")
+    model = retarget.DriverModel(rest)
+    retargeter = retarget.Retargeter(model, intensity=req.expression_intensity,
+                                     body_control=req.body_control,
+                                     pose_gain=1.0 if req.character_type == "image" else VIDEO_POSE_GAIN)
+    neutral_gap = composite.mouth_gap(rest)
+    ticker.tick(PREPARE_SHARE)
+
+    warper = warp.Warper(MAP_DOWNSAMPLE)
+    finish = None if drift is None else (lambda frame, i: drift.apply(frame, i / fps))
+    writer = video.Mp4Writer(tmp, width, height, fps, req.reference_path, count / fps, finish)
+    try:
+        with contextlib.closing(video.prefetch(char.frames())) as char_frames, \
+                contextlib.closing(video.prefetch(driver.stream(req.reference_path, fps, count))) as samples:
+            painter: composite.MouthPainter | None = None
+            driver_skin = None
+            for i, (cf, sample) in enumerate(zip(char_frames, samples, strict=False)):  # chars: endless
+                if driver_skin is None and sample.frame is not None:
+                    driver_skin = composite.MouthPainter.skin_colour(sample.frame, sample.points)
+                if cf.rig is None:  # character face not found yet (video): pass through
+                    out = cf.canvas
+                else:
+                    target = retargeter.target(cf.points, model.decompose(sample.points))
+                    out = _animate(cf, target, warper)
+                    if painter is None and driver_skin is not None:
+                        skin = composite.MouthPainter.skin_colour(cf.canvas, cf.points)
+                        painter = composite.MouthPainter(skin, driver_skin)
+                    if painter is not None and sample.frame is not None:
+                        gap = composite.mouth_gap(sample.points) - neutral_gap
+                        strength = float(np.clip((gap - 0.02) / 0.06, 0.0, 1.0))
+                        painter.paint(out, target.points, sample.frame, sample.points, strength)
+                writer.write(out)
+                ticker.tick(PREPARE_SHARE + (1 - PREPARE_SHARE) * (i + 1) / count)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return contracts.RenderResult(width=width, height=height, fps=fps, frames=count,
+                                  duration_s=count / fps, has_audio=writer.has_audio)
+
+
+def _animate(cf: character.CharacterFrame, target: retarget.TargetFace,
+             warper: warp.Warper) -> np.ndarray:
+    """Warp the character frame to the target face and lay it over its background."""
+    from service.engine import composite
+
+    roi = cf.rig.moving_roi(target, warper.f)
+    shapes, affines, valid = cf.rig.shapes(target)
+    maps = warper.maps(roi, shapes, affines, valid, cf.rig.detail_rois(target))
+    warped = maps.apply(cf.canvas)
+    mask = maps.apply_coarse(cf.mask)
+    ys, xs = roi.slices
+    if cf.background is cf.canvas:
+        # Video: where the person was but no longer is, show the warped picture, not a ghost.
+        mask = np.maximum(mask, cf.mask[ys, xs])
+    out = cf.base.copy()
+    out[ys, xs] = composite.blend_person(warped, cf.background[ys, xs], mask)
+    return out
+
+
+def _check_cancel(cancelled: Callable[[], bool]) -> None:
+    if cancelled():
+        raise contracts.RenderCancelled()
+
+
+class _Ticker:
+    """Per-frame hook: checks cancellation every call, reports progress at most ~20x/s."""
+
+    def __init__(self, report: Callable[[float], None], cancelled: Callable[[], bool]) -> None:
+        self._report, self._cancelled = report, cancelled
+        self._last = 0.0
+
+    def tick(self, value: float) -> None:
+        _check_cancel(self._cancelled)
+        now = time.monotonic()
+        if now - self._last >= 0.05:
+            self._last = now
+            self._report(min(value, 0.999))

@@ -1,0 +1,236 @@
+"""Retargeting: the driver's head pose and expression, applied to the character's face.
+
+The 2.5D model. Each driver frame is split, against the driver's own neutral (first)
+frame, into a rigid head pose (scale, rotation, translation; Umeyama on skull points)
+and an expression (3D landmark offsets in the neutral frame's canonical coordinates).
+The expression is mapped into the character's face (scaled by the size ratio and by
+``expression_intensity``), eyelids are re-placed from each eye's own openness ratio (so a
+wink stays a wink and big cartoon eyes still close fully), and the pose change — damped
+and clamped, so a lean toward the camera can never squash the head — is applied in 3D
+around the character's head centre before projecting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from service.engine import landmarks, topology
+
+#: Expression gain per ``expression_intensity`` (3 = faithful).
+INTENSITY_GAIN = {1: 0.35, 2: 0.7, 3: 1.0, 4: 1.3, 5: 1.6}
+
+#: Pose gains and limits (degrees): faithful in-plane and yaw, slightly damped pitch (a
+#: flat picture cannot show the top of a head), all clamped to what a 2.5D warp survives.
+ROLL_GAIN, YAW_GAIN, PITCH_GAIN = 1.0, 1.0, 0.8
+ROLL_MAX, YAW_MAX, PITCH_MAX = 35.0, 30.0, 22.0
+SCALE_MIN, SCALE_MAX = 0.85, 1.18
+#: FaceMesh's relative depth is deeper than a real head's; turning a picture with it
+#: over-foreshortens the face (measured with an independent detector), so depth is
+#: flattened by this factor for the pose rotation.
+DEPTH_SCALE = 0.8
+#: Head translation gain with and without body control, and the largest move (face widths).
+TRANSLATION_GAIN_BODY, TRANSLATION_GAIN_HEAD_ONLY = 1.0, 0.35
+TRANSLATION_MAX = 0.9
+#: How much the torso follows the head's translation when body control is on.
+TORSO_FOLLOW = 0.75
+#: Closing point of an eye between the lids, measured from the lower lid.
+EYE_CLOSE_POINT = 0.3
+#: Eye openness ratio (to rest) at which FaceMesh's lids are in fact shut: its contour
+#: never fully meets, so ratios are rescaled to make a real blink a full close.
+EYE_SHUT_RATIO = 0.28
+#: Furthest the pupils may travel, in eye widths.
+GAZE_MAX = 0.18
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity with ``dst ≈ s * R @ src + t`` (Umeyama 1991), any dim."""
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    sc, dc = src - mu_s, dst - mu_d
+    cov = dc.T @ sc / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.ones(len(d))
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1
+    rot = u @ np.diag(sign) @ vt
+    var = (sc ** 2).sum() / len(src)
+    scale = float((d * sign).sum() / var) if var > 0 else 1.0
+    return scale, rot, mu_d - scale * rot @ mu_s
+
+
+def euler(rot: np.ndarray) -> tuple[float, float, float]:
+    """(roll, yaw, pitch) in degrees for ``rot = Rz(roll) @ Ry(yaw) @ Rx(pitch)``."""
+    yaw = math.asin(float(np.clip(-rot[2, 0], -1.0, 1.0)))
+    pitch = math.atan2(rot[2, 1], rot[2, 2])
+    roll = math.atan2(rot[1, 0], rot[0, 0])
+    return math.degrees(roll), math.degrees(yaw), math.degrees(pitch)
+
+
+def from_euler(roll: float, yaw: float, pitch: float) -> np.ndarray:
+    r, y, p = (math.radians(v) for v in (roll, yaw, pitch))
+    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    return rz @ ry @ rx
+
+
+def _eye_openness(points: np.ndarray, upper: np.ndarray, lower: np.ndarray,
+                  corners: tuple[int, int]) -> float:
+    width = np.linalg.norm(points[corners[0]] - points[corners[1]]) or 1.0
+    return float(np.linalg.norm(points[upper] - points[lower], axis=1).mean() / width)
+
+
+def _gaze(points: np.ndarray, iris: np.ndarray, corners: tuple[int, int]) -> np.ndarray:
+    a, b = points[corners[0], :2], points[corners[1], :2]
+    width = np.linalg.norm(a - b) or 1.0
+    return (points[iris[0], :2] - (a + b) / 2) / width
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverFrame:
+    """One driver frame, decomposed against the driver's neutral frame.
+
+    ``expression`` is (478, 3) offsets in the neutral frame's coordinates (driver pixels);
+    ``eyes`` the openness ratio (current / neutral) of the right and left eye; ``gaze``
+    the pupils' offsets from neutral in eye widths (2, 2).
+    """
+
+    scale: float
+    angles: tuple[float, float, float]  # (roll, yaw, pitch) change from rest, degrees
+    centre_shift: np.ndarray  # head centre movement, in neutral face widths (x, y)
+    expression: np.ndarray
+    eyes: tuple[float, float]
+    gaze: np.ndarray
+
+
+class DriverModel:
+    """Decomposes driver landmarks against the driver's neutral (first tracked) frame."""
+
+    def __init__(self, neutral: np.ndarray) -> None:
+        self.neutral = neutral.astype(np.float64)
+        self.size = landmarks.face_size(self.neutral)
+        self._centre = self.neutral[topology.STABLE].mean(axis=0)
+        self._eyes0 = self.eye_openness(self.neutral)
+        self._gaze0 = self._gazes(self.neutral)
+        self._eye_line0 = self._eye_line(self.neutral)
+
+    @staticmethod
+    def _eye_line(points: np.ndarray) -> float:
+        """In-plane angle (degrees) of the line through the two eyes' corner midpoints."""
+        a = points[list(topology.RIGHT_EYE_CORNERS), :2].mean(axis=0)
+        b = points[list(topology.LEFT_EYE_CORNERS), :2].mean(axis=0)
+        return math.degrees(math.atan2(b[1] - a[1], b[0] - a[0]))
+
+    @staticmethod
+    def eye_openness(points: np.ndarray) -> tuple[float, float]:
+        """(right, left) eye opening: mean lid distance over eye width."""
+        return (_eye_openness(points, topology.RIGHT_EYE_UPPER, topology.RIGHT_EYE_LOWER,
+                              topology.RIGHT_EYE_CORNERS),
+                _eye_openness(points, topology.LEFT_EYE_UPPER, topology.LEFT_EYE_LOWER,
+                              topology.LEFT_EYE_CORNERS))
+
+    @staticmethod
+    def _gazes(points: np.ndarray) -> np.ndarray:
+        return np.stack([_gaze(points, topology.RIGHT_IRIS, topology.RIGHT_EYE_CORNERS),
+                         _gaze(points, topology.LEFT_IRIS, topology.LEFT_EYE_CORNERS)])
+
+    def decompose(self, points: np.ndarray) -> DriverFrame:
+        pts = points.astype(np.float64)
+        scale, rot, trans = umeyama(self.neutral[topology.STABLE], pts[topology.STABLE])
+        canonical = ((pts - trans) @ rot) / scale  # back into the neutral frame
+        centre_now = scale * rot @ self._centre + trans
+        shift = (centre_now - self._centre)[:2] / self.size
+        eyes_now = self.eye_openness(canonical)
+        eyes = (eyes_now[0] / max(self._eyes0[0], 1e-6), eyes_now[1] / max(self._eyes0[1], 1e-6))
+        # Roll is read from the eye line in the image: the 3D fit's roll mixes in yaw and
+        # pitch (and depth noise), while the eye line is what a viewer sees tilt.
+        _, yaw, pitch = euler(rot)
+        roll = (self._eye_line(pts) - self._eye_line0 + 180.0) % 360.0 - 180.0
+        return DriverFrame(scale=scale, angles=(roll, yaw, pitch), centre_shift=shift,
+                           expression=canonical - self.neutral, eyes=eyes,
+                           gaze=self._gazes(canonical) - self._gaze0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetFace:
+    """Where the character's face goes in this frame.
+
+    ``points`` (478, 3): destination landmarks in canvas pixels (z for depth order).
+    ``head`` 2x3: the rigid 2D similarity (canvas -> canvas) the head moved by, for hair,
+    ears and the eyeballs. ``gaze_px`` (2, 2): pupil shift per eye in pixels.
+    ``torso_shift`` (2,): how far the shoulders move, in pixels.
+    """
+
+    points: np.ndarray
+    head: np.ndarray
+    gaze_px: np.ndarray
+    torso_shift: np.ndarray
+
+
+class Retargeter:
+    """Maps driver frames onto one character face (fixed or per-frame for video)."""
+
+    def __init__(self, driver: DriverModel, *, intensity: int, body_control: bool,
+                 pose_gain: float = 1.0) -> None:
+        """``pose_gain`` scales the head pose transfer: 1 for a still character; less for a
+        video character, which keeps its own head motion and has no clean background to
+        reveal behind a moving head."""
+        self._driver = driver
+        self._gain = INTENSITY_GAIN[intensity]
+        self._body = body_control
+        self._pose_gain = pose_gain
+
+    def target(self, char: np.ndarray, frame: DriverFrame) -> TargetFace:
+        """Destination landmarks for character landmarks ``char`` (478, 3) driven by ``frame``."""
+        char = char.astype(np.float64)
+        stable = topology.STABLE
+        s_c, r_c, _ = umeyama(self._driver.neutral[stable], char[stable])
+        # Expression: rotate/scale the driver's offsets into the character's face frame.
+        moved = char + self._gain * s_c * (frame.expression @ r_c.T)
+        self._place_eyelids(char, moved, frame.eyes)
+        # Pose: the change from rest, damped and clamped, applied in the camera frame
+        # around the character's head centre (so a tilt is a tilt whatever the rest pose).
+        roll, yaw, pitch = (a * self._pose_gain for a in frame.angles)
+        rot = from_euler(float(np.clip(roll * ROLL_GAIN, -ROLL_MAX, ROLL_MAX)),
+                         float(np.clip(yaw * YAW_GAIN, -YAW_MAX, YAW_MAX)),
+                         float(np.clip(pitch * PITCH_GAIN, -PITCH_MAX, PITCH_MAX)))
+        scale = float(np.clip(1.0 + (frame.scale - 1.0) * self._pose_gain, SCALE_MIN, SCALE_MAX))
+        size = landmarks.face_size(char)
+        gain = (TRANSLATION_GAIN_BODY if self._body else TRANSLATION_GAIN_HEAD_ONLY) * self._pose_gain
+        shift2 = np.clip(frame.centre_shift * gain, -TRANSLATION_MAX, TRANSLATION_MAX) * size
+        centre = char[stable].mean(axis=0)
+        shift = np.array([shift2[0], shift2[1], 0.0])
+        offsets = (moved - centre) * np.array([1.0, 1.0, DEPTH_SCALE])
+        points = offsets @ (scale * rot).T + centre + shift
+        s2, r2, t2 = umeyama(char[stable, :2], points[stable, :2])
+        head = np.hstack([s2 * r2, t2[:, None]])
+        gaze = np.clip(frame.gaze, -GAZE_MAX, GAZE_MAX)
+        eye_w = np.array([
+            np.linalg.norm(char[topology.RIGHT_EYE_CORNERS[0], :2] - char[topology.RIGHT_EYE_CORNERS[1], :2]),
+            np.linalg.norm(char[topology.LEFT_EYE_CORNERS[0], :2] - char[topology.LEFT_EYE_CORNERS[1], :2])])
+        gaze_px = (gaze * eye_w[:, None]) @ (s2 * r2).T
+        torso = shift2 * TORSO_FOLLOW if self._body else np.zeros(2)
+        return TargetFace(points=points.astype(np.float32), head=head, gaze_px=gaze_px,
+                          torso_shift=torso)
+
+    def _place_eyelids(self, char: np.ndarray, moved: np.ndarray, eyes: tuple[float, float]) -> None:
+        """Re-place each eye's lid contour from that eye's own openness ratio (in place).
+
+        The lids close toward a line a little above the lower lid, scaled to the
+        character's own eye opening, so the eye closes fully whatever its size.
+        """
+        for ratio, upper, lower, corners in (
+                (eyes[0], topology.RIGHT_EYE_UPPER, topology.RIGHT_EYE_LOWER, topology.RIGHT_EYE_CORNERS),
+                (eyes[1], topology.LEFT_EYE_UPPER, topology.LEFT_EYE_LOWER, topology.LEFT_EYE_CORNERS)):
+            if ratio < 1.0:
+                ratio = max(0.0, (ratio - EYE_SHUT_RATIO) / (1.0 - EYE_SHUT_RATIO))
+            r = float(np.clip(1.0 + self._gain * (ratio - 1.0), 0.0, 1.35))
+            u0, l0 = char[upper], char[lower]
+            mid = l0 + EYE_CLOSE_POINT * (u0 - l0)
+            # The eye as a whole still follows the face (cheeks, brows) via its corners.
+            idx = list(corners)
+            drift = (moved[idx] - char[idx]).mean(axis=0)
+            moved[upper] = mid + (u0 - mid) * r + drift
+            moved[lower] = mid + (l0 - mid) * r + drift

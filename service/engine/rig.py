@@ -1,0 +1,184 @@
+"""The character's warp rig: control points around the face mesh and their motion.
+
+Around the 468-point face mesh the rig adds rings that give the rest of the picture a
+sensible motion: hair and ears ride rigidly with the head (ring 1 and the upper part of
+ring 2), the neck blends from head to torso, shoulders follow the torso (when body
+control is on) and the background ring and canvas border stay put. The eye openings move
+rigidly with the head (so lids slide over the eyeballs rather than squashing them, and
+the pupils can follow the driver's gaze) and the mouth opening is filled separately.
+
+``shapes`` turns one ``TargetFace`` into the painted shapes the ``Warper`` consumes:
+background triangles, then the eye and mouth openings, then the face triangles sorted
+far-to-near, which is what makes a turned head occlude itself instead of folding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.engine import retarget, topology, warp
+
+RING_SCALES = (1.3, 1.75, 2.7)
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def _apply(affine: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ affine[:, :2].T + affine[:, 2]
+
+
+def _invert(affine: np.ndarray) -> np.ndarray:
+    lin = np.linalg.inv(affine[:, :2])
+    return np.hstack([lin, (-lin @ affine[:, 2])[:, None]])
+
+
+def _eyeball_affine(src_corners: np.ndarray, dst_corners: np.ndarray, scale: float) -> np.ndarray:
+    """dst -> src affine taking the dst eye corners onto the src ones; across the eye,
+    dst distances shrink by the head's ``scale``."""
+    u0, u1 = src_corners[1] - src_corners[0], dst_corners[1] - dst_corners[0]
+    n0 = np.array([-u0[1], u0[0]]) / (np.linalg.norm(u0) or 1.0)
+    n1 = np.array([-u1[1], u1[0]]) / (np.linalg.norm(u1) or 1.0)
+    basis_dst = np.column_stack([u1, n1])
+    if abs(np.linalg.det(basis_dst)) < 1e-9:
+        return np.hstack([np.eye(2), (src_corners[0] - dst_corners[0])[:, None]])
+    lin = np.column_stack([u0, n0 / scale]) @ np.linalg.inv(basis_dst)
+    return np.hstack([lin, (src_corners[0] - lin @ dst_corners[0])[:, None]])
+
+
+class Rig:
+    """Control points and background triangulation for one set of source landmarks."""
+
+    def __init__(self, source: np.ndarray, width: int, height: int,
+                 person_box: tuple[int, int, int, int] | None = None) -> None:
+        """``source`` landmarks (478, 3) on a ``width`` x ``height`` canvas; ``person_box``
+        (x0, y0, x1, y1) bounds the person mask, which limits the torso's moving region."""
+        from scipy.spatial import Delaunay
+
+        self.source = source.astype(np.float64)
+        self.person_box = person_box or (0, 0, width, height)
+        self.width, self.height = width, height
+        face2 = self.source[:468, :2]
+        oval = face2[topology.FACE_OVAL]
+        centre = self.source[topology.STABLE, :2].mean(axis=0)
+        rings = [centre + (oval - centre) * s for s in RING_SCALES]
+        lo = np.minimum(np.vstack([*rings, [[0, 0]]]).min(axis=0), 0) - 8
+        hi = np.maximum(np.vstack([*rings, [[width, height]]]).max(axis=0), [width, height]) + 8
+        xs, ys = np.linspace(lo[0], hi[0], 7), np.linspace(lo[1], hi[1], 5)
+        border = np.array([[x, lo[1]] for x in xs] + [[x, hi[1]] for x in xs]
+                          + [[lo[0], y] for y in ys[1:-1]] + [[hi[0], y] for y in ys[1:-1]])
+        self.extra_src = np.vstack([*rings, border])
+        n_ring = len(topology.FACE_OVAL)
+        self._ring_sizes = (n_ring, n_ring, n_ring, len(border))
+        # Background triangulation over the oval + extra points; drop the face interior.
+        pts = np.vstack([oval, self.extra_src])
+        tri = Delaunay(pts).simplices
+        tri = tri[~(tri < n_ring).all(axis=1)]
+        # Re-index into the combined [468 face points, extra points] array.
+        index = np.concatenate([topology.FACE_OVAL, 468 + np.arange(len(self.extra_src))])
+        self.background = index[tri].astype(np.int32)
+        self.faces = topology.face_triangles()
+        self.src_all = np.vstack([face2, self.extra_src])
+        chin_y = self.source[topology.CHIN, 1]
+        face_h = chin_y - self.source[topology.FOREHEAD, 1]
+        # Weight of torso (vs head / background) motion for each extra point, by height.
+        extra_y = self.extra_src[:, 1]
+        self._torso_w = _smoothstep(extra_y, chin_y - 0.1 * face_h, chin_y + 0.5 * face_h)
+        self._is_head = np.zeros(len(self.extra_src), dtype=bool)
+        self._is_head[: 2 * n_ring] = True  # rings 1-2 belong to the head, ring 3 and border don't
+        self.face_height = face_h
+
+    def shapes(self, target: retarget.TargetFace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Destination polygons (K, 3, 2), their dst->src affines (K, 2, 3), valid (K,)."""
+        dst_face = target.points[:468, :2].astype(np.float64)
+        head_xy = _apply(target.head, self.extra_src)
+        torso_xy = self.extra_src + target.torso_shift
+        w = self._torso_w[:, None]
+        static_or_torso = self.extra_src * (1 - w) + torso_xy * w
+        head_or_torso = head_xy * (1 - w) + torso_xy * w
+        dst_extra = np.where(self._is_head[:, None], head_or_torso, static_or_torso)
+        # Ring 1 sits just outside the face outline: it shares the outline's own motion
+        # (which includes the 3D turn) half-and-half with the rigid head, so the hair at
+        # the cheeks neither tears from a turning face nor gets crossed by it.
+        n = len(topology.FACE_OVAL)
+        oval_move = dst_face[topology.FACE_OVAL] - self.source[topology.FACE_OVAL, :2]
+        dst_extra[:n] = (dst_extra[:n] + self.extra_src[:n] + oval_move) / 2
+        dst_all = np.vstack([dst_face, dst_extra])
+
+        bg_dst, bg_src = dst_all[self.background], self.src_all[self.background]
+        order = np.argsort(-target.points[self.faces, 2].mean(axis=1), kind="stable")
+        faces = self.faces[order]
+        face_dst, face_src = dst_all[faces], self.src_all[faces]
+        tri_dst = np.concatenate([bg_dst, face_dst])
+        tri_src = np.concatenate([bg_src, face_src])
+        affines, valid = warp.triangle_affines(tri_src, tri_dst)
+
+        # Openings: each eyeball spans its eye's corners (so a turned head foreshortens it
+        # along the eye) at the head's scale across it, shifted by the gaze; the lids then
+        # slide over it instead of squashing it. The mouth opening rides with the head.
+        inv_head = _invert(target.head)
+        head_scale = float(np.sqrt(abs(np.linalg.det(target.head[:, :2])))) or 1.0
+        hole_polys, hole_affines = [], []
+        eyes = ((topology.RIGHT_EYE_RING, topology.RIGHT_EYE_CORNERS, topology.RIGHT_EYE_UPPER,
+                 topology.RIGHT_EYE_LOWER, target.gaze_px[0]),
+                (topology.LEFT_EYE_RING, topology.LEFT_EYE_CORNERS, topology.LEFT_EYE_UPPER,
+                 topology.LEFT_EYE_LOWER, target.gaze_px[1]))
+        for ring, corners, upper, lower, gaze in eyes:
+            src_c = self.source[list(corners), :2]
+            dst_c = dst_face[list(corners)]
+            # A widened eye stretches the eyeball to fill it rather than showing the lids.
+            src_open = np.linalg.norm(self.source[upper, :2] - self.source[lower, :2], axis=1).mean()
+            dst_open = np.linalg.norm(dst_face[upper] - dst_face[lower], axis=1).mean()
+            across = head_scale * max(1.0, dst_open / max(src_open * head_scale, 1e-6))
+            hole_polys.append(dst_face[ring])
+            hole_affines.append(_eyeball_affine(src_c, dst_c + gaze, across))
+        hole_polys.append(dst_face[topology.INNER_LIPS])
+        hole_affines.append(inv_head)
+        # Fan-triangulate each opening (fillConvexPoly needs convex pieces).
+        fan_dst, fan_aff = [], []
+        for poly, aff in zip(hole_polys, hole_affines, strict=True):
+            centre = poly.mean(axis=0)
+            nxt = np.roll(poly, -1, axis=0)
+            fan_dst.append(np.stack([np.broadcast_to(centre, poly.shape), poly, nxt], axis=1))
+            fan_aff.append(np.broadcast_to(aff, (len(poly), 2, 3)))
+        holes = np.concatenate(fan_dst)
+        n_bg = len(bg_dst)
+        all_dst = np.concatenate([tri_dst[:n_bg], holes, tri_dst[n_bg:]])
+        all_aff = np.concatenate([affines[:n_bg], np.concatenate(fan_aff), affines[n_bg:]])
+        all_valid = np.concatenate([valid[:n_bg], np.ones(len(holes), dtype=bool), valid[n_bg:]])
+        return all_dst, all_aff, all_valid
+
+    def detail_rois(self, target: retarget.TargetFace) -> list[tuple[warp.Roi, int]]:
+        """Finer sampling where pieces with very different motion meet: the head (every
+        2 px), the eyes and the mouth (every pixel)."""
+        face = target.points[:468, :2]
+        src = self.source[:468, :2]
+        head = np.vstack([face, src])
+        out = [(warp.Roi.around(head, 0.08 * self.face_height, self.width, self.height, 2), 2)]
+        for ring in (topology.RIGHT_EYE_RING, topology.LEFT_EYE_RING, topology.INNER_LIPS):
+            pts = np.vstack([face[ring], src[ring]])
+            out.append((warp.Roi.around(pts, 0.04 * self.face_height + 3, self.width, self.height, 1), 1))
+        return out
+
+    def moving_roi(self, target: retarget.TargetFace, align: int) -> warp.Roi:
+        """The canvas region where the warp can differ from identity this frame.
+
+        The head rings and the face (source and destination) always; with a torso shift
+        also the person's box from the neck down (moved by the shift): the warp moves the
+        whole band below the chin, but outside the person the background plate shows.
+        """
+        n = len(topology.FACE_OVAL)
+        every = np.vstack([target.points[:468, :2], self.extra_src[: 3 * n],
+                           _apply(target.head, self.extra_src[: 2 * n])])
+        roi = warp.Roi.around(every, 4, self.width, self.height, align)
+        if np.any(target.torso_shift):
+            top = max(0.0, self.source[topology.CHIN, 1] - 0.1 * self.face_height)
+            x0, y0, x1, y1 = self.person_box
+            dx, dy = np.abs(target.torso_shift) + 4
+            body = np.array([[x0 - dx, max(top, y0 - dy)], [x1 + dx, y1 + dy]])
+            both = warp.Roi.around(np.vstack([body, [[roi.x0, roi.y0], [roi.x1, roi.y1]]]), 0,
+                                   self.width, self.height, align)
+            roi = warp.Roi(both.x0, both.y0, both.x1, self.height if y1 >= self.height - 2 else both.y1)
+        return roi

@@ -1,0 +1,95 @@
+"""Make small test clips from the shared media by re-encoding with PyAV.
+
+Tests never ship media: they cut what they need (short, small, odd codecs) from the
+shared fixtures at run time, into a temporary directory.
+"""
+
+from __future__ import annotations
+
+import fractions
+import hashlib
+import os
+import pathlib
+from collections.abc import Iterator
+
+import av
+import cv2
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+MEDIA = pathlib.Path(os.environ.get("CALLBOARD_TEST_MEDIA", REPO.parent / "shared" / "media"))
+
+
+def cut(src: pathlib.Path, dst: pathlib.Path, start: float, duration: float, *,
+        size: tuple[int, int] | None = None, codec: str = "libx264", fmt: str = "mp4",
+        audio: bool = True, pix_fmt: str = "yuv420p") -> pathlib.Path:
+    """Re-encode ``duration`` seconds of ``src`` from ``start`` (optionally resized)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt) as out:
+        vin = inp.streams.video[0]
+        rate = vin.average_rate or fractions.Fraction(30)
+        vout = out.add_stream(codec, rate=rate)
+        width, height = size or (vin.codec_context.width, vin.codec_context.height)
+        vout.width, vout.height, vout.pix_fmt = width, height, pix_fmt
+        if codec == "libx264":
+            vout.options = {"preset": "ultrafast"}
+        ain = inp.streams.audio[0] if (audio and inp.streams.audio) else None
+        aout = out.add_stream("aac" if fmt != "webm" else "libopus", rate=48000) if ain else None
+        resampler = av.AudioResampler(format="fltp" if fmt != "webm" else "s16", layout="stereo",
+                                      rate=48000) if ain else None
+        streams = [vin] + ([ain] if ain else [])
+        n_video = 0
+        n_samples = 0
+        for packet in inp.demux(*streams):
+            for frame in packet.decode():
+                t = frame.time
+                if t is None or t < start or t >= start + duration:
+                    continue
+                if isinstance(frame, av.VideoFrame):
+                    img = frame.to_ndarray(format="rgb24")
+                    if size:
+                        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+                    vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+                    vf.pts = n_video
+                    vf.time_base = 1 / rate
+                    n_video += 1
+                    out.mux(vout.encode(vf))
+                elif aout is not None and resampler is not None:
+                    for af in resampler.resample(frame):
+                        af.pts = n_samples
+                        af.time_base = fractions.Fraction(1, 48000)
+                        n_samples += af.samples
+                        out.mux(aout.encode(af))
+        out.mux(vout.encode(None))
+        if aout is not None:
+            out.mux(aout.encode(None))
+    return dst
+
+
+def synthetic(dst: pathlib.Path, duration: float, *, size: tuple[int, int] = (64, 64),
+              fps: int = 24) -> pathlib.Path:
+    """A small grey clip of ``duration`` seconds (for length checks; no face)."""
+    with av.open(str(dst), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        grey = np.full((size[1], size[0], 3), 128, dtype=np.uint8)
+        for i in range(int(round(duration * fps))):
+            frame = av.VideoFrame.from_ndarray(grey, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return dst
+
+
+def frames(path: pathlib.Path, scale: float = 1.0) -> Iterator[np.ndarray]:
+    """Decoded BGR frames of a video, optionally downscaled."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            img = frame.to_ndarray(format="bgr24")
+            if scale != 1.0:
+                img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            yield img
+
+
+def frame_hashes(path: pathlib.Path) -> list[str]:
+    return [hashlib.sha256(f.tobytes()).hexdigest() for f in frames(path)]

@@ -1,0 +1,90 @@
+"""Pure geometry of the engine: pose fitting, warps, framing, smoothing, camera drift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.engine import composite, framing, landmarks, retarget, topology, warp
+
+
+def test_umeyama_recovers_a_similarity_in_3d() -> None:
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(30, 3))
+    rot = retarget.from_euler(10, -20, 5)
+    dst = 1.7 * src @ rot.T + [3, -2, 1]
+    scale, fitted, trans = retarget.umeyama(src, dst)
+    assert scale == pytest.approx(1.7)
+    np.testing.assert_allclose(fitted, rot, atol=1e-9)
+    np.testing.assert_allclose(trans, [3, -2, 1], atol=1e-9)
+
+
+@pytest.mark.parametrize("angles", [(0, 0, 0), (12, -25, 8), (-30, 15, -20)])
+def test_euler_round_trips(angles: tuple[float, float, float]) -> None:
+    assert retarget.euler(retarget.from_euler(*angles)) == pytest.approx(angles)
+
+
+def test_triangle_affines_map_destination_corners_onto_source_corners() -> None:
+    rng = np.random.default_rng(2)
+    src, dst = rng.random((40, 3, 2)) * 100, rng.random((40, 3, 2)) * 100
+    affines, valid = warp.triangle_affines(src, dst)
+    assert valid.all()
+    mapped = np.einsum("kij,kpj->kpi", affines[:, :, :2], dst) + affines[:, None, :, 2]
+    np.testing.assert_allclose(mapped, src, atol=1e-9)
+
+
+def test_degenerate_triangles_are_marked_invalid() -> None:
+    dst = np.array([[[0, 0], [1, 1], [2, 2]]], dtype=float)
+    _, valid = warp.triangle_affines(dst, dst)
+    assert not valid.any()
+
+
+def test_identity_warp_leaves_the_image_unchanged() -> None:
+    image = (np.arange(64 * 48 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
+    tri = np.array([[[0, 0], [64, 0], [0, 48]], [[64, 0], [64, 48], [0, 48]]], dtype=float)
+    affines, valid = warp.triangle_affines(tri, tri)
+    maps = warp.Warper(1).maps(warp.Roi(0, 0, 64, 48), tri, affines, valid)
+    np.testing.assert_array_equal(maps.apply(image), image)
+
+
+def test_face_mesh_triangles_are_the_tessellation_without_separating_cycles() -> None:
+    triangles = topology.face_triangles()
+    assert triangles.shape == (852, 3)
+    assert triangles.max() < 468
+    assert len({tuple(t) for t in triangles}) == len(triangles)
+
+
+@pytest.mark.parametrize(("src", "out"), [((512, 512), (1280, 720)), ((512, 512), (720, 1280)),
+                                          ((1920, 1080), (720, 1280)), ((800, 600), (1584, 672))])
+def test_framing_never_stretches_and_keeps_the_face_in_view(src: tuple[int, int], out: tuple[int, int]) -> None:
+    w, h = src
+    face = np.array([[w * 0.4, h * 0.3], [w * 0.6, h * 0.55]])
+    fr = framing.choose(w, h, face, *out)
+    canvas_face = fr.to_canvas(face)
+    assert (canvas_face[:, 0] >= 0).all() and (canvas_face[:, 0] <= out[0]).all()
+    assert (canvas_face[:, 1] >= 0).all() and (canvas_face[:, 1] <= out[1]).all()
+    image = np.full((h, w, 3), 200, dtype=np.uint8)
+    assert framing.render(image, fr).shape == (out[1], out[0], 3)
+
+
+def test_one_euro_filter_removes_jitter_but_follows_a_step() -> None:
+    rng = np.random.default_rng(3)
+    filt = landmarks.OneEuroFilter(24, min_cutoff=1.5, beta=4.0)
+    still = [filt(np.array([0.0]) + rng.normal(scale=0.01, size=1))[0] for _ in range(48)]
+    assert np.std(still[10:]) < 0.006
+    stepped = [filt(np.array([1.0]))[0] for _ in range(6)]
+    assert stepped[-1] > 0.9
+
+
+def test_camera_drift_is_seeded_subtle_and_never_shows_a_border() -> None:
+    a, b = composite.CameraDrift(5, 1280, 720), composite.CameraDrift(5, 1280, 720)
+    c = composite.CameraDrift(6, 1280, 720)
+    for t in (0.0, 3.3, 17.0):
+        np.testing.assert_array_equal(a.matrix(t), b.matrix(t))
+    assert not np.allclose(a.matrix(1.0), c.matrix(1.0))
+    for t in np.linspace(0, 30, 61):
+        m = a.matrix(float(t))
+        inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
+        corners = np.array([[0, 0, 1], [1280, 0, 1], [0, 720, 1], [1280, 720, 1]]) @ inv.T
+        assert (corners[:, 0] >= 0).all() and (corners[:, 0] <= 1280).all()
+        assert (corners[:, 1] >= 0).all() and (corners[:, 1] <= 720).all()

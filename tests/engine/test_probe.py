@@ -1,0 +1,114 @@
+"""probe(): accepted formats are described; anything else is a clean ASSET.INVALID."""
+
+from __future__ import annotations
+
+import pathlib
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from service import engine
+from tests.engine import clips
+
+
+@pytest.fixture(scope="module")
+def photo(media: pathlib.Path) -> np.ndarray:
+    return cv2.imread(str(media / "character_photo.jpg"))
+
+
+@pytest.mark.parametrize(("ext", "fmt"), [(".jpg", "jpeg"), (".png", "png"), (".webp", "webp")])
+def test_probe_reads_image_size_and_format(tmp_path: pathlib.Path, photo: np.ndarray,
+                                           ext: str, fmt: str) -> None:
+    path = tmp_path / f"photo{ext}"
+    cv2.imwrite(str(path), cv2.resize(photo, (300, 200)))
+    info = engine.probe(path)
+    assert (info.kind, info.format, info.width, info.height) == ("image", fmt, 300, 200)
+    assert info.duration_s is None and info.codec is None and not info.has_audio
+
+
+def test_probe_reads_lossless_webp(tmp_path: pathlib.Path, photo: np.ndarray) -> None:
+    path = tmp_path / "lossless.webp"
+    cv2.imwrite(str(path), photo[:90, :70], [cv2.IMWRITE_WEBP_QUALITY, 101])
+    info = engine.probe(path)
+    assert (info.format, info.width, info.height) == ("webp", 70, 90)
+
+
+def test_probe_refuses_decompression_bomb_without_decoding(tmp_path: pathlib.Path) -> None:
+    # A valid PNG header claiming 50,000 x 50,000 pixels (2.5 gigapixels).
+    ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    png = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
+           + struct.pack(">I", zlib.crc32(chunk)))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png)
+    with pytest.raises(engine.EngineError) as err:
+        engine.probe(path)
+    assert err.value.failure_code == "ASSET.INVALID"
+    assert "megapixels" in err.value.message
+
+
+def test_probe_describes_reference_video(reference: pathlib.Path) -> None:
+    info = engine.probe(reference)
+    assert (info.kind, info.format, info.codec) == ("video", "mp4", "h264")
+    assert (info.width, info.height) == (256, 256)
+    assert info.duration_s == pytest.approx(3.5, abs=0.1)
+    assert info.fps == pytest.approx(30)
+    assert info.has_audio
+
+
+@pytest.mark.parametrize(("codec", "fmt", "pix_fmt", "expected_codec", "expected_fmt"), [
+    ("libvpx-vp9", "webm", "yuv420p", "vp9", "webm"),
+    ("libvpx", "webm", "yuv420p", "vp8", "webm"),
+    ("libx265", "mp4", "yuv420p", "h265", "mp4"),
+    ("prores_ks", "mov", "yuv422p10le", "prores", "mov"),
+])
+def test_probe_accepts_each_supported_codec(tmp_path: pathlib.Path, reference: pathlib.Path, codec: str,
+                                            fmt: str, pix_fmt: str, expected_codec: str,
+                                            expected_fmt: str) -> None:
+    path = clips.cut(reference, tmp_path / f"clip.{fmt}", 0.0, 0.5, size=(64, 64), codec=codec,
+                     fmt=fmt, audio=fmt == "webm", pix_fmt=pix_fmt)
+    info = engine.probe(path)
+    assert info.codec == expected_codec
+    assert info.format == expected_fmt
+    assert info.duration_s is not None and 0.3 < info.duration_s < 0.8  # webm: from the container
+
+
+def test_probe_refuses_unsupported_video_codec(tmp_path: pathlib.Path, reference: pathlib.Path) -> None:
+    path = clips.cut(reference, tmp_path / "clip.mp4", 0.0, 0.5, size=(64, 64), codec="mpeg4",
+                     audio=False)
+    with pytest.raises(engine.EngineError, match="codec 'mpeg4' is not supported"):
+        engine.probe(path)
+
+
+@pytest.mark.parametrize("content", [
+    b"",
+    b"hello, this is a text file pretending to be a video\n" * 20,
+    bytes(range(256)) * 64,
+    b"\xff\xd8\xff\xe0" + b"\x00" * 10,  # JPEG magic, truncated header
+    b"\x89PNG\r\n\x1a\n" + b"\x00" * 4,  # PNG magic, truncated header
+    b"RIFF\x00\x00\x00\x00WEBPVP8X",  # WebP magic, truncated
+])
+def test_probe_turns_garbage_into_asset_invalid(tmp_path: pathlib.Path, content: bytes) -> None:
+    path = tmp_path / "upload.mp4"
+    path.write_bytes(content)
+    with pytest.raises(engine.EngineError) as err:
+        engine.probe(path)
+    assert err.value.failure_code == "ASSET.INVALID"
+    assert err.value.message
+
+
+def test_probe_refuses_truncated_video(tmp_path: pathlib.Path, reference: pathlib.Path) -> None:
+    path = tmp_path / "truncated.mp4"
+    path.write_bytes(reference.read_bytes()[:4000])
+    with pytest.raises(engine.EngineError) as err:
+        engine.probe(path)
+    assert err.value.failure_code == "ASSET.INVALID"
+
+
+def test_probe_refuses_missing_file(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(engine.EngineError) as err:
+        engine.probe(tmp_path / "nope.mp4")
+    assert err.value.failure_code == "ASSET.INVALID"

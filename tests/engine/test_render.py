@@ -1,0 +1,179 @@
+"""render(): output format, determinism, controls, looping, failures, cancellation."""
+
+from __future__ import annotations
+
+import pathlib
+
+import av
+import numpy as np
+import pytest
+
+from service import engine
+from service.engine import composite, landmarks
+from tests.engine import clips
+from tests.engine.conftest import Render
+
+REFERENCE_S = 3.5
+FRAMES = round(REFERENCE_S * 24)
+
+
+def _face_points(path: pathlib.Path, indices: list[int]) -> dict[int, np.ndarray | None]:
+    wanted = set(indices)
+    out: dict[int, np.ndarray | None] = {}
+    with landmarks.FaceTracker(video=False) as tracker:
+        for i, frame in enumerate(clips.frames(path)):
+            if i in wanted:
+                out[i] = tracker.detect(frame)
+            if i >= max(indices):
+                break
+    return out
+
+
+@pytest.mark.parametrize("ratio", list(engine.RATIOS))
+def test_output_has_exact_size_rate_length_and_audio_per_ratio(render_once: Render, ratio: str) -> None:
+    rendered = render_once(ratio=ratio)
+    result, path = rendered.result, rendered.path
+    width, height = engine.RATIOS[ratio]
+    assert (result.width, result.height, result.fps) == (width, height, 24)
+    assert result.frames == FRAMES and result.has_audio
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.name, video.format.name) == ("h264", "yuv420p")
+        assert (video.width, video.height) == (width, height)
+        assert video.average_rate == 24
+        assert container.duration / 1e6 == pytest.approx(REFERENCE_S, abs=0.1)
+        assert container.streams.audio and container.streams.audio[0].codec_context.name == "aac"
+    with path.open("rb") as fh:
+        head = fh.read(64)
+    assert b"moov" in head  # faststart: the index precedes the media data
+    assert sum(1 for _ in clips.frames(path, scale=0.25)) == FRAMES
+    # Framing keeps the face in view whatever the shape of the canvas.
+    assert _face_points(path, [0])[0] is not None
+
+
+def test_same_seed_gives_identical_frames(render_once: Render, tmp_path: pathlib.Path,
+                                          reference: pathlib.Path, media: pathlib.Path) -> None:
+    first = render_once().path
+    again = tmp_path / "again.mp4"
+    engine.render(engine.RenderRequest(character_path=media / "character_photo.jpg",
+                                       character_type="image", reference_path=reference,
+                                       output_path=again))
+    assert clips.frame_hashes(first) == clips.frame_hashes(again)
+
+
+def test_different_seed_moves_the_camera_differently(render_once: Render) -> None:
+    seed0 = render_once().path
+    seed8 = render_once(seed=8).path
+    a = next(clips.frames(seed0)).astype(int)
+    b = next(clips.frames(seed8)).astype(int)
+    # Same performance, same character: only the seeded camera drift differs.
+    assert np.abs(a - b).mean() > 2.0
+
+
+def test_expression_intensity_scales_mouth_opening(render_once: Render) -> None:
+    weak = render_once(expression_intensity=1).path
+    strong = render_once(expression_intensity=3).path
+    frames = list(range(0, FRAMES, 6))
+    weak_pts, strong_pts = _face_points(weak, frames), _face_points(strong, frames)
+    weak_gap = [composite.mouth_gap(p) for p in weak_pts.values() if p is not None]
+    strong_gap = [composite.mouth_gap(p) for p in strong_pts.values() if p is not None]
+    assert len(weak_gap) >= len(frames) - 2 and len(strong_gap) >= len(frames) - 2
+    assert max(strong_gap) > max(weak_gap) * 1.3
+
+
+def test_body_control_moves_the_shoulders(render_once: Render) -> None:
+    with_body = render_once(body_control=True).path
+    head_only = render_once(body_control=False).path
+    diffs = []
+    for a, b in zip(clips.frames(with_body, 0.25), clips.frames(head_only, 0.25), strict=True):
+        bottom = slice(int(a.shape[0] * 0.85), None)
+        diffs.append(np.abs(a[bottom].astype(int) - b[bottom].astype(int)).mean())
+    assert max(diffs) > 2.0  # the torso followed the performer only with body control
+
+
+def test_video_character_loops_past_its_end(tmp_path: pathlib.Path, reference: pathlib.Path,
+                                            short_character_video: pathlib.Path) -> None:
+    out = tmp_path / "video_char.mp4"
+    result = engine.render(engine.RenderRequest(
+        character_path=short_character_video, character_type="video", reference_path=reference,
+        output_path=out, ratio="960:960"))
+    assert (result.width, result.height, result.frames) == (960, 960, FRAMES)
+    frames = list(clips.frames(out, scale=0.25))
+    assert len(frames) == FRAMES
+    tail = frames[-24:]  # 2.5-3.5 s: past the character clip's 1.5 s
+    motion = [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(tail, tail[1:], strict=False)]
+    assert max(motion) > 0.5  # still moving, not frozen on the last frame
+    assert _face_points(out, [FRAMES - 1])[FRAMES - 1] is not None
+
+
+def test_dog_character_fails_cleanly(tmp_path: pathlib.Path, reference: pathlib.Path,
+                                     media: pathlib.Path) -> None:
+    out = tmp_path / "dog.mp4"
+    with pytest.raises(engine.EngineError) as err:
+        engine.render(engine.RenderRequest(character_path=media / "character_dog.jpg",
+                                           character_type="image", reference_path=reference,
+                                           output_path=out))
+    assert err.value.failure_code == "ASSET.INVALID"
+    assert err.value.message == "No human-like face was found in the character image."
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("make", ["corrupt", "too_short", "too_long", "no_face"])
+def test_bad_reference_fails_with_asset_invalid(tmp_path: pathlib.Path, media: pathlib.Path,
+                                                reference: pathlib.Path, make: str) -> None:
+    ref = tmp_path / "ref.mp4"
+    if make == "corrupt":
+        ref.write_bytes(reference.read_bytes()[:200] + bytes(5000))
+    elif make == "too_short":
+        clips.cut(reference, ref, 0.0, 2.0)
+    elif make == "too_long":
+        clips.synthetic(ref, 31.0)
+    else:
+        clips.synthetic(ref, 3.5)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(engine.EngineError) as err:
+        engine.render(engine.RenderRequest(character_path=media / "character_photo.jpg",
+                                           character_type="image", reference_path=ref,
+                                           output_path=out_dir / "o.mp4"))
+    assert err.value.failure_code == "ASSET.INVALID"
+    assert err.value.message.endswith(".")
+    assert list(out_dir.iterdir()) == []  # no partial output left behind
+
+
+def test_cancellation_stops_at_the_first_check_and_leaves_nothing(
+        tmp_path: pathlib.Path, reference: pathlib.Path, media: pathlib.Path) -> None:
+    seen: list[float] = []
+    answers: list[bool] = []
+
+    def should_cancel() -> bool:
+        answers.append(bool(seen) and seen[-1] >= 0.3)
+        return answers[-1]
+
+    with pytest.raises(engine.RenderCancelled):
+        engine.render(engine.RenderRequest(character_path=media / "character_photo.jpg",
+                                           character_type="image", reference_path=reference,
+                                           output_path=tmp_path / "o.mp4"),
+                      progress=seen.append, should_cancel=should_cancel)
+    assert answers.count(True) == 1 and answers[-1]  # no work after the first "yes"
+    assert seen[-1] < 0.5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_is_monotonic_frequent_and_reaches_one(render_once: Render) -> None:
+    seen = render_once().progress
+    values = [p for _, p in seen]
+    assert values == sorted(values)
+    assert values[0] == 0.0 and values[-1] == 1.0
+    # Reported during preparation too, and about every frame while rendering.
+    assert any(0.0 < p < 0.03 for p in values)
+    assert len(values) > 20
+
+
+def test_character_type_must_match_the_file(tmp_path: pathlib.Path, reference: pathlib.Path,
+                                            media: pathlib.Path) -> None:
+    with pytest.raises(engine.EngineError) as err:
+        engine.render(engine.RenderRequest(character_path=media / "character_photo.jpg",
+                                           character_type="video", reference_path=reference,
+                                           output_path=tmp_path / "o.mp4"))
+    assert err.value.failure_code == "ASSET.INVALID"
