@@ -1,0 +1,98 @@
+"""The local engine as a provider: real renders in child processes, driven by the runner."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from service import runner, tasks
+from tests.integration import runner_support as rs
+from tests.support import MEDIA
+
+pytestmark = pytest.mark.skipif(not (MEDIA / "character_photo.jpg").exists(), reason="shared media missing")
+
+
+@pytest.fixture
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return rs.short_reference(tmp_path_factory.getbasetemp() / "runner-clips")
+
+
+def _runner(db: Any, rt: Any) -> runner.TaskRunner:
+    return runner.TaskRunner.build(db, rt, ident="test-worker")
+
+
+def test_local_render_succeeds_with_progress_and_one_event_per_transition(
+    db, rt, make_account, reference
+) -> None:
+    account, _ = make_account()
+    job = _runner(db, rt)
+
+    async def go() -> str:
+        task_id = await rs.create(
+            db, rt, account, rs.body(MEDIA / "character_photo.jpg", reference, ratio="960:960")
+        )
+        await _drain(job)
+        await job.aclose()
+        return task_id
+
+    task_id = asyncio.run(go())
+    row = rs.task(db, task_id)
+    assert row.status == "SUCCEEDED", (row.failure_code, row.failure)
+    assert row.provider == "local" and row.provider_task_id == task_id
+    assert row.output_keys and row.output_keys[0].endswith(".mp4")
+    assert row.progress == 1.0 and row.lease_owner is None and row.run_at is None
+    types = rs.event_types(db, task_id)
+    assert types[:2] == ["task.created", "task.running"]
+    assert types[-1] == "task.succeeded"
+    assert types.count("task.running") == 1 and types.count("task.succeeded") == 1
+    assert set(types[2:-1]) <= {"task.progress"}
+
+
+def test_dog_character_fails_cleanly_with_asset_invalid(db, rt, make_account, reference) -> None:
+    account, _ = make_account()
+    job = _runner(db, rt)
+
+    async def go() -> str:
+        task_id = await rs.create(db, rt, account, rs.body(MEDIA / "character_dog.jpg", reference))
+        await _drain(job)
+        await job.aclose()
+        return task_id
+
+    row = rs.task(db, asyncio.run(go()))
+    assert row.status == "FAILED"
+    assert row.failure_code == "ASSET.INVALID"
+    assert row.failure and "face" in row.failure.lower()
+
+
+def test_delete_stops_a_render_in_progress(db, rt, make_account, reference) -> None:
+    account, _ = make_account()
+    job = _runner(db, rt)
+
+    async def go() -> str:
+        task_id = await rs.create(db, rt, account, rs.body(MEDIA / "character_photo.jpg", reference))
+        await job.run_once()  # claims it and starts the render
+        assert rs.task(db, task_id).status == "RUNNING"
+        for _ in range(300):  # wait until the child process is rendering
+            if job.local is not None and job.local.running:
+                break
+            await asyncio.sleep(0.05)
+        await db.write(lambda conn: tasks.cancel_or_delete(conn, rt, account["id"], task_id))
+        await _drain(job)
+        await job.aclose()
+        return task_id
+
+    task_id = asyncio.run(go())
+    row = rs.task(db, task_id)
+    assert row.status == "CANCELLED"
+    assert row.output_keys is None
+    assert row.cancel_pending is False
+    assert rs.event_types(db, task_id).count("task.cancelled") == 1
+
+
+async def _drain(job: runner.TaskRunner, rounds: int = 3000) -> None:
+    for _ in range(rounds):
+        if not await job.run_once():
+            return
+    raise AssertionError("the runner never went idle")
