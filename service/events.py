@@ -9,8 +9,6 @@ attempt and replay of a delivery sends exactly these bytes.
 
 from __future__ import annotations
 
-import base64
-import secrets
 from typing import Any
 
 import orjson
@@ -19,14 +17,14 @@ from sqlalchemy.engine import Connection
 
 from service import clock, db, ids, links, taskspec, taskview
 from service import models as m
+from service.webhooks import signing
 
 DELIVERIES_CHANNEL = "deliveries"
-SECRET_PREFIX = "whsec_"
 
 
 def new_secret() -> str:
     """A Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+    return signing.new_secret()
 
 
 def create_reply_endpoint(
@@ -52,7 +50,7 @@ def create_reply_endpoint(
         "task_id": task_id,
         "url": url,
         "event_types": types,
-        "secret": new_secret(),
+        "secret": signing.new_secret(),
         "enabled": True,
         "created_at": now,
         "updated_at": now,
@@ -87,18 +85,7 @@ def fan_out(
         )
     ).all()
     rows = [
-        {
-            "id": ids.prefixed("msg"),
-            "event_id": event_id,
-            "endpoint_id": ep.id,
-            "account_id": account_id,
-            "task_id": task_id,
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        _delivery_row(event_id, ep.id, account_id, task_id, now)
         for ep in candidates
         if _wants(ep, event_type, task_id)
     ]
@@ -106,6 +93,62 @@ def fan_out(
         conn.execute(m.deliveries.insert(), rows)
         db.notify(conn, DELIVERIES_CHANNEL)
     return len(rows)
+
+
+def _delivery_row(
+    event_id: str, endpoint_id: str, account_id: str, task_id: str | None, now: float
+) -> dict[str, Any]:
+    return {
+        "id": ids.prefixed("msg"),
+        "event_id": event_id,
+        "endpoint_id": endpoint_id,
+        "account_id": account_id,
+        "task_id": task_id,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _insert_event(
+    conn: Connection,
+    *,
+    account_id: str,
+    event_type: str,
+    data: dict[str, Any],
+    now: float,
+    task_id: str | None,
+    sequence: int,
+) -> str:
+    event_id = ids.prefixed("evt")
+    body = orjson.dumps({"type": event_type, "timestamp": clock.iso(now), "data": data}).decode()
+    conn.execute(
+        m.events.insert().values(
+            id=event_id,
+            account_id=account_id,
+            task_id=task_id,
+            type=event_type,
+            sequence=sequence,
+            body=body,
+            created_at=now,
+        )
+    )
+    return event_id
+
+
+def record_for(
+    conn: Connection, *, account_id: str, endpoint_id: str, event_type: str, data: dict[str, Any], now: float
+) -> tuple[str, str]:
+    """An event delivered to one endpoint only (test events): ``(event_id, delivery_id)``."""
+    event_id = _insert_event(
+        conn, account_id=account_id, event_type=event_type, data=data, now=now, task_id=None, sequence=0
+    )
+    row = _delivery_row(event_id, endpoint_id, account_id, None, now)
+    conn.execute(m.deliveries.insert().values(**row))
+    db.notify(conn, DELIVERIES_CHANNEL)
+    return event_id, row["id"]
 
 
 def record(
@@ -119,18 +162,14 @@ def record(
     sequence: int = 0,
 ) -> str:
     """Insert one event with its serialised envelope and fan it out; return its id."""
-    event_id = ids.prefixed("evt")
-    body = orjson.dumps({"type": event_type, "timestamp": clock.iso(now), "data": data}).decode()
-    conn.execute(
-        m.events.insert().values(
-            id=event_id,
-            account_id=account_id,
-            task_id=task_id,
-            type=event_type,
-            sequence=sequence,
-            body=body,
-            created_at=now,
-        )
+    event_id = _insert_event(
+        conn,
+        account_id=account_id,
+        event_type=event_type,
+        data=data,
+        now=now,
+        task_id=task_id,
+        sequence=sequence,
     )
     fan_out(conn, event_id=event_id, account_id=account_id, task_id=task_id, event_type=event_type, now=now)
     return event_id
