@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import socket
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -52,10 +52,33 @@ class Worker:
         self._backoff = 0.0
 
     @classmethod
-    def build(cls, db: Database, rt: Runtime, *, ident: str | None = None) -> Worker:
-        """The worker with every job this deployment runs."""
+    def build(
+        cls,
+        db: Database,
+        rt: Runtime,
+        *,
+        ident: str | None = None,
+        provider: Any = None,
+        http: Any = None,
+    ) -> Worker:
+        """The worker with every job this deployment runs.
+
+        ``provider`` (a remote provider) and ``http`` (the client media fetches inputs
+        with) are injected by tests; otherwise ``CALLBOARD_PROVIDER`` decides.
+        """
+        from service import runner
+        from service.media import retention
+        from service.webhooks import delivery
+
         ident = ident or worker_id()
-        jobs: list[Job] = []
+        jobs: list[Job] = [
+            # tasks: cancel, dispatch and poll on the provider (service.runner)
+            runner.TaskRunner.build(db, rt, ident=ident, provider=provider, http=http),
+            # webhooks: deliveries of task events (service.webhooks.delivery)
+            delivery.DeliveryJob(db, rt, ident=ident),
+            # media: deletes stored files past their retention (service.media.retention)
+            retention.RetentionJob(db, rt),
+        ]
         return cls(db, rt, jobs, ident=ident)
 
     # -- waking -----------------------------------------------------------------------

@@ -21,15 +21,29 @@ from starlette.routing import Route
 from service import clock as clock_mod
 from service import errors, runtime
 from service.api import context, health, openapi, organization
+from service.api import stream as stream_api
 from service.api import tasks as tasks_api
+from service.api import uploads as uploads_api
+from service.api import useapi as useapi_api
+from service.api import webhooks as webhooks_api
 from service.api.responses import JSON
 from service.db import Database
 from service.settings import Settings
+from service.web import routes as web_routes
 
 log = logging.getLogger(__name__)
 
 # Route modules, each with ``routes`` and its OpenAPI ``PATHS``/``SCHEMAS``.
-ROUTE_MODULES = [health, tasks_api, organization]
+ROUTE_MODULES = [
+    health,
+    tasks_api,
+    organization,
+    webhooks_api,
+    uploads_api,
+    useapi_api,
+    stream_api,
+    web_routes,
+]
 
 
 async def _service_error(request: Request, exc: Exception) -> Response:
