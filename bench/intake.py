@@ -38,7 +38,7 @@ BODY = {
     "replyRef": "bench",
 }
 
-BARE_APP = '''
+BARE_APP = """
 import orjson
 from starlette.applications import Starlette
 from starlette.responses import Response
@@ -50,7 +50,7 @@ async def create(request):
                     media_type="application/json")
 
 app = Starlette(routes=[Route("/v1/character_performance", create, methods=["POST"])])
-'''
+"""
 
 
 def _free_port() -> int:
@@ -119,26 +119,61 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="callboard-bench-intake-"))
     (work / "bare_app.py").write_text(BARE_APP)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBOARD_")}
-    env.update({"CALLBOARD_DATA_DIR": str(work / "data"), "CALLBOARD_EMBEDDED_WORKER": "false",
-                "CALLBOARD_LOG_LEVEL": "warning", "CALLBOARD_RATE_LIMIT": "0", "PYTHONPATH": str(work)})
+    env.update(
+        {
+            "CALLBOARD_DATA_DIR": str(work / "data"),
+            "CALLBOARD_EMBEDDED_WORKER": "false",
+            "CALLBOARD_LOG_LEVEL": "warning",
+            "CALLBOARD_RATE_LIMIT": "0",
+            "PYTHONPATH": str(work),
+        }
+    )
     python = sys.executable
 
     key = subprocess.run(
         [python, "-m", "service.cli", "keys", "create", "--account", "bench", "--max-jobs", "1000"],
-        env=env, capture_output=True, text=True, check=True, cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     ).stdout.strip()
 
     bare_port, cb_port = _free_port(), _free_port()
-    bare = _start([python, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port", str(bare_port),
-                   "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"], env)
-    cb = _start([python, "-m", "service.cli", "serve", "--port", str(cb_port)], {**env, "CALLBOARD_PORT": str(cb_port)})
+    bare = _start(
+        [
+            python,
+            "-m",
+            "uvicorn",
+            "bare_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(bare_port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env,
+    )
+    cb = _start(
+        [python, "-m", "service.cli", "serve", "--port", str(cb_port)],
+        {**env, "CALLBOARD_PORT": str(cb_port)},
+    )
     try:
         bare_url = f"http://127.0.0.1:{bare_port}/v1/character_performance"
         cb_url = f"http://127.0.0.1:{cb_port}/v1/character_performance"
         asyncio.run(_wait_ready(bare_url))
         asyncio.run(_wait_ready(cb_url))
-        cb_headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json",
-                      "X-Runway-Version": "2024-11-06"}
+        cb_headers = {
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "X-Runway-Version": "2024-11-06",
+        }
         plain = {"Content-Type": "application/json"}
         asyncio.run(_load(cb_url, cb_headers, 1.0, args.concurrency))  # warm-up
         asyncio.run(_load(bare_url, plain, 1.0, args.concurrency))
@@ -150,10 +185,18 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=30)
     baseline = (first["rps"] + second["rps"]) / 2
-    print(f"bench/intake: {args.concurrency} connections, {args.seconds:.0f} s per run, loopback, 1 uvicorn process each")
-    for name, r in (("bare Starlette (before)", first), ("Callboard create", ours), ("bare Starlette (after)", second)):
-        print(f"  {name:24} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-              f"errors {r['errors']:.0f}/{r['requests']:.0f}")
+    print(
+        f"bench/intake: {args.concurrency} connections, {args.seconds:.0f} s per run, loopback, 1 uvicorn process each"
+    )
+    for name, r in (
+        ("bare Starlette (before)", first),
+        ("Callboard create", ours),
+        ("bare Starlette (after)", second),
+    ):
+        print(
+            f"  {name:24} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
+            f"errors {r['errors']:.0f}/{r['requests']:.0f}"
+        )
     print(f"  ratio Callboard / bare: {ours['rps'] / baseline:.2f}  (goal >= 0.30)")
 
 

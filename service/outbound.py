@@ -47,7 +47,9 @@ class GuardedResolver(AbstractResolver):
         self._inner = ThreadedResolver()
         self._allow = allow
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         for result in results:
             try:
@@ -69,7 +71,9 @@ def check_destination(url: str, allow: netguard.Allowlist) -> None:
     netguard.check_url(url, allow)
 
 
-def connector(*, allow: netguard.Allowlist | None, limit: int = 256, limit_per_host: int = 0) -> aiohttp.TCPConnector:
+def connector(
+    *, allow: netguard.Allowlist | None, limit: int = 256, limit_per_host: int = 0
+) -> aiohttp.TCPConnector:
     """A connector; with an allowlist given, guarded by :class:`GuardedResolver`."""
     kwargs: dict[str, Any] = {"limit": limit, "limit_per_host": limit_per_host, "ttl_dns_cache": 10}
     if allow is not None:

@@ -31,17 +31,23 @@ def _credits_since(conn: Connection, account_id: str, since: float) -> int:
     return int(total)
 
 
-def organization(conn: Connection, account: dict[str, Any], *, now: float, monthly_credits: int) -> dict[str, Any]:
+def organization(
+    conn: Connection, account: dict[str, Any], *, now: float, monthly_credits: int
+) -> dict[str, Any]:
     """``GET /v1/organization`` for the calling account."""
     used = _credits_since(conn, account["id"], now - 30 * DAY)
     daily = conn.execute(
-        sa.select(sa.func.count()).select_from(t).where(t.c.account_id == account["id"], t.c.created_at >= now - DAY)
+        sa.select(sa.func.count())
+        .select_from(t)
+        .where(t.c.account_id == account["id"], t.c.created_at >= now - DAY)
     ).scalar_one()
     return {
         "creditBalance": max(0, monthly_credits - used),
         "tier": {
             "maxMonthlyCreditSpend": monthly_credits,
-            "models": {"act_two": {"maxConcurrentGenerations": account["max_jobs"], "maxDailyGenerations": None}},
+            "models": {
+                "act_two": {"maxConcurrentGenerations": account["max_jobs"], "maxDailyGenerations": None}
+            },
         },
         "usage": {"models": {"act_two": {"dailyGenerations": int(daily)}}},
     }
@@ -81,7 +87,9 @@ def usage(conn: Connection, account_id: str, body: Any, *, now: float) -> dict[s
     if before <= start:
         raise errors.ValidationError("beforeDate: must be after startDate", field="beforeDate")
     if (before - start).days > MAX_RANGE_DAYS:
-        raise errors.ValidationError(f"beforeDate: must be at most {MAX_RANGE_DAYS} days after startDate", field="beforeDate")
+        raise errors.ValidationError(
+            f"beforeDate: must be at most {MAX_RANGE_DAYS} days after startDate", field="beforeDate"
+        )
     rows = conn.execute(
         sa.select(t.c.finished_at, t.c.cost_credits).where(
             t.c.account_id == account_id,

@@ -82,7 +82,10 @@ SCHEMAS: dict[str, Any] = {
     "UsageRequest": {
         "type": "object",
         "additionalProperties": False,
-        "properties": {"startDate": {"type": "string", "format": "date"}, "beforeDate": {"type": "string", "format": "date"}},
+        "properties": {
+            "startDate": {"type": "string", "format": "date"},
+            "beforeDate": {"type": "string", "format": "date"},
+        },
     },
     "Usage": {
         "type": "object",
@@ -115,18 +118,30 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "The calling account's limits, credit balance and daily usage",
             "operationId": "getOrganization",
-            "responses": {"200": {"description": "Organization",
-                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Organization"}}}}},
+            "responses": {
+                "200": {
+                    "description": "Organization",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Organization"}}
+                    },
+                }
+            },
         }
     },
     "/v1/organization/usage": {
         "post": {
             "summary": "Credits used per day and model",
             "operationId": "getOrganizationUsage",
-            "requestBody": {"required": False,
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UsageRequest"}}}},
-            "responses": {"200": {"description": "Usage",
-                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Usage"}}}}},
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UsageRequest"}}},
+            },
+            "responses": {
+                "200": {
+                    "description": "Usage",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Usage"}}},
+                }
+            },
         }
     },
 }

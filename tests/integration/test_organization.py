@@ -14,14 +14,24 @@ from tests.support import FakeClock
 DAY = 86400.0
 
 
-def _task(db: Database, account_id: str, *, created: float, finished: float | None, status: str, cost: int | None) -> None:
+def _task(
+    db: Database, account_id: str, *, created: float, finished: float | None, status: str, cost: int | None
+) -> None:
     import uuid
 
     db.write_sync(
         lambda c: c.execute(
             m.tasks.insert().values(
-                id=str(uuid.uuid4()), account_id=account_id, model="act_two", status=status, spec={},
-                provider="local", created_at=created, updated_at=created, finished_at=finished, cost_credits=cost,
+                id=str(uuid.uuid4()),
+                account_id=account_id,
+                model="act_two",
+                status=status,
+                spec={},
+                provider="local",
+                created_at=created,
+                updated_at=created,
+                finished_at=finished,
+                cost_credits=cost,
             )
         )
     )
@@ -48,7 +58,9 @@ def test_organization_reports_limits_balance_and_daily_generations(
     assert body["tier"]["maxMonthlyCreditSpend"] == settings.monthly_credits
 
 
-def test_usage_groups_credits_by_day(client: Any, alice: tuple[dict[str, Any], str], db: Database, clock: FakeClock) -> None:
+def test_usage_groups_credits_by_day(
+    client: Any, alice: tuple[dict[str, Any], str], db: Database, clock: FakeClock
+) -> None:
     account, key = alice
     clock.t = 1_795_000_000.0  # 2026-11-19T...
     _task(db, account["id"], created=clock.t, finished=clock.t, status="SUCCEEDED", cost=30)
@@ -62,7 +74,10 @@ def test_usage_groups_credits_by_day(client: Any, alice: tuple[dict[str, Any], s
     assert res.status_code == 200
     body = res.json()
     assert body["models"] == ["act_two"]
-    assert [(r["date"], r["usedCredits"][0]["amount"]) for r in body["results"]] == [("2026-11-17", 15), ("2026-11-18", 50)]
+    assert [(r["date"], r["usedCredits"][0]["amount"]) for r in body["results"]] == [
+        ("2026-11-17", 15),
+        ("2026-11-18", 50),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -74,7 +89,9 @@ def test_usage_groups_credits_by_day(client: Any, alice: tuple[dict[str, Any], s
         ({"extra": 1}, "extra"),
     ],
 )
-def test_usage_rejects_bad_ranges(client: Any, alice: tuple[dict[str, Any], str], body: Any, field: str) -> None:
+def test_usage_rejects_bad_ranges(
+    client: Any, alice: tuple[dict[str, Any], str], body: Any, field: str
+) -> None:
     res = client.post("/v1/organization/usage", json=body, headers={"Authorization": f"Bearer {alice[1]}"})
     assert res.status_code == 400
     assert res.json()["field"] == field
