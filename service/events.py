@@ -71,26 +71,34 @@ def _wants(endpoint: Any, event_type: str, task_id: str | None) -> bool:
     return endpoint.event_types is None or event_type in endpoint.event_types
 
 
+_ENDPOINTS_FOR = sa.select(
+    m.endpoints.c.id, m.endpoints.c.kind, m.endpoints.c.task_id, m.endpoints.c.event_types
+).where(
+    m.endpoints.c.account_id == sa.bindparam("account_id"),
+    m.endpoints.c.enabled.is_(True),
+    m.endpoints.c.deleted_at.is_(None),
+    sa.or_(m.endpoints.c.kind != "reply", m.endpoints.c.task_id == sa.bindparam("task_id")),
+)
+_INSERT_DELIVERIES = m.deliveries.insert()
+_INSERT_EVENT = m.events.insert()
+
+
 def fan_out(
     conn: Connection, *, event_id: str, account_id: str, task_id: str | None, event_type: str, now: float
 ) -> int:
-    """Create one pending delivery per enabled endpoint that wants this event."""
-    e = m.endpoints
-    candidates = conn.execute(
-        sa.select(e.c.id, e.c.kind, e.c.task_id, e.c.event_types).where(
-            e.c.account_id == account_id,
-            e.c.enabled.is_(True),
-            e.c.deleted_at.is_(None),
-            sa.or_(e.c.kind != "reply", e.c.task_id == task_id),
-        )
-    ).all()
+    """Create one pending delivery per enabled endpoint that wants this event.
+
+    Statements on this path are built once at import (PERFORMANCE.md: building a Core
+    statement per call costs several times its execution).
+    """
+    candidates = conn.execute(_ENDPOINTS_FOR, {"account_id": account_id, "task_id": task_id}).all()
     rows = [
         _delivery_row(event_id, ep.id, account_id, task_id, now)
         for ep in candidates
         if _wants(ep, event_type, task_id)
     ]
     if rows:
-        conn.execute(m.deliveries.insert(), rows)
+        conn.execute(_INSERT_DELIVERIES, rows)
         db.notify(conn, DELIVERIES_CHANNEL)
     return len(rows)
 
@@ -125,15 +133,16 @@ def _insert_event(
     event_id = ids.prefixed("evt")
     body = orjson.dumps({"type": event_type, "timestamp": clock.iso(now), "data": data}).decode()
     conn.execute(
-        m.events.insert().values(
-            id=event_id,
-            account_id=account_id,
-            task_id=task_id,
-            type=event_type,
-            sequence=sequence,
-            body=body,
-            created_at=now,
-        )
+        _INSERT_EVENT,
+        {
+            "id": event_id,
+            "account_id": account_id,
+            "task_id": task_id,
+            "type": event_type,
+            "sequence": sequence,
+            "body": body,
+            "created_at": now,
+        },
     )
     return event_id
 
@@ -175,6 +184,14 @@ def record(
     return event_id
 
 
+_BUMP_SEQUENCE = (
+    m.tasks.update()
+    .where(m.tasks.c.id == sa.bindparam("task_id_"))
+    .values(sequence=m.tasks.c.sequence + 1)
+    .returning(*taskview.COLUMNS)
+)
+
+
 def emit_task_event(
     conn: Connection, *, task_id: str, event_type: str, now: float, file_links: links.Links
 ) -> str:
@@ -183,12 +200,15 @@ def emit_task_event(
     ``data`` is the task exactly as ``GET /v1/tasks/{id}`` shows it, plus ``replyRef``
     and a per-task increasing ``sequence`` so receivers can drop stale updates.
     """
-    t = m.tasks
-    row = conn.execute(
-        t.update().where(t.c.id == task_id).values(sequence=t.c.sequence + 1).returning(*taskview.COLUMNS)
-    ).first()
+    row = conn.execute(_BUMP_SEQUENCE, {"task_id_": task_id}).first()
     if row is None:  # pragma: no cover - callers hold the row
         raise LookupError(task_id)
+    return emit_for_row(conn, row, event_type=event_type, now=now, file_links=file_links)
+
+
+def emit_for_row(conn: Connection, row: Any, *, event_type: str, now: float, file_links: links.Links) -> str:
+    """Record a ``task.*`` event for ``row``, whose ``sequence`` the caller has already
+    advanced in this transaction (a new task is inserted with sequence 1)."""
     data = taskview.view(row, file_links)
     data["replyRef"] = row.reply_ref
     data["sequence"] = row.sequence
@@ -198,6 +218,6 @@ def emit_task_event(
         event_type=event_type,
         data=data,
         now=now,
-        task_id=task_id,
+        task_id=row.id,
         sequence=row.sequence,
     )

@@ -35,6 +35,7 @@ class Settings:
     # HTTP intake
     max_body_bytes: int
     rate_limit: float  # API requests per second per key (0: unlimited)
+    auth_cache_seconds: float  # how long a web process trusts a key lookup (revocation delay)
     rate_burst: int
     # worker
     worker_poll_interval: float
@@ -238,6 +239,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         provider=_choice(env, "PROVIDER", "local", PROVIDERS),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 48 * 1024 * 1024, minimum=1024),
         rate_limit=_float(env, "RATE_LIMIT", 50.0, minimum=0.0),
+        auth_cache_seconds=_float(env, "AUTH_CACHE_SECONDS", 5.0, minimum=0.0),
         rate_burst=_int(env, "RATE_BURST", 100, minimum=1),
         worker_poll_interval=_float(env, "WORKER_POLL_INTERVAL", 0.5, minimum=0.01),
         worker_lease_seconds=_float(env, "WORKER_LEASE_SECONDS", 60.0, minimum=1.0),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import types
 from typing import Any
 
 import orjson
@@ -97,16 +98,18 @@ def create(
         "updated_at": now,
         "run_at": now,
     }
-    try:
-        with conn.begin_nested():
-            conn.execute(t.insert().values(**values))
-    except sa.exc.IntegrityError:
-        if idempotency_key is None:
-            raise
-        existing = _find_by_key(conn, account["id"], idempotency_key)
-        if existing is None:
-            raise
-        return _replay(conn, existing, digest)
+    values["sequence"] = 1  # task.created below is the task's first event
+    if idempotency_key is None:
+        conn.execute(_INSERT_TASK, values)
+    else:
+        try:
+            with conn.begin_nested():
+                conn.execute(_INSERT_TASK, values)
+        except sa.exc.IntegrityError:
+            existing = _find_by_key(conn, account["id"], idempotency_key)
+            if existing is None:
+                raise
+            return _replay(conn, existing, digest)
     secret = None
     if reply_url:
         endpoint = events.create_reply_endpoint(
@@ -118,10 +121,23 @@ def create(
             now=now,
         )
         secret = endpoint["secret"]
-    events.emit_task_event(conn, task_id=task_id, event_type="task.created", now=now, file_links=rt.links)
+    row = _row_from_values(values)
+    events.emit_for_row(conn, row, event_type="task.created", now=now, file_links=rt.links)
     db.notify(conn, WORK_CHANNEL)
-    row = conn.execute(sa.select(*taskview.COLUMNS).where(t.c.id == task_id)).first()
     return row, secret, True
+
+
+_INSERT_TASK = t.insert()
+_COLUMN_DEFAULTS = {
+    c.name: (c.default.arg if c.default is not None and c.default.is_scalar else None)
+    for c in taskview.COLUMNS
+}
+
+
+def _row_from_values(values: dict[str, Any]) -> Any:
+    """The new task as a row-like object (what a SELECT would give back), without the
+    round trip: every view column, from the inserted values or the column defaults."""
+    return types.SimpleNamespace(**{**_COLUMN_DEFAULTS, **{k: v for k, v in values.items() if k != "spec"}})
 
 
 def get(conn: Connection, account_id: str, task_id: str) -> Any:

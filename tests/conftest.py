@@ -84,6 +84,7 @@ def settings(tmp_path: Path, database_url: str) -> settings_mod.Settings:
         "CALLBOARD_PUBLIC_URL": "http://testserver",
         "CALLBOARD_ALLOW_PRIVATE_TARGETS": "127.0.0.1,::1,localhost",
         "CALLBOARD_WORKER_POLL_INTERVAL": "0.05",
+        "CALLBOARD_AUTH_CACHE_SECONDS": "0",
     }
     return settings_mod.load(env)
 

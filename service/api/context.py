@@ -23,6 +23,8 @@ class Services:
     rt: Runtime
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
     limiter: ratelimit.TokenBuckets | None = None
+    # key -> (account, valid until): saves a database round trip per request
+    auth_cache: dict[str, tuple[dict[str, Any], float]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.limiter is None:
@@ -57,17 +59,41 @@ async def account(request: Request) -> dict[str, Any]:
             "Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
         )
     svc = services(request)
-    found = await svc.db.read(lambda conn: accounts.authenticate(conn, secret.strip()))
+    secret = secret.strip()
+    found = await _lookup(svc, secret)
     if found is None:
         raise errors.AuthenticationError("Invalid or revoked API key", code="invalid_api_key")
     assert svc.limiter is not None
-    wait = svc.limiter.take(secret.strip(), svc.rt.now())
+    wait = svc.limiter.take(secret, svc.rt.now())
     if wait > 0:
         raise errors.RateLimited(
             f"Too many requests for this API key (limit {svc.rt.settings.rate_limit:g}/s); retry later",
             headers={"Retry-After": ratelimit.retry_after_header(wait)},
         )
     request.scope["callboard.account"] = found
+    return found
+
+
+AUTH_CACHE_MAX = 10_000
+
+
+async def _lookup(svc: Services, secret: str) -> dict[str, Any] | None:
+    """The key's account, from this process's short-lived cache or the database.
+
+    A revoked key keeps working in a process for at most ``CALLBOARD_AUTH_CACHE_SECONDS``
+    (0 turns the cache off); unknown keys are never cached.
+    """
+    ttl = svc.rt.settings.auth_cache_seconds
+    now = svc.rt.now()
+    if ttl > 0:
+        hit = svc.auth_cache.get(secret)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+    found = await svc.db.read(lambda conn: accounts.authenticate(conn, secret))
+    if found is not None and ttl > 0:
+        if len(svc.auth_cache) >= AUTH_CACHE_MAX:
+            svc.auth_cache.clear()
+        svc.auth_cache[secret] = (found, now + ttl)
     return found
 
 

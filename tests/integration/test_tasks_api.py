@@ -255,3 +255,25 @@ def test_rate_limit_per_key_answers_429_with_retry_after(
         assert client.get("/v1/tasks", headers=auth(other)).status_code == 200
         clock.advance(1.0)
         assert client.get("/v1/tasks", headers=auth(key)).status_code == 200
+
+
+def test_auth_cache_trusts_a_key_for_its_lifetime_only(
+    settings: Any, db: Database, clock: FakeClock, make_account: AccountFactory
+) -> None:
+    from starlette.testclient import TestClient
+
+    from service import accounts
+    from service.api.app import create_app
+
+    app = create_app(
+        settings.replace(auth_cache_seconds=5.0), clock=clock, database=db, embedded_worker=False
+    )
+    _, key = make_account("cached")
+    with TestClient(app) as client:
+        assert client.get("/v1/tasks", headers=auth(key)).status_code == 200
+        db.write_sync(lambda c: accounts.revoke_key(c, key[:10], clock.now()))
+        clock.advance(4.0)
+        assert client.get("/v1/tasks", headers=auth(key)).status_code == 200  # still cached
+        clock.advance(1.5)
+        assert client.get("/v1/tasks", headers=auth(key)).status_code == 401
+        assert client.get("/v1/tasks", headers=auth("cb_unknown")).status_code == 401
