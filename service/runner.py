@@ -13,7 +13,7 @@ One :class:`TaskRunner` per worker process is the worker's ``tasks`` job. Each r
    for the local engine, renders whose worker died are rendered again.
 
 Every claim is a batch taken in one transaction with a lease and a new fence
-(:func:`service.tasks.claim_due`); every write afterwards is conditional on that fence,
+(:func:`service.claims.claim_due`); every write afterwards is conditional on that fence,
 so a late worker never overwrites newer state. All scheduling (next poll, backoff)
 lives in ``tasks.run_at``. Policies (fair shares, backoff, poll outcome) are pure
 functions below, tested as tables.
@@ -31,8 +31,8 @@ from typing import Any
 
 import httpx
 
+from service import claims, media, outbound, providers, renders, tasks
 from service import db as db_mod
-from service import engine, media, outbound, providers, tasks
 from service.db import Database
 from service.providers import base, policy
 from service.providers import local as local_mod
@@ -40,22 +40,10 @@ from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_EVERY = 1.0  # seconds between progress writes / lease renewals of a render
 # Polls claim this many worker batches at once: a poll needs no write when nothing
 # changed, so bigger claims pay off (bench/poll.py: 200 per claim reached 10,000 tasks
 # every 5 s on one core where 50 did not).
 POLL_BATCH_FACTOR = 4
-
-
-# -- the job ------------------------------------------------------------------------------
-@dataclasses.dataclass
-class _Render:
-    """A local render this process is running; ``stop``/``reason`` ask it to end."""
-
-    claim: Any
-    progress: float = 0.0
-    stop: bool = False
-    reason: str = ""  # lost | cancelled | shutdown | timeout
 
 
 class TaskRunner:
@@ -80,13 +68,11 @@ class TaskRunner:
         self.settings = rt.settings
         self.ident = ident
         self.provider = provider
-        self.local = engine_runner
         self.provider_name = provider.name if provider is not None else "local"
         self.rand = rand
         self._http = http
         self._owned = list(owned_clients)
-        self._renders: dict[str, _Render] = {}
-        self._render_tasks: set[asyncio.Task[None]] = set()
+        self.renders = renders.LocalRenders(self, engine_runner) if engine_runner is not None else None
         self._closing = False
         self._sessions: list[Any] = []  # aiohttp sessions the built-in provider made
 
@@ -143,9 +129,9 @@ class TaskRunner:
         did = await self._cancels()
         did = await self._dispatch() or did
         did = await self._polls() or did
-        if self._render_tasks:
+        if self.renders is not None and self.renders.busy:
             if not did:
-                await asyncio.wait(self._render_tasks, timeout=0.2)
+                await self.renders.wait(0.2)
             return True
         return did
 
@@ -169,7 +155,7 @@ class TaskRunner:
     async def _release(self, claim: Any, values: dict[str, Any], *, fence: int | None = None) -> bool:
         fence = claim.fence if fence is None else fence
         return await self.db.write(
-            lambda conn: tasks.release(conn, self.rt, claim.id, fence=fence, values=values)
+            lambda conn: claims.release(conn, self.rt, claim.id, fence=fence, values=values)
         )
 
     async def _transition_many(self, items: list[tuple[Any, policy.Change]]) -> None:
@@ -197,8 +183,8 @@ class TaskRunner:
     # -- cancel -----------------------------------------------------------------------------
     async def _cancels(self) -> bool:
         lease = self.settings.provider_timeout + 5.0
-        claims = await self.db.write(
-            lambda conn: tasks.claim_due(
+        taken = await self.db.write(
+            lambda conn: claims.claim_due(
                 conn,
                 self.rt,
                 kind="cancel",
@@ -209,15 +195,14 @@ class TaskRunner:
                 next_run_in=lease,
             )
         )
-        if not claims:
+        if not taken:
             return False
-        await asyncio.gather(*(self._cancel_one(claim) for claim in claims))
+        await asyncio.gather(*(self._cancel_one(claim) for claim in taken))
         return True
 
     async def _cancel_one(self, claim: Any) -> None:
-        render = self._renders.get(claim.id)
-        if render is not None:
-            render.stop, render.reason = True, "cancelled"
+        if self.renders is not None:
+            self.renders.stop(claim.id, "cancelled")
         if self.provider is not None and claim.provider_task_id:
             try:
                 await self.provider.cancel(claim.provider_task_id)
@@ -233,35 +218,31 @@ class TaskRunner:
         await self._release(claim, {"cancel_pending": False, "run_at": None, "attempts": 0})
 
     # -- dispatch -------------------------------------------------------------------------
-    def _render_room(self) -> int:
-        assert self.local is not None
-        return self.local.concurrency - len(self._render_tasks)
-
     async def _dispatch(self) -> bool:
-        limit = self.batch if self.local is None else min(self.batch, self._render_room())
+        limit = self.batch if self.renders is None else min(self.batch, self.renders.room)
         if limit <= 0:
             return False
         capacity = await self.provider.capacity() if self.provider is not None else None
-        claims = await self.db.write(lambda conn: self._dispatch_unit(conn, limit, capacity))
-        if not claims:
+        taken = await self.db.write(lambda conn: self._dispatch_unit(conn, limit, capacity))
+        if not taken:
             return False
-        if self.local is not None:
-            for claim in claims:
-                self._start_render(claim)
+        if self.renders is not None:
+            for claim in taken:
+                self.renders.start(claim)
         else:
-            await asyncio.gather(*(self._submit(claim) for claim in claims))
+            await asyncio.gather(*(self._submit(claim) for claim in taken))
         return True
 
     def _dispatch_unit(self, conn: Any, limit: int, capacity: int | None) -> list[Any]:
-        tasks.lock_dispatch(conn)
-        tasks.release_orphan_slots(conn, self.rt)
-        waiting = tasks.waiting_by_account(conn, self.rt)
+        claims.lock_dispatch(conn)
+        claims.release_orphan_slots(conn, self.rt)
+        waiting = claims.waiting_by_account(conn, self.rt)
         if not waiting:
             return []
-        in_use = tasks.slots_in_use(conn, [row.account_id for row in waiting])
+        in_use = claims.slots_in_use(conn, [row.account_id for row in waiting])
         global_free = None
         if capacity is not None:
-            global_free = capacity - tasks.provider_slots_in_use(conn, self.provider_name)
+            global_free = capacity - claims.provider_slots_in_use(conn, self.provider_name)
         grants, throttle, throttle_all = policy.plan_dispatch(
             [(row.account_id, int(row.waiting), int(row.max_jobs)) for row in waiting],
             in_use,
@@ -269,19 +250,19 @@ class TaskRunner:
             limit,
         )
         chosen = [
-            tid for account, n in grants.items() for tid in tasks.oldest_waiting(conn, self.rt, account, n)
+            tid for account, n in grants.items() for tid in claims.oldest_waiting(conn, self.rt, account, n)
         ]
-        claims = tasks.claim_for_dispatch(
+        taken = claims.claim_for_dispatch(
             conn,
             self.rt,
             chosen,
             provider=self.provider_name,
             owner=self.ident,
             lease=self.settings.worker_lease_seconds,
-            start_running=self.local is not None,
+            start_running=self.renders is not None,
         )
-        tasks.throttle_waiting(conn, self.rt, None if throttle_all else throttle)
-        return claims
+        claims.throttle_waiting(conn, self.rt, None if throttle_all else throttle)
+        return taken
 
     async def _submit(self, claim: Any) -> None:
         assert self.provider is not None
@@ -307,7 +288,7 @@ class TaskRunner:
                 await self._requeue(claim, exc.message, retry_after=None)
             else:
                 await self._transition(
-                    claim, policy.failed(exc.failure_code, exc.message, now), tasks.WAITING
+                    claim, policy.failed(exc.failure_code, exc.message, now), claims.WAITING
                 )
             return
         except base.Throttled as exc:
@@ -318,7 +299,7 @@ class TaskRunner:
             await self._requeue(claim, exc.message, retry_after=exc.retry_after)
             return
         except base.ProviderError as exc:
-            await self._transition(claim, policy.failed(exc.failure_code, exc.message, now), tasks.WAITING)
+            await self._transition(claim, policy.failed(exc.failure_code, exc.message, now), claims.WAITING)
             return
         values = {
             "status": "PENDING",
@@ -328,7 +309,7 @@ class TaskRunner:
             "lease_owner": None,
             "lease_expires_at": None,
         }
-        if await self._transition(claim, policy.Change(values), tasks.WAITING):
+        if await self._transition(claim, policy.Change(values), claims.WAITING):
             return
         # Cancelled while submitting (the DELETE bumped the fence once): record the
         # upstream job so the cancel job stops it; if even that fails, cancel it now.
@@ -343,18 +324,18 @@ class TaskRunner:
         now = self.rt.now()
         if attempt > self.settings.provider_max_retries:
             text = f"The provider could not take the task after {attempt} tries: {message}"
-            await self._transition(claim, policy.failed("INTERNAL", text, now), tasks.WAITING)
+            await self._transition(claim, policy.failed("INTERNAL", text, now), claims.WAITING)
             return
         delay = policy.backoff(attempt, retry_after=retry_after, rand=self.rand)
         await self._release(claim, {"attempts": attempt, "started_at": None, "run_at": now + delay})
 
     # -- poll -----------------------------------------------------------------------------
     async def _polls(self) -> bool:
-        if self.local is not None:
+        if self.renders is not None:
             return await self._recover_renders()
         interval = self.settings.provider_poll_interval
-        claims = await self.db.write(
-            lambda conn: tasks.claim_due(
+        taken = await self.db.write(
+            lambda conn: claims.claim_due(
                 conn,
                 self.rt,
                 kind="poll",
@@ -365,9 +346,9 @@ class TaskRunner:
                 next_run_in=interval,
             )
         )
-        if not claims:
+        if not taken:
             return False
-        outcomes = await asyncio.gather(*(self._poll_one(claim) for claim in claims))
+        outcomes = await asyncio.gather(*(self._poll_one(claim) for claim in taken))
         await self._transition_many([item for item in outcomes if item is not None])
         return True
 
@@ -413,12 +394,12 @@ class TaskRunner:
     # -- local renders ----------------------------------------------------------------------
     async def _recover_renders(self) -> bool:
         """Render again the tasks whose worker lost its lease mid-render."""
-        limit = min(self.batch, self._render_room())
+        limit = min(self.batch, self.renders.room)
         if limit <= 0:
             return False
         lease = self.settings.worker_lease_seconds
-        claims = await self.db.write(
-            lambda conn: tasks.claim_due(
+        taken = await self.db.write(
+            lambda conn: claims.claim_due(
                 conn,
                 self.rt,
                 kind="poll",
@@ -429,157 +410,18 @@ class TaskRunner:
                 next_run_in=lease,
             )
         )
-        for claim in claims:
+        for claim in taken:
             log.info("rendering %s again: its previous worker lost the lease", claim.id)
-            self._start_render(claim)
-        return bool(claims)
-
-    def _start_render(self, claim: Any) -> None:
-        render = _Render(claim, progress=float(claim.progress or 0.0))
-        self._renders[claim.id] = render
-        job = asyncio.create_task(self._render(render), name=f"render-{claim.id}")
-        self._render_tasks.add(job)
-
-        def done(finished: asyncio.Task[None]) -> None:
-            self._render_tasks.discard(finished)
-            self._renders.pop(claim.id, None)
-
-        job.add_done_callback(done)
-
-    async def _render(self, render: _Render) -> None:
-        """Fetch inputs, render in a child process, store the output, finish the task.
-        A heartbeat renews the lease and writes progress meanwhile."""
-        assert self.local is not None
-        claim = render.claim
-        heart = asyncio.create_task(self._heartbeat(render))
-        outcome: policy.Change | None = None
-        release: dict[str, Any] | None = None
-        try:
-            spec = await self.db.read(lambda conn: tasks.get_spec(conn, claim.id))
-            paths = {
-                role: await media.fetch_input(
-                    self.db,
-                    self.rt,
-                    self.http,
-                    account_id=claim.account_id,
-                    task_id=claim.id,
-                    role=role,
-                    ref=spec[role],
-                )
-                for role in ("character", "reference")
-            }
-            request = engine.RenderRequest(
-                character_path=paths["character"],
-                character_type=spec["character"]["type"],
-                reference_path=paths["reference"],
-                output_path=media.work_dir(self.rt, claim.id) / "output.mp4",
-                ratio=spec["ratio"],
-                expression_intensity=int(spec["expressionIntensity"]),
-                body_control=bool(spec["bodyControl"]),
-                seed=int(spec["seed"]),
-            )
-            if render.stop:
-                raise engine.RenderCancelled()
-            await self.local.render(
-                request, on_progress=lambda p: setattr(render, "progress", p), should_stop=lambda: render.stop
-            )
-            if render.stop:
-                raise engine.RenderCancelled()
-            key = await media.store_output(
-                self.db, self.rt, account_id=claim.account_id, task_id=claim.id, path=request.output_path
-            )
-            now = self.rt.now()
-            values = {
-                "status": "SUCCEEDED",
-                "progress": 1.0,
-                "output_keys": [key],
-                "cost_credits": int(round(claim.estimated_credits)),
-                "finished_at": now,
-                "run_at": None,
-                "lease_owner": None,
-                "lease_expires_at": None,
-            }
-            outcome = policy.Change(values, "task.succeeded", terminal=True)
-        except media.MediaError as exc:
-            if exc.retryable and claim.attempts < self.settings.provider_max_retries:
-                delay = policy.backoff(claim.attempts + 1, rand=self.rand)
-                release = {"attempts": claim.attempts + 1, "run_at": self.rt.now() + delay}
-            else:
-                outcome = policy.failed(exc.failure_code, exc.message, self.rt.now())
-        except engine.EngineError as exc:
-            outcome = policy.failed(exc.failure_code, exc.message, self.rt.now())
-        except engine.RenderCancelled:
-            if render.reason == "timeout":
-                text = f"The render did not finish within {self.settings.task_timeout:g} seconds."
-                outcome = policy.failed("INTERNAL", text, self.rt.now())
-            elif render.reason == "shutdown":
-                release = {"run_at": self.rt.now()}  # another worker renders it at once
-        except local_mod.RenderCrashed as exc:
-            log.error("render of %s crashed: %s", claim.id, exc)
-            outcome = policy.failed(
-                "INTERNAL", "The render failed unexpectedly; please try again.", self.rt.now()
-            )
-        except Exception:
-            log.exception("render of %s failed", claim.id)
-            outcome = policy.failed(
-                "INTERNAL", "The render failed unexpectedly; please try again.", self.rt.now()
-            )
-        finally:
-            heart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heart
-        if outcome is not None:
-            await self._transition(claim, outcome, ("RUNNING",))
-        elif release is not None:
-            await self._release(claim, release)
-        if render.reason != "lost":
-            await asyncio.to_thread(media.cleanup_work, self.rt, claim.id)
-
-    async def _heartbeat(self, render: _Render) -> None:
-        claim = render.claim
-        lease = self.settings.worker_lease_seconds
-        written, last_event = render.progress, claim.last_progress_event_at
-        while True:
-            await asyncio.sleep(HEARTBEAT_EVERY)
-            now = self.rt.now()
-            if policy.timed_out(claim.started_at, now, self.settings.task_timeout):
-                render.stop, render.reason = True, "timeout"
-                return
-            progress = render.progress
-            values: dict[str, Any] = {}
-            event = None
-            if progress != written:
-                values["progress"] = progress
-                if last_event is None or now - last_event >= policy.PROGRESS_EVENT_EVERY:
-                    values["last_progress_event_at"] = now
-                    event = "task.progress"
-
-            def unit(conn: Any, values: dict[str, Any] = values, event: str | None = event) -> bool:
-                return tasks.heartbeat(
-                    conn, self.rt, claim.id, fence=claim.fence, lease=lease, values=values, event=event
-                )
-
-            if not await self.db.write(unit):
-                render.stop = True
-                render.reason = render.reason or "lost"
-                return
-            written = progress
-            if event is not None:
-                last_event = now
+            self.renders.start(claim)
+        return bool(taken)
 
     # -- shutdown ---------------------------------------------------------------------------
     async def aclose(self) -> None:
         """Stop claiming; give renders ``CALLBOARD_WORKER_GRACE_SECONDS`` to finish, then stop
         them and release their leases so another worker renders them at once."""
         self._closing = True
-        if self._render_tasks:
-            _done, pending = await asyncio.wait(
-                self._render_tasks, timeout=self.settings.worker_grace_seconds
-            )
-            if pending:
-                for render in self._renders.values():
-                    render.stop, render.reason = True, "shutdown"
-                await asyncio.wait(pending, timeout=30)
+        if self.renders is not None:
+            await self.renders.shutdown(self.settings.worker_grace_seconds)
         for client in self._owned:
             with contextlib.suppress(Exception):
                 await client.aclose()

@@ -75,7 +75,7 @@ def test_delete_stops_a_render_in_progress(db, rt, make_account, reference) -> N
         await job.run_once()  # claims it and starts the render
         assert rs.task(db, task_id).status == "RUNNING"
         for _ in range(300):  # wait until the child process is rendering
-            if job.local is not None and job.local.running:
+            if job.renders is not None and job.renders.engine.running:
                 break
             await asyncio.sleep(0.05)
         await db.write(lambda conn: tasks.cancel_or_delete(conn, rt, account["id"], task_id))
