@@ -11,7 +11,6 @@ none of them commits.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import types
 from typing import Any
@@ -20,7 +19,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from service import db, errors, events, ids, taskspec, taskview
+from service import cursors, db, errors, events, ids, taskspec, taskview
 from service import models as m
 from service.runtime import Runtime
 
@@ -156,18 +155,6 @@ def get_spec(conn: Connection, task_id: str) -> dict[str, Any]:
     return conn.execute(sa.select(t.c.spec).where(t.c.id == task_id)).scalar_one()
 
 
-def _encode_cursor(row: Any) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([row.created_at, row.id])).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        created_at, task_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return float(created_at), str(task_id)
-    except Exception:
-        raise errors.ValidationError("cursor: is not a cursor this API returned", field="cursor") from None
-
-
 def list_tasks(
     conn: Connection,
     account_id: str,
@@ -181,12 +168,12 @@ def list_tasks(
     if status is not None:
         query = query.where(t.c.status == status)
     if cursor is not None:
-        created_at, task_id = _decode_cursor(cursor)
+        created_at, task_id = cursors.decode(cursor)
         query = query.where(
             sa.or_(t.c.created_at < created_at, sa.and_(t.c.created_at == created_at, t.c.id < task_id))
         )
     rows = conn.execute(query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit + 1)).all()
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = cursors.encode(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
 

@@ -132,3 +132,17 @@ def parse_json(raw: bytes) -> Any:
         raise errors.ValidationError(
             f"The request body is not valid JSON ({exc.msg})", field="body"
         ) from None
+
+
+def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    """An integer query parameter within ``[lo, hi]``, or a 400 naming it."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.ValidationError(f"{name}: must be an integer", field=name) from None
+    if not lo <= value <= hi:
+        raise errors.ValidationError(f"{name}: must be between {lo} and {hi}", field=name)
+    return value

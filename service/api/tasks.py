@@ -45,19 +45,6 @@ async def delete_task(request: Request) -> Response:
     return no_content()
 
 
-def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.ValidationError(f"{name}: must be an integer", field=name) from None
-    if not lo <= value <= hi:
-        raise errors.ValidationError(f"{name}: must be between {lo} and {hi}", field=name)
-    return value
-
-
 async def list_tasks(request: Request) -> Response:
     context.check_version(request)
     account = await context.account(request)
@@ -65,7 +52,7 @@ async def list_tasks(request: Request) -> Response:
     status = request.query_params.get("status")
     if status is not None and status not in taskview.STATUSES:
         raise errors.ValidationError(f"status: must be one of {', '.join(taskview.STATUSES)}", field="status")
-    limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
+    limit = context.query_int(request, "limit", 50, 1, MAX_PAGE)
     cursor = request.query_params.get("cursor")
     rows, next_cursor = await svc.db.read(
         lambda conn: tasks.list_tasks(conn, account["id"], status=status, limit=limit, cursor=cursor)

@@ -131,25 +131,12 @@ async def get_task(request: Request) -> Response:
     return JSON(compat.task_view(row, spec, svc.rt.links))
 
 
-def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.ValidationError(f"{name}: must be an integer", field=name) from None
-    if not lo <= value <= hi:
-        raise errors.ValidationError(f"{name}: must be between {lo} and {hi}", field=name)
-    return value
-
-
 @useapi_errors
 async def list_tasks(request: Request) -> Response:
     account = await context.account(request)
     svc = context.services(request)
-    offset = _query_int(request, "offset", 0, 0, 1000)
-    limit = _query_int(request, "limit", 20, 1, 1000)
+    offset = context.query_int(request, "offset", 0, 0, 1000)
+    limit = context.query_int(request, "limit", 20, 1, 1000)
     statuses = [s for s in request.query_params.get("statuses", "").split(",") if s]
     for status in statuses:
         if status not in taskview.STATUSES:
@@ -201,8 +188,8 @@ async def list_assets(request: Request) -> Response:
     media_type = request.query_params.get("mediaType")
     if media_type is not None and media_type not in ("image", "video"):
         raise errors.ValidationError("mediaType: must be 'image' or 'video'", field="mediaType")
-    offset = _query_int(request, "offset", 0, 0, 100_000)
-    limit = _query_int(request, "limit", 100, 1, 1000)
+    offset = context.query_int(request, "offset", 0, 0, 100_000)
+    limit = context.query_int(request, "limit", 100, 1, 1000)
     a = m.assets
 
     def unit(conn: Any) -> list[Any]:

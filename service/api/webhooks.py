@@ -22,19 +22,6 @@ MAX_PAGE = 100
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 
 
-def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.ValidationError(f"{name}: must be an integer", field=name) from None
-    if not lo <= value <= hi:
-        raise errors.ValidationError(f"{name}: must be between {lo} and {hi}", field=name)
-    return value
-
-
 async def _begin(request: Request) -> tuple[dict[str, Any], context.Services]:
     return await context.account(request), context.services(request)
 
@@ -140,7 +127,7 @@ async def webhook_deliveries(request: Request) -> Response:
     status = request.query_params.get("status")
     if status is not None and status not in DELIVERY_STATUSES:
         raise errors.ValidationError(f"status: must be one of {', '.join(DELIVERY_STATUSES)}", field="status")
-    limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
+    limit = context.query_int(request, "limit", 50, 1, MAX_PAGE)
     cursor = request.query_params.get("cursor")
     rows, attempts, next_cursor = await svc.db.read(
         lambda conn: history.list_for_endpoint(
@@ -197,7 +184,7 @@ async def delete_hook(request: Request) -> Response:
 async def list_events(request: Request) -> Response:
     account, svc = await _begin(request)
     event_type = feed.parse_type(request.query_params.get("type"))
-    limit = _int_param(request, "limit", 50, 1, feed.LIMIT_MAX)
+    limit = context.query_int(request, "limit", 50, 1, feed.LIMIT_MAX)
     items = await svc.db.read(
         lambda conn: feed.list_events(
             conn, account["id"], event_type=event_type, limit=limit, now=svc.rt.now()

@@ -8,15 +8,13 @@ endpoint's rate limit then drains them at its pace.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from service import db, errors, events
+from service import cursors, db, errors, events
 from service import models as m
 from service.webhooks import endpoints
 
@@ -26,18 +24,6 @@ e = m.endpoints
 RECOVER_MAX = 1000
 
 COLUMNS = (*d.c, m.events.c.type.label("event_type"))
-
-
-def _encode_cursor(row: Any) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([row.created_at, row.id])).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        created_at, row_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return float(created_at), str(row_id)
-    except Exception:
-        raise errors.ValidationError("cursor: is not a cursor this API returned", field="cursor") from None
 
 
 def attempts_for(conn: Connection, delivery_ids: Sequence[str]) -> dict[str, list[Any]]:
@@ -71,12 +57,12 @@ def list_for_endpoint(
     if status is not None:
         query = query.where(d.c.status == status)
     if cursor is not None:
-        created_at, row_id = _decode_cursor(cursor)
+        created_at, row_id = cursors.decode(cursor)
         query = query.where(
             sa.or_(d.c.created_at < created_at, sa.and_(d.c.created_at == created_at, d.c.id < row_id))
         )
     rows = conn.execute(query.order_by(d.c.created_at.desc(), d.c.id.desc()).limit(limit + 1)).all()
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = cursors.encode(rows[limit - 1]) if len(rows) > limit else None
     rows = rows[:limit]
     return rows, attempts_for(conn, [r.id for r in rows]), next_cursor
 
