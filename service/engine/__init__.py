@@ -20,5 +20,13 @@ from service.engine.contracts import (
 )
 from service.engine.pipeline import render
 
-__all__ = ["RATIOS", "EngineError", "MediaInfo", "RenderCancelled", "RenderRequest",
-           "RenderResult", "probe", "render"]
+__all__ = [
+    "RATIOS",
+    "EngineError",
+    "MediaInfo",
+    "RenderCancelled",
+    "RenderRequest",
+    "RenderResult",
+    "probe",
+    "render",
+]

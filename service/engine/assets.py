@@ -22,8 +22,16 @@ MAX_IMAGE_PIXELS = 40_000_000
 #: Largest video frame accepted, in pixels (4096 x 4096).
 MAX_VIDEO_PIXELS = 4096 * 4096
 #: Video codecs accepted, by FFmpeg decoder name.
-VIDEO_CODECS = {"h264": "h264", "hevc": "h265", "vp8": "vp8", "vp9": "vp9", "av1": "av1",
-                "libdav1d": "av1", "libaom-av1": "av1", "prores": "prores"}
+VIDEO_CODECS = {
+    "h264": "h264",
+    "hevc": "h265",
+    "vp8": "vp8",
+    "vp9": "vp9",
+    "av1": "av1",
+    "libdav1d": "av1",
+    "libaom-av1": "av1",
+    "prores": "prores",
+}
 
 _HEADER_BYTES = 64 * 1024
 
@@ -76,8 +84,16 @@ def _probe_image(head: bytes, image_format: str) -> contracts.MediaInfo:
             f"The image is {width}x{height}; images over {MAX_IMAGE_PIXELS // 1_000_000} "
             "megapixels are not accepted."
         )
-    return contracts.MediaInfo(kind="image", format=image_format, codec=None, width=width,
-                               height=height, duration_s=None, fps=None, has_audio=False)
+    return contracts.MediaInfo(
+        kind="image",
+        format=image_format,
+        codec=None,
+        width=width,
+        height=height,
+        duration_s=None,
+        fps=None,
+        has_audio=False,
+    )
 
 
 def _png_size(head: bytes) -> tuple[int, int] | None:
@@ -100,9 +116,9 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
             pos += 2
             continue
-        (length,) = struct.unpack(">H", head[pos + 2:pos + 4])
+        (length,) = struct.unpack(">H", head[pos + 2 : pos + 4])
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", head[pos + 5:pos + 9])
+            height, width = struct.unpack(">HH", head[pos + 5 : pos + 9])
             return width, height
         if marker == 0xDA or length < 2:  # scan data before any frame header: malformed
             return None
@@ -168,5 +184,13 @@ def _probe_video(path: pathlib.Path) -> contracts.MediaInfo:
         frame = next(container.decode(stream), None)
         if frame is None:
             raise contracts.asset_invalid("The video contains no decodable frames.")
-    return contracts.MediaInfo(kind="video", format=fmt, codec=codec, width=width, height=height,
-                               duration_s=duration_s, fps=fps, has_audio=has_audio)
+    return contracts.MediaInfo(
+        kind="video",
+        format=fmt,
+        codec=codec,
+        width=width,
+        height=height,
+        duration_s=duration_s,
+        fps=fps,
+        has_audio=has_audio,
+    )

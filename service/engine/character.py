@@ -66,8 +66,11 @@ def find_face(image: np.ndarray) -> np.ndarray | None:
 
     h, w = image.shape[:2]
     factor = min(1.0, DETECT_MAX_SIDE / max(h, w))
-    small = cv2.resize(image, (int(w * factor), int(h * factor)),
-                       interpolation=cv2.INTER_AREA) if factor < 1 else image
+    small = (
+        cv2.resize(image, (int(w * factor), int(h * factor)), interpolation=cv2.INTER_AREA)
+        if factor < 1
+        else image
+    )
     with landmarks.FaceTracker(video=False) as tracker:
         points = tracker.detect(small)
     return None if points is None else points / factor
@@ -76,8 +79,9 @@ def find_face(image: np.ndarray) -> np.ndarray | None:
 class StillCharacter:
     """A character picture: analysed once, the same frame for the whole render."""
 
-    def __init__(self, path: pathlib.Path, width: int, height: int,
-                 step: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, path: pathlib.Path, width: int, height: int, step: Callable[[], None] = lambda: None
+    ) -> None:
         """Analyse the picture; ``step()`` runs between stages (progress, cancellation)."""
         image = load_image(path)
         points = find_face(image)
@@ -93,8 +97,14 @@ class StillCharacter:
         plate = composite.clean_plate(canvas, mask)
         step()
         base = composite.blend_person(canvas, plate, mask)
-        self.frame = CharacterFrame(canvas=canvas, points=points, rig=rig.Rig(points, width, height, composite.mask_box(mask)),
-                                    mask=mask, background=plate, base=base)
+        self.frame = CharacterFrame(
+            canvas=canvas,
+            points=points,
+            rig=rig.Rig(points, width, height, composite.mask_box(mask)),
+            mask=mask,
+            background=plate,
+            base=base,
+        )
 
     def frames(self) -> Iterator[CharacterFrame]:
         while True:
@@ -104,8 +114,15 @@ class StillCharacter:
 class VideoCharacter:
     """A character video: framed once (from its opening face), tracked every frame."""
 
-    def __init__(self, path: pathlib.Path, width: int, height: int, count: int, fps: int,
-                 step: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        path: pathlib.Path,
+        width: int,
+        height: int,
+        count: int,
+        fps: int,
+        step: Callable[[], None] = lambda: None,
+    ) -> None:
         """Find the face in the opening frames; ``step()`` runs between frames."""
         self._path, self._w, self._h, self._count, self._fps = path, width, height, count, fps
         first_face = None
@@ -140,13 +157,25 @@ class VideoCharacter:
                     yield _passthrough(canvas)
                     continue
                 mask = composite.person_mask(seg.mask(canvas), last)
-                yield CharacterFrame(canvas=canvas, points=last, rig=rig.Rig(last, self._w, self._h, composite.mask_box(mask)),
-                                     mask=mask, background=canvas, base=canvas)
+                yield CharacterFrame(
+                    canvas=canvas,
+                    points=last,
+                    rig=rig.Rig(last, self._w, self._h, composite.mask_box(mask)),
+                    mask=mask,
+                    background=canvas,
+                    base=canvas,
+                )
         finally:
             tracker.close()
             seg.close()
 
 
 def _passthrough(canvas: np.ndarray) -> CharacterFrame:
-    return CharacterFrame(canvas=canvas, points=np.empty((0, 3), np.float32), rig=None,  # type: ignore[arg-type]
-                          mask=np.zeros(canvas.shape[:2], np.float32), background=canvas, base=canvas)
+    return CharacterFrame(
+        canvas=canvas,
+        points=np.empty((0, 3), np.float32),
+        rig=None,  # type: ignore[arg-type]
+        mask=np.zeros(canvas.shape[:2], np.float32),
+        background=canvas,
+        base=canvas,
+    )

@@ -21,19 +21,35 @@ from service.engine import contracts
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="callboard render",
-        description="Render a character performance offline (no network, CPU only).")
-    parser.add_argument("--character", required=True, type=pathlib.Path,
-                        help="character image (JPEG/PNG/WebP) or video (MP4/MOV/WebM)")
-    parser.add_argument("--reference", required=True, type=pathlib.Path,
-                        help="driving performance video, 3-30 s")
+        prog="callboard render", description="Render a character performance offline (no network, CPU only)."
+    )
+    parser.add_argument(
+        "--character",
+        required=True,
+        type=pathlib.Path,
+        help="character image (JPEG/PNG/WebP) or video (MP4/MOV/WebM)",
+    )
+    parser.add_argument(
+        "--reference", required=True, type=pathlib.Path, help="driving performance video, 3-30 s"
+    )
     parser.add_argument("--out", required=True, type=pathlib.Path, help="output MP4 path")
-    parser.add_argument("--ratio", default="1280:720", choices=list(contracts.RATIOS),
-                        help="output size (default 1280:720)")
-    parser.add_argument("--expression-intensity", type=int, default=3, choices=range(1, 6),
-                        metavar="{1..5}", help="expression transfer strength, 3 = faithful")
-    parser.add_argument("--body-control", action=argparse.BooleanOptionalAction, default=True,
-                        help="shoulders follow the performer (default on)")
+    parser.add_argument(
+        "--ratio", default="1280:720", choices=list(contracts.RATIOS), help="output size (default 1280:720)"
+    )
+    parser.add_argument(
+        "--expression-intensity",
+        type=int,
+        default=3,
+        choices=range(1, 6),
+        metavar="{1..5}",
+        help="expression transfer strength, 3 = faithful",
+    )
+    parser.add_argument(
+        "--body-control",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="shoulders follow the performer (default on)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="0..4294967295 (camera motion)")
     return parser
 
@@ -75,10 +91,15 @@ def main(argv: list[str]) -> int:
     try:
         info = assets.probe(args.character)
         request = contracts.RenderRequest(
-            character_path=args.character, character_type=info.kind,
-            reference_path=args.reference, output_path=args.out, ratio=args.ratio,
-            expression_intensity=args.expression_intensity, body_control=args.body_control,
-            seed=args.seed)
+            character_path=args.character,
+            character_type=info.kind,
+            reference_path=args.reference,
+            output_path=args.out,
+            ratio=args.ratio,
+            expression_intensity=args.expression_intensity,
+            body_control=args.body_control,
+            seed=args.seed,
+        )
         result = pipeline.render(request, progress=bar)
     except contracts.EngineError as exc:
         bar.done()
@@ -90,8 +111,10 @@ def main(argv: list[str]) -> int:
         return 130
     bar.done()
     elapsed = time.monotonic() - started
-    print(f"{args.out}  {result.width}x{result.height} {result.frames} frames "
-          f"{result.duration_s:.2f} s  RTF {elapsed / result.duration_s:.2f}")
+    print(
+        f"{args.out}  {result.width}x{result.height} {result.frames} frames "
+        f"{result.duration_s:.2f} s  RTF {elapsed / result.duration_s:.2f}"
+    )
     return 0
 
 

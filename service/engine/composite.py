@@ -25,8 +25,9 @@ def clean_plate(image: np.ndarray, person: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     factor = 4
     small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
-    mask = cv2.resize((person > 0.2).astype(np.uint8) * 255, (w // factor, h // factor),
-                      interpolation=cv2.INTER_NEAREST)
+    mask = cv2.resize(
+        (person > 0.2).astype(np.uint8) * 255, (w // factor, h // factor), interpolation=cv2.INTER_NEAREST
+    )
     mask = cv2.dilate(mask, np.ones((5, 5), np.uint8), iterations=2)
     filled = cv2.inpaint(small, mask, 5, cv2.INPAINT_TELEA)
     filled = cv2.GaussianBlur(filled, (0, 0), 2)
@@ -74,8 +75,10 @@ class MouthPainter:
     """Paints the driver's mouth interior into the character's parted lips."""
 
     def __init__(self, char_skin: np.ndarray, driver_skin: np.ndarray) -> None:
-        # Per-channel gain that brings the driver's lighting/white balance to the character's.
-        self._gain = np.clip(char_skin / np.maximum(driver_skin, 1.0), 0.6, 1.6).astype(np.float32)
+        # One brightness gain from the driver's skin to the character's. Per-channel gains
+        # were tried and tint the teeth (blue-grey on pale characters), so colour is kept.
+        ratio = float(char_skin.mean() / max(float(driver_skin.mean()), 1.0))
+        self._gain = np.float32(np.clip(ratio, 0.7, 1.4))
 
     @staticmethod
     def skin_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -84,13 +87,14 @@ class MouthPainter:
         size = max(2, int(0.02 * float(np.ptp(points[:, 0]))))
         samples = []
         for x, y in np.round(points[topology.CHEEKS, :2]).astype(int):
-            patch = image[max(0, y - size):min(h, y + size), max(0, x - size):min(w, x + size)]
+            patch = image[max(0, y - size) : min(h, y + size), max(0, x - size) : min(w, x + size)]
             if patch.size:
                 samples.append(patch.reshape(-1, 3).mean(axis=0))
         return np.mean(samples, axis=0) if samples else np.full(3, 128.0)
 
-    def paint(self, out: np.ndarray, dst: np.ndarray, driver: np.ndarray,
-              driver_pts: np.ndarray, strength: float) -> None:
+    def paint(
+        self, out: np.ndarray, dst: np.ndarray, driver: np.ndarray, driver_pts: np.ndarray, strength: float
+    ) -> None:
         """Fill ``out``'s mouth opening at ``dst`` (478, 2+) from the driver frame, in place.
 
         ``strength`` (0..1) fades the fill in as the driver's lips part.
@@ -110,12 +114,12 @@ class MouthPainter:
         affine, _ = cv2.estimateAffine2D(poly_src, poly_dst - [x0, y0], method=cv2.LMEDS)
         if affine is None:
             return
-        interior = cv2.warpAffine(driver, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        interior = cv2.warpAffine(
+            driver, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        ).astype(np.float32)
         interior *= self._gain * 0.92  # a touch darker: the inside of a mouth is shaded
         mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-        cv2.fillPoly(mask, [np.round((poly_dst - [x0, y0]) * 4).astype(np.int32)], (255,),
-                     cv2.LINE_AA, 2)
+        cv2.fillPoly(mask, [np.round((poly_dst - [x0, y0]) * 4).astype(np.int32)], (255,), cv2.LINE_AA, 2)
         alpha = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] * (strength / 255)
         region = out[y0:y1, x0:x1]
         region[:] = np.clip(interior * alpha + region * (1 - alpha), 0, 255).astype(np.uint8)
@@ -151,12 +155,15 @@ class CameraDrift:
 
         waves = np.sin(2 * math.pi * self._freq * t + self._phase).mean(axis=1) * self._amp
         zoom = 1.02 + waves[0]
-        m = np.array(cv2.getRotationMatrix2D((self._w / 2, self._h / 2), float(waves[3]), float(zoom)),
-                     dtype=np.float64)
+        m = np.array(
+            cv2.getRotationMatrix2D((self._w / 2, self._h / 2), float(waves[3]), float(zoom)),
+            dtype=np.float64,
+        )
         return np.hstack([m[:, :2], (m[:, 2] + waves[1:3])[:, None]])
 
     def apply(self, frame: np.ndarray, t: float) -> np.ndarray:
         import cv2
 
-        return cv2.warpAffine(frame, self.matrix(t), (self._w, self._h), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REFLECT)
+        return cv2.warpAffine(
+            frame, self.matrix(t), (self._w, self._h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )

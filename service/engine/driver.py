@@ -47,11 +47,13 @@ def _lost(found: int, count: int) -> contracts.EngineError:
     return contracts.asset_invalid(
         "The performer's face in the reference video could not be tracked for most of the "
         f"clip (found in {found / max(1, count):.0%} of frames); use a clip with a clearly "
-        "visible face.")
+        "visible face."
+    )
 
 
-def rest_pose(path: pathlib.Path, fps: int, count: int,
-              step: Callable[[], None] = lambda: None) -> np.ndarray | None:
+def rest_pose(
+    path: pathlib.Path, fps: int, count: int, step: Callable[[], None] = lambda: None
+) -> np.ndarray | None:
     """Landmarks of the performer at rest: eyes at their usual opening, lips closest.
 
     Expressions are transferred as changes from this frame. Using the first frame instead

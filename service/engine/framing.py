@@ -75,17 +75,17 @@ def render(image: np.ndarray, framing: Framing) -> np.ndarray:
     interp = cv2.INTER_AREA if framing.scale < 1 else cv2.INTER_LINEAR
     scaled = cv2.resize(image, (sw, sh), interpolation=interp)
     if framing.covers:
-        return np.ascontiguousarray(scaled[-framing.dy:-framing.dy + h, -framing.dx:-framing.dx + w])
+        return np.ascontiguousarray(scaled[-framing.dy : -framing.dy + h, -framing.dx : -framing.dx + w])
     canvas = _backdrop(image, w, h)
     # Paste the sharp picture, feathering its edges into the backdrop.
     cx0, cy0 = max(0, framing.dx), max(0, framing.dy)
     cx1, cy1 = min(w, framing.dx + sw), min(h, framing.dy + sh)
-    piece = scaled[cy0 - framing.dy:cy1 - framing.dy, cx0 - framing.dx:cx1 - framing.dx]
+    piece = scaled[cy0 - framing.dy : cy1 - framing.dy, cx0 - framing.dx : cx1 - framing.dx]
     alpha = np.zeros((h, w), dtype=np.float32)
     alpha[cy0:cy1, cx0:cx1] = 1.0
     feather = max(3, int(0.012 * max(w, h))) | 1
     alpha = np.asarray(cv2.GaussianBlur(alpha, (feather * 2 + 1, feather * 2 + 1), 0), dtype=np.float32)
-    alpha[cy0 + feather:cy1 - feather, cx0 + feather:cx1 - feather] = 1.0
+    alpha[cy0 + feather : cy1 - feather, cx0 + feather : cx1 - feather] = 1.0
     sharp = canvas.copy()
     sharp[cy0:cy1, cx0:cx1] = piece
     a = alpha[..., None]
@@ -98,10 +98,12 @@ def _backdrop(image: np.ndarray, w: int, h: int) -> np.ndarray:
 
     src_h, src_w = image.shape[:2]
     cover = max(w / src_w, h / src_h)
-    small = cv2.resize(image, (max(1, int(src_w * cover / 8)), max(1, int(src_h * cover / 8))),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        image, (max(1, int(src_w * cover / 8)), max(1, int(src_h * cover / 8))), interpolation=cv2.INTER_AREA
+    )
     small = cv2.GaussianBlur(small, (0, 0), 3)
-    big = cv2.resize(small, (int(round(src_w * cover)), int(round(src_h * cover))),
-                     interpolation=cv2.INTER_LINEAR)
+    big = cv2.resize(
+        small, (int(round(src_w * cover)), int(round(src_h * cover))), interpolation=cv2.INTER_LINEAR
+    )
     oy, ox = (big.shape[0] - h) // 2, (big.shape[1] - w) // 2
-    return (big[oy:oy + h, ox:ox + w].astype(np.float32) * 0.8).astype(np.uint8)
+    return (big[oy : oy + h, ox : ox + w].astype(np.float32) * 0.8).astype(np.uint8)

@@ -35,8 +35,12 @@ class FaceTracker:
 
     def __init__(self, *, video: bool, min_confidence: float = 0.5) -> None:
         self._mesh = _solutions().face_mesh.FaceMesh(
-            static_image_mode=not video, max_num_faces=1, refine_landmarks=True,
-            min_detection_confidence=min_confidence, min_tracking_confidence=0.5)
+            static_image_mode=not video,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=min_confidence,
+            min_tracking_confidence=0.5,
+        )
 
     def detect(self, bgr: np.ndarray) -> np.ndarray | None:
         """Landmarks (478, 3) in pixels, or None when no face is found."""

@@ -38,9 +38,11 @@ MAP_DOWNSAMPLE = 4
 LENGTH_SLACK = 0.05
 
 
-def render(req: contracts.RenderRequest,
-           progress: Callable[[float], None] | None = None,
-           should_cancel: Callable[[], bool] | None = None) -> contracts.RenderResult:
+def render(
+    req: contracts.RenderRequest,
+    progress: Callable[[float], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> contracts.RenderResult:
     """Render ``req`` to ``req.output_path``; see the package docstring for the contract."""
     width, height = _check_request(req)
     report = progress or (lambda _p: None)
@@ -78,22 +80,31 @@ def reference_frames(duration_s: float) -> int:
     return max(1, int(round(duration_s * contracts.OUTPUT_FPS)))
 
 
-def _render(req: contracts.RenderRequest, width: int, height: int, tmp: pathlib.Path,
-            report: Callable[[float], None], cancelled: Callable[[], bool]) -> contracts.RenderResult:
+def _render(
+    req: contracts.RenderRequest,
+    width: int,
+    height: int,
+    tmp: pathlib.Path,
+    report: Callable[[float], None],
+    cancelled: Callable[[], bool],
+) -> contracts.RenderResult:
     from service.engine import character, composite, driver, retarget, video, warp
 
     fps = contracts.OUTPUT_FPS
     ref = assets.probe(req.reference_path)
     if ref.kind != "video" or ref.duration_s is None:
         raise contracts.asset_invalid("The reference must be a video.")
-    if not (contracts.MIN_REFERENCE_S - LENGTH_SLACK <= ref.duration_s
-            <= contracts.MAX_REFERENCE_S + LENGTH_SLACK):
+    if not (
+        contracts.MIN_REFERENCE_S - LENGTH_SLACK <= ref.duration_s <= contracts.MAX_REFERENCE_S + LENGTH_SLACK
+    ):
         raise contracts.asset_invalid(
-            f"The reference video is {ref.duration_s:.1f} s long; it must be 3 to 30 seconds.")
+            f"The reference video is {ref.duration_s:.1f} s long; it must be 3 to 30 seconds."
+        )
     char_info = assets.probe(req.character_path)
     if char_info.kind != req.character_type:
         raise contracts.asset_invalid(
-            f"The character was declared as {req.character_type} but is {char_info.kind}.")
+            f"The character was declared as {req.character_type} but is {char_info.kind}."
+        )
     count = reference_frames(ref.duration_s)
     report(0.0)
     ticker = _Ticker(report, cancelled)
@@ -103,24 +114,37 @@ def _render(req: contracts.RenderRequest, width: int, height: int, tmp: pathlib.
     prep_steps = iter(np.linspace(0.0, PREPARE_SHARE / 2, 40))
     if req.character_type == "image":
         char: character.StillCharacter | character.VideoCharacter = character.StillCharacter(
-            req.character_path, width, height, step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2)))
+            req.character_path, width, height, step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2))
+        )
         drift: composite.CameraDrift | None = composite.CameraDrift(req.seed, width, height)
     else:
         char = character.VideoCharacter(
-            req.character_path, width, height, count, fps,
-            step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2)))
+            req.character_path,
+            width,
+            height,
+            count,
+            fps,
+            step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2)),
+        )
         drift = None
     scanned = iter(range(1, count + 1))
     rest = driver.rest_pose(
-        req.reference_path, fps, count,
-        step=lambda: ticker.tick(PREPARE_SHARE / 2 * (1 + next(scanned, count) / count)))
+        req.reference_path,
+        fps,
+        count,
+        step=lambda: ticker.tick(PREPARE_SHARE / 2 * (1 + next(scanned, count) / count)),
+    )
     if rest is None:
         raise contracts.asset_invalid(
-            "No face was found in the reference video; the performer's face must be clearly visible.")
+            "No face was found in the reference video; the performer's face must be clearly visible."
+        )
     model = retarget.DriverModel(rest)
-    retargeter = retarget.Retargeter(model, intensity=req.expression_intensity,
-                                     body_control=req.body_control,
-                                     pose_gain=1.0 if req.character_type == "image" else VIDEO_POSE_GAIN)
+    retargeter = retarget.Retargeter(
+        model,
+        intensity=req.expression_intensity,
+        body_control=req.body_control,
+        pose_gain=1.0 if req.character_type == "image" else VIDEO_POSE_GAIN,
+    )
     neutral_gap = composite.mouth_gap(rest)
     ticker.tick(PREPARE_SHARE)
 
@@ -128,8 +152,10 @@ def _render(req: contracts.RenderRequest, width: int, height: int, tmp: pathlib.
     finish = None if drift is None else (lambda frame, i: drift.apply(frame, i / fps))
     writer = video.Mp4Writer(tmp, width, height, fps, req.reference_path, count / fps, finish)
     try:
-        with contextlib.closing(video.prefetch(char.frames())) as char_frames, \
-                contextlib.closing(video.prefetch(driver.stream(req.reference_path, fps, count))) as samples:
+        with (
+            contextlib.closing(video.prefetch(char.frames())) as char_frames,
+            contextlib.closing(video.prefetch(driver.stream(req.reference_path, fps, count))) as samples,
+        ):
             painter: composite.MouthPainter | None = None
             driver_skin = None
             for i, (cf, sample) in enumerate(zip(char_frames, samples, strict=False)):  # chars: endless
@@ -153,12 +179,12 @@ def _render(req: contracts.RenderRequest, width: int, height: int, tmp: pathlib.
     except BaseException:
         writer.abort()
         raise
-    return contracts.RenderResult(width=width, height=height, fps=fps, frames=count,
-                                  duration_s=count / fps, has_audio=writer.has_audio)
+    return contracts.RenderResult(
+        width=width, height=height, fps=fps, frames=count, duration_s=count / fps, has_audio=writer.has_audio
+    )
 
 
-def _animate(cf: character.CharacterFrame, target: retarget.TargetFace,
-             warper: warp.Warper) -> np.ndarray:
+def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: warp.Warper) -> np.ndarray:
     """Warp the character frame to the target face and lay it over its background."""
     from service.engine import composite
 

@@ -55,7 +55,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nda
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         sign[-1] = -1
     rot = u @ np.diag(sign) @ vt
-    var = (sc ** 2).sum() / len(src)
+    var = (sc**2).sum() / len(src)
     scale = float((d * sign).sum() / var) if var > 0 else 1.0
     return scale, rot, mu_d - scale * rot @ mu_s
 
@@ -76,8 +76,9 @@ def from_euler(roll: float, yaw: float, pitch: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def _eye_openness(points: np.ndarray, upper: np.ndarray, lower: np.ndarray,
-                  corners: tuple[int, int]) -> float:
+def _eye_openness(
+    points: np.ndarray, upper: np.ndarray, lower: np.ndarray, corners: tuple[int, int]
+) -> float:
     width = np.linalg.norm(points[corners[0]] - points[corners[1]]) or 1.0
     return float(np.linalg.norm(points[upper] - points[lower], axis=1).mean() / width)
 
@@ -126,15 +127,23 @@ class DriverModel:
     @staticmethod
     def eye_openness(points: np.ndarray) -> tuple[float, float]:
         """(right, left) eye opening: mean lid distance over eye width."""
-        return (_eye_openness(points, topology.RIGHT_EYE_UPPER, topology.RIGHT_EYE_LOWER,
-                              topology.RIGHT_EYE_CORNERS),
-                _eye_openness(points, topology.LEFT_EYE_UPPER, topology.LEFT_EYE_LOWER,
-                              topology.LEFT_EYE_CORNERS))
+        return (
+            _eye_openness(
+                points, topology.RIGHT_EYE_UPPER, topology.RIGHT_EYE_LOWER, topology.RIGHT_EYE_CORNERS
+            ),
+            _eye_openness(
+                points, topology.LEFT_EYE_UPPER, topology.LEFT_EYE_LOWER, topology.LEFT_EYE_CORNERS
+            ),
+        )
 
     @staticmethod
     def _gazes(points: np.ndarray) -> np.ndarray:
-        return np.stack([_gaze(points, topology.RIGHT_IRIS, topology.RIGHT_EYE_CORNERS),
-                         _gaze(points, topology.LEFT_IRIS, topology.LEFT_EYE_CORNERS)])
+        return np.stack(
+            [
+                _gaze(points, topology.RIGHT_IRIS, topology.RIGHT_EYE_CORNERS),
+                _gaze(points, topology.LEFT_IRIS, topology.LEFT_EYE_CORNERS),
+            ]
+        )
 
     def decompose(self, points: np.ndarray) -> DriverFrame:
         pts = points.astype(np.float64)
@@ -148,9 +157,14 @@ class DriverModel:
         # pitch (and depth noise), while the eye line is what a viewer sees tilt.
         _, yaw, pitch = euler(rot)
         roll = (self._eye_line(pts) - self._eye_line0 + 180.0) % 360.0 - 180.0
-        return DriverFrame(scale=scale, angles=(roll, yaw, pitch), centre_shift=shift,
-                           expression=canonical - self.neutral, eyes=eyes,
-                           gaze=self._gazes(canonical) - self._gaze0)
+        return DriverFrame(
+            scale=scale,
+            angles=(roll, yaw, pitch),
+            centre_shift=shift,
+            expression=canonical - self.neutral,
+            eyes=eyes,
+            gaze=self._gazes(canonical) - self._gaze0,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +186,9 @@ class TargetFace:
 class Retargeter:
     """Maps driver frames onto one character face (fixed or per-frame for video)."""
 
-    def __init__(self, driver: DriverModel, *, intensity: int, body_control: bool,
-                 pose_gain: float = 1.0) -> None:
+    def __init__(
+        self, driver: DriverModel, *, intensity: int, body_control: bool, pose_gain: float = 1.0
+    ) -> None:
         """``pose_gain`` scales the head pose transfer: 1 for a still character; less for a
         video character, which keeps its own head motion and has no clean background to
         reveal behind a moving head."""
@@ -193,9 +208,11 @@ class Retargeter:
         # Pose: the change from rest, damped and clamped, applied in the camera frame
         # around the character's head centre (so a tilt is a tilt whatever the rest pose).
         roll, yaw, pitch = (a * self._pose_gain for a in frame.angles)
-        rot = from_euler(float(np.clip(roll * ROLL_GAIN, -ROLL_MAX, ROLL_MAX)),
-                         float(np.clip(yaw * YAW_GAIN, -YAW_MAX, YAW_MAX)),
-                         float(np.clip(pitch * PITCH_GAIN, -PITCH_MAX, PITCH_MAX)))
+        rot = from_euler(
+            float(np.clip(roll * ROLL_GAIN, -ROLL_MAX, ROLL_MAX)),
+            float(np.clip(yaw * YAW_GAIN, -YAW_MAX, YAW_MAX)),
+            float(np.clip(pitch * PITCH_GAIN, -PITCH_MAX, PITCH_MAX)),
+        )
         scale = float(np.clip(1.0 + (frame.scale - 1.0) * self._pose_gain, SCALE_MIN, SCALE_MAX))
         size = landmarks.face_size(char)
         gain = (TRANSLATION_GAIN_BODY if self._body else TRANSLATION_GAIN_HEAD_ONLY) * self._pose_gain
@@ -207,13 +224,19 @@ class Retargeter:
         s2, r2, t2 = umeyama(char[stable, :2], points[stable, :2])
         head = np.hstack([s2 * r2, t2[:, None]])
         gaze = np.clip(frame.gaze, -GAZE_MAX, GAZE_MAX)
-        eye_w = np.array([
-            np.linalg.norm(char[topology.RIGHT_EYE_CORNERS[0], :2] - char[topology.RIGHT_EYE_CORNERS[1], :2]),
-            np.linalg.norm(char[topology.LEFT_EYE_CORNERS[0], :2] - char[topology.LEFT_EYE_CORNERS[1], :2])])
+        eye_w = np.array(
+            [
+                np.linalg.norm(
+                    char[topology.RIGHT_EYE_CORNERS[0], :2] - char[topology.RIGHT_EYE_CORNERS[1], :2]
+                ),
+                np.linalg.norm(
+                    char[topology.LEFT_EYE_CORNERS[0], :2] - char[topology.LEFT_EYE_CORNERS[1], :2]
+                ),
+            ]
+        )
         gaze_px = (gaze * eye_w[:, None]) @ (s2 * r2).T
         torso = shift2 * TORSO_FOLLOW if self._body else np.zeros(2)
-        return TargetFace(points=points.astype(np.float32), head=head, gaze_px=gaze_px,
-                          torso_shift=torso)
+        return TargetFace(points=points.astype(np.float32), head=head, gaze_px=gaze_px, torso_shift=torso)
 
     def _place_eyelids(self, char: np.ndarray, moved: np.ndarray, eyes: tuple[float, float]) -> None:
         """Re-place each eye's lid contour from that eye's own openness ratio (in place).
@@ -222,8 +245,9 @@ class Retargeter:
         character's own eye opening, so the eye closes fully whatever its size.
         """
         for ratio, upper, lower, corners in (
-                (eyes[0], topology.RIGHT_EYE_UPPER, topology.RIGHT_EYE_LOWER, topology.RIGHT_EYE_CORNERS),
-                (eyes[1], topology.LEFT_EYE_UPPER, topology.LEFT_EYE_LOWER, topology.LEFT_EYE_CORNERS)):
+            (eyes[0], topology.RIGHT_EYE_UPPER, topology.RIGHT_EYE_LOWER, topology.RIGHT_EYE_CORNERS),
+            (eyes[1], topology.LEFT_EYE_UPPER, topology.LEFT_EYE_LOWER, topology.LEFT_EYE_CORNERS),
+        ):
             if ratio < 1.0:
                 ratio = max(0.0, (ratio - EYE_SHUT_RATIO) / (1.0 - EYE_SHUT_RATIO))
             r = float(np.clip(1.0 + self._gain * (ratio - 1.0), 0.0, 1.35))

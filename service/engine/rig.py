@@ -51,8 +51,9 @@ def _eyeball_affine(src_corners: np.ndarray, dst_corners: np.ndarray, scale: flo
 class Rig:
     """Control points and background triangulation for one set of source landmarks."""
 
-    def __init__(self, source: np.ndarray, width: int, height: int,
-                 person_box: tuple[int, int, int, int] | None = None) -> None:
+    def __init__(
+        self, source: np.ndarray, width: int, height: int, person_box: tuple[int, int, int, int] | None = None
+    ) -> None:
         """``source`` landmarks (478, 3) on a ``width`` x ``height`` canvas; ``person_box``
         (x0, y0, x1, y1) bounds the person mask, which limits the torso's moving region."""
         from scipy.spatial import Delaunay
@@ -67,8 +68,12 @@ class Rig:
         lo = np.minimum(np.vstack([*rings, [[0, 0]]]).min(axis=0), 0) - 8
         hi = np.maximum(np.vstack([*rings, [[width, height]]]).max(axis=0), [width, height]) + 8
         xs, ys = np.linspace(lo[0], hi[0], 7), np.linspace(lo[1], hi[1], 5)
-        border = np.array([[x, lo[1]] for x in xs] + [[x, hi[1]] for x in xs]
-                          + [[lo[0], y] for y in ys[1:-1]] + [[hi[0], y] for y in ys[1:-1]])
+        border = np.array(
+            [[x, lo[1]] for x in xs]
+            + [[x, hi[1]] for x in xs]
+            + [[lo[0], y] for y in ys[1:-1]]
+            + [[hi[0], y] for y in ys[1:-1]]
+        )
         self.extra_src = np.vstack([*rings, border])
         n_ring = len(topology.FACE_OVAL)
         self._ring_sizes = (n_ring, n_ring, n_ring, len(border))
@@ -121,10 +126,22 @@ class Rig:
         inv_head = _invert(target.head)
         head_scale = float(np.sqrt(abs(np.linalg.det(target.head[:, :2])))) or 1.0
         hole_polys, hole_affines = [], []
-        eyes = ((topology.RIGHT_EYE_RING, topology.RIGHT_EYE_CORNERS, topology.RIGHT_EYE_UPPER,
-                 topology.RIGHT_EYE_LOWER, target.gaze_px[0]),
-                (topology.LEFT_EYE_RING, topology.LEFT_EYE_CORNERS, topology.LEFT_EYE_UPPER,
-                 topology.LEFT_EYE_LOWER, target.gaze_px[1]))
+        eyes = (
+            (
+                topology.RIGHT_EYE_RING,
+                topology.RIGHT_EYE_CORNERS,
+                topology.RIGHT_EYE_UPPER,
+                topology.RIGHT_EYE_LOWER,
+                target.gaze_px[0],
+            ),
+            (
+                topology.LEFT_EYE_RING,
+                topology.LEFT_EYE_CORNERS,
+                topology.LEFT_EYE_UPPER,
+                topology.LEFT_EYE_LOWER,
+                target.gaze_px[1],
+            ),
+        )
         for ring, corners, upper, lower, gaze in eyes:
             src_c = self.source[list(corners), :2]
             dst_c = dst_face[list(corners)]
@@ -170,15 +187,17 @@ class Rig:
         whole band below the chin, but outside the person the background plate shows.
         """
         n = len(topology.FACE_OVAL)
-        every = np.vstack([target.points[:468, :2], self.extra_src[: 3 * n],
-                           _apply(target.head, self.extra_src[: 2 * n])])
+        every = np.vstack(
+            [target.points[:468, :2], self.extra_src[: 3 * n], _apply(target.head, self.extra_src[: 2 * n])]
+        )
         roi = warp.Roi.around(every, 4, self.width, self.height, align)
         if np.any(target.torso_shift):
             top = max(0.0, self.source[topology.CHIN, 1] - 0.1 * self.face_height)
             x0, y0, x1, y1 = self.person_box
             dx, dy = np.abs(target.torso_shift) + 4
             body = np.array([[x0 - dx, max(top, y0 - dy)], [x1 + dx, y1 + dy]])
-            both = warp.Roi.around(np.vstack([body, [[roi.x0, roi.y0], [roi.x1, roi.y1]]]), 0,
-                                   self.width, self.height, align)
+            both = warp.Roi.around(
+                np.vstack([body, [[roi.x0, roi.y0], [roi.x1, roi.y1]]]), 0, self.width, self.height, align
+            )
             roi = warp.Roi(both.x0, both.y0, both.x1, self.height if y1 >= self.height - 2 else both.y1)
         return roi

@@ -15,8 +15,36 @@ import numpy as np
 
 #: Points that move with the skull, not with expressions: eye corners, nose bridge and
 #: tip, forehead, temples. Used to fit the rigid head pose.
-STABLE = np.array([33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 10, 151, 9, 8,
-                   234, 454, 127, 356, 93, 323, 108, 337, 69, 299], dtype=np.int32)
+STABLE = np.array(
+    [
+        33,
+        133,
+        362,
+        263,
+        168,
+        6,
+        197,
+        195,
+        5,
+        4,
+        1,
+        10,
+        151,
+        9,
+        8,
+        234,
+        454,
+        127,
+        356,
+        93,
+        323,
+        108,
+        337,
+        69,
+        299,
+    ],
+    dtype=np.int32,
+)
 
 #: Eye contours as (upper lid, lower lid) point pairs, inner to outer, plus the corners.
 #: "right"/"left" are the subject's: the right eye is on the image's left.
@@ -30,22 +58,66 @@ RIGHT_IRIS = np.array([468, 469, 470, 471, 472], dtype=np.int32)  # centre first
 LEFT_IRIS = np.array([473, 474, 475, 476, 477], dtype=np.int32)
 
 #: Closed polygons (in order) of the eye openings and the inner lips: the mesh's holes.
-RIGHT_EYE_RING = np.array([33, 246, 161, 160, 159, 158, 157, 173, 133,
-                           155, 154, 153, 145, 144, 163, 7], dtype=np.int32)
-LEFT_EYE_RING = np.array([263, 466, 388, 387, 386, 385, 384, 398, 362,
-                          382, 381, 380, 374, 373, 390, 249], dtype=np.int32)
-INNER_LIPS = np.array([78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308,
-                       324, 318, 402, 317, 14, 87, 178, 88, 95], dtype=np.int32)
+RIGHT_EYE_RING = np.array(
+    [33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7], dtype=np.int32
+)
+LEFT_EYE_RING = np.array(
+    [263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249], dtype=np.int32
+)
+INNER_LIPS = np.array(
+    [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95],
+    dtype=np.int32,
+)
 #: Inner-lip (upper, lower) pairs across the opening, left to right.
 MOUTH_PAIRS = np.array([[81, 178], [13, 14], [311, 402], [82, 87], [312, 317]], dtype=np.int32)
 MOUTH_CORNERS = (78, 308)
-OUTER_LIPS = np.array([61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291,
-                       375, 321, 405, 314, 17, 84, 181, 91, 146], dtype=np.int32)
+OUTER_LIPS = np.array(
+    [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146],
+    dtype=np.int32,
+)
 
 #: Face outline, clockwise from the top of the forehead.
-FACE_OVAL = np.array([10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365,
-                      379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93,
-                      234, 127, 162, 21, 54, 103, 67, 109], dtype=np.int32)
+FACE_OVAL = np.array(
+    [
+        10,
+        338,
+        297,
+        332,
+        284,
+        251,
+        389,
+        356,
+        454,
+        323,
+        361,
+        288,
+        397,
+        365,
+        379,
+        378,
+        400,
+        377,
+        152,
+        148,
+        176,
+        149,
+        150,
+        136,
+        172,
+        58,
+        132,
+        93,
+        234,
+        127,
+        162,
+        21,
+        54,
+        103,
+        67,
+        109,
+    ],
+    dtype=np.int32,
+)
 CHIN = 152
 FOREHEAD = 10
 NOSE_TIP = 1
@@ -76,6 +148,9 @@ def face_triangles() -> np.ndarray:
     edge_use: collections.Counter[tuple[int, int]] = collections.Counter()
     for a, b, c in cycles:
         edge_use.update([(a, b), (a, c), (b, c)])
-    triangles = [t for t in sorted(cycles)
-                 if sum(edge_use[e] > 2 for e in ((t[0], t[1]), (t[0], t[2]), (t[1], t[2]))) < 2]
+    triangles = [
+        t
+        for t in sorted(cycles)
+        if sum(edge_use[e] > 2 for e in ((t[0], t[1]), (t[0], t[2]), (t[1], t[2]))) < 2
+    ]
     return np.array(triangles, dtype=np.int32)

@@ -73,8 +73,7 @@ def prefetch(source: Iterable[T], depth: int = QUEUE_DEPTH) -> Generator[T, None
         thread.join()
 
 
-def iter_frames(path: pathlib.Path, fps: int, count: int, *, loop: bool = False
-                ) -> Iterator[np.ndarray]:
+def iter_frames(path: pathlib.Path, fps: int, count: int, *, loop: bool = False) -> Iterator[np.ndarray]:
     """Yield exactly ``count`` BGR frames of ``path`` sampled at ``fps``.
 
     Output frame i shows the source frame on screen at time i/fps. When the source ends
@@ -154,20 +153,28 @@ class Mp4Writer:
     (a last whole-frame step such as the camera drift, moved off the render thread).
     """
 
-    def __init__(self, path: pathlib.Path, width: int, height: int, fps: int,
-                 audio_source: pathlib.Path | None, duration_s: float,
-                 finish: Callable[[np.ndarray, int], np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        path: pathlib.Path,
+        width: int,
+        height: int,
+        fps: int,
+        audio_source: pathlib.Path | None,
+        duration_s: float,
+        finish: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    ) -> None:
         import av
 
         self._av = av
-        self._container = av.open(str(path), mode="w", format="mp4",
-                                  options={"movflags": "+faststart"})
+        self._container = av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"})
         stream = self._container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = fractions.Fraction(1, fps)
-        stream.options = {"preset": X264_PRESET, "crf": X264_CRF,
-                          "x264-params": "colorprim=smpte170m:transfer=smpte170m:"
-                                         "colormatrix=smpte170m:range=tv"}
+        stream.options = {
+            "preset": X264_PRESET,
+            "crf": X264_CRF,
+            "x264-params": "colorprim=smpte170m:transfer=smpte170m:colormatrix=smpte170m:range=tv",
+        }
         self._video = stream
         self._finish = finish
         self._fps = fps
@@ -298,8 +305,9 @@ class _AudioPump:
             return
         if frame.samples > remaining:
             data = frame.to_ndarray()[:, :remaining]
-            trimmed = self._av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="fltp",
-                                                       layout=frame.layout.name)
+            trimmed = self._av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(data), format="fltp", layout=frame.layout.name
+            )
             trimmed.sample_rate = self._rate
             frame = trimmed
         frame.pts = self._samples

@@ -79,15 +79,22 @@ class Warper:
     def __init__(self, downsample: int = 4) -> None:
         self.f = downsample
 
-    def maps(self, roi: Roi, triangles: np.ndarray, tri_affines: np.ndarray,
-             tri_valid: np.ndarray, details: Sequence[tuple[Roi, int]] = ()) -> WarpMaps:
+    def maps(
+        self,
+        roi: Roi,
+        triangles: np.ndarray,
+        tri_affines: np.ndarray,
+        tri_valid: np.ndarray,
+        details: Sequence[tuple[Roi, int]] = (),
+    ) -> WarpMaps:
         """Coordinate maps for ``roi``.
 
         ``triangles`` (K, P, 2) destination polygons (P = 3 for triangles; callers may pass
         any convex P-gon) in paint order with their affines (K, 2, 3) dst -> src.
         """
-        coef = np.concatenate([tri_affines.reshape(-1, 6),
-                               [[1, 0, 0, 0, 1, 0]]]).astype(np.float32)  # last: identity
+        coef = np.concatenate([tri_affines.reshape(-1, 6), [[1, 0, 0, 0, 1, 0]]]).astype(
+            np.float32
+        )  # last: identity
         lo_x, lo_y = _sample(roi, self.f, triangles, tri_valid, coef)
         patches = []
         for sub, step in details:
@@ -98,8 +105,9 @@ class Warper:
         return WarpMaps(roi=roi, f=self.f, lo_x=lo_x, lo_y=lo_y, patches=patches)
 
 
-def _sample(roi: Roi, f: int, triangles: np.ndarray, valid: np.ndarray,
-            coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sample(
+    roi: Roi, f: int, triangles: np.ndarray, valid: np.ndarray, coef: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """dst -> src maps at every ``f``-th pixel of ``roi`` (pixel centres aligned for resize)."""
     import cv2
 
@@ -110,8 +118,7 @@ def _sample(roi: Roi, f: int, triangles: np.ndarray, valid: np.ndarray,
     fixed = np.round((triangles - offset) * (_ONE / f)).astype(np.int32)
     # Cull shapes entirely outside the grid before the Python loop.
     lo, hi = fixed.min(axis=1), fixed.max(axis=1)
-    inside = valid & (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & \
-        (lo[:, 0] < w_lo * _ONE) & (lo[:, 1] < h_lo * _ONE)
+    inside = valid & (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] < w_lo * _ONE) & (lo[:, 1] < h_lo * _ONE)
     fill = cv2.fillConvexPoly
     for k in np.flatnonzero(inside).tolist():
         fill(ids, fixed[k], k, cv2.LINE_8, _SHIFT)
@@ -176,5 +183,4 @@ def remap(image: np.ndarray, mapx: np.ndarray, mapy: np.ndarray) -> np.ndarray:
     """Sample ``image`` at the maps (bilinear, edges replicated)."""
     import cv2
 
-    return cv2.remap(image, mapx, mapy, interpolation=cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(image, mapx, mapy, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

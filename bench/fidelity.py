@@ -1,0 +1,176 @@
+"""Fidelity of the offline engine, judged by an independent detector (dlib, not MediaPipe).
+
+    python bench/fidelity.py [--pairs all|tune|held-out] [--only TEXT] [--out-dir DIR] [--reuse]
+                             [--json FILE]
+
+Renders the shared media pairs at 1280x720 and, per pair, correlates (Pearson r) the
+driver's and the output's per-frame signals: mouth opening, each eye's openness, head
+roll, yaw, and x / y position. Also reported:
+
+* shape drift: how much more the output face is squashed or stretched than the driver's
+  face over the same frames — anisotropy (smallest / largest singular value) of the
+  affine map of the eye-corner and nose points from the first frame, output against
+  driver (turning the head foreshortens a face legitimately; a face that keeps more of
+  its shape than the driver's does not count) — worst frame and 95th percentile, in %;
+* background stability (image characters): mean absolute change of the background
+  (away from the person) against the first frame, in grey levels (0-255), mean / max; it
+  includes the intended camera drift;
+* the render's real-time factor, for orientation (bench/render.py is the speed bench).
+
+Pairs marked "tune" were used while tuning the engine; "held-out" ones were not.
+Goals: mouth >= 0.9, each eye >= 0.8, roll/yaw/x/y >= 0.85, drift <= 5 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import _engine_dlib as measure  # noqa: E402
+
+from service import engine  # noqa: E402
+from service.engine import video  # noqa: E402
+
+MEDIA = pathlib.Path(os.environ.get("CALLBOARD_TEST_MEDIA", REPO.parent / "shared" / "media"))
+PAIRS = [
+    ("character_photo.jpg", "driving_expressive.mp4", "tune"),
+    ("character_cartoon.jpg", "driving_expressive.mp4", "tune"),
+    ("character_photo.jpg", "driving_talking_portrait.mp4", "held-out"),
+    ("character_cartoon.jpg", "driving_short.mp4", "held-out"),
+    ("character_photo.jpg", "driving_short.mp4", "held-out"),
+    ("character_video.mp4", "driving_short.mp4", "held-out"),
+    ("character_video.mp4", "driving_expressive.mp4", "held-out"),
+]
+GOALS = {"mouth": 0.9, "eye_r": 0.8, "eye_l": 0.8, "roll": 0.85, "yaw": 0.85, "x": 0.85, "y": 0.85}
+MAX_DRIFT = 5.0
+
+
+def measure_video(path: pathlib.Path, count: int) -> tuple[list[measure.Measure | None], float, list[np.ndarray]]:
+    """dlib signals per 24 fps frame, the detection rate, and quarter-size grey frames."""
+    import cv2
+
+    measurer = measure.FaceMeasurer()
+    out: list[measure.Measure | None] = []
+    greys = []
+    for frame in video.iter_frames(path, 24, count):
+        out.append(measurer.measure(frame))
+        greys.append(cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), None, fx=0.25, fy=0.25))
+    return out, measurer.detections / max(1, measurer.frames), greys
+
+
+def background_change(greys: list[np.ndarray], first: measure.Measure | None) -> tuple[float, float]:
+    """Mean/max over frames of the mean |frame - frame0| outside the person area."""
+    if first is None:
+        return math.nan, math.nan
+    h, w = greys[0].shape
+    x0, y0, x1, y1 = (v / 4 for v in first.box)
+    fw, fh = x1 - x0, y1 - y0
+    cx = (x0 + x1) / 2
+    person = np.zeros((h, w), dtype=bool)
+    person[max(0, int(y0 - 0.9 * fh)):, max(0, int(cx - 1.7 * fw)):min(w, int(cx + 1.7 * fw))] = True
+    if person.all():
+        return math.nan, math.nan
+    ref = greys[0].astype(np.float32)
+    changes = [float(np.abs(g.astype(np.float32) - ref)[~person].mean()) for g in greys[1:]]
+    return float(np.mean(changes)), float(np.max(changes))
+
+
+def evaluate(character: str, reference: str, out_dir: pathlib.Path, reuse: bool,
+             driver_cache: dict[str, tuple[list[measure.Measure | None], float]]) -> dict[str, object]:
+    ref_path = MEDIA / reference
+    info = engine.probe(ref_path)
+    assert info.duration_s is not None
+    count = max(1, round(info.duration_s * 24))
+    out = out_dir / f"{pathlib.Path(character).stem}__{pathlib.Path(reference).stem}.mp4"
+    rtf = math.nan
+    if not (reuse and out.exists()):
+        kind = engine.probe(MEDIA / character).kind
+        started = time.monotonic()
+        result = engine.render(engine.RenderRequest(
+            character_path=MEDIA / character, character_type=kind, reference_path=ref_path,
+            output_path=out, ratio="1280:720"))
+        rtf = (time.monotonic() - started) / result.duration_s
+    if reference not in driver_cache:
+        drv, drv_rate, _ = measure_video(ref_path, count)
+        driver_cache[reference] = (drv, drv_rate)
+    drv, drv_rate = driver_cache[reference]
+    outm, out_rate, greys = measure_video(out, count)
+    both = [(d, o) for d, o in zip(drv, outm, strict=False) if d is not None and o is not None]
+    row: dict[str, object] = {"pair": f"{pathlib.Path(character).stem} x {pathlib.Path(reference).stem}",
+                              "frames": count, "driver_det": drv_rate, "output_det": out_rate, "rtf": rtf}
+    for name in measure.SIGNALS:
+        row[name] = measure.pearson([getattr(d, name) for d, _ in both], [getattr(o, name) for _, o in both])
+    # Shape drift: how much more squashed/stretched the output face is than the driver's
+    # over the same frames (the driver's own foreshortening from turning is allowed).
+    d0, o0 = both[0]
+    excess = np.array([max(0.0, 1 - measure.squash(o0.rigid, o.rigid) / measure.squash(d0.rigid, d.rigid)) * 100
+                       for d, o in both])
+    row["drift_max"] = float(excess.max()) if len(excess) else math.nan
+    row["drift_p95"] = float(np.percentile(excess, 95)) if len(excess) else math.nan
+    if character.endswith((".jpg", ".png", ".webp")):
+        row["bg_mean"], row["bg_max"] = background_change(greys, outm[0])
+    else:
+        row["bg_mean"] = row["bg_max"] = math.nan
+    return row
+
+
+def _fmt(value: object, goal: float | None = None) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    if math.isnan(value):
+        return "  -  "
+    mark = "" if goal is None else ("*" if value < goal else " ")
+    return f"{value:5.2f}{mark}"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", choices=["all", "tune", "held-out"], default="all")
+    parser.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("/tmp/callboard-fidelity"))
+    parser.add_argument("--reuse", action="store_true", help="measure existing renders again")
+    parser.add_argument("--only", default="", help="only pairs whose character or reference contains this")
+    parser.add_argument("--json", type=pathlib.Path, help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    cache: dict[str, tuple[list[measure.Measure | None], float]] = {}
+    rows = []
+    header = (f"{'pair':44} {'split':8} {'det%':>5} {'mouth':>6} {'eye_r':>6} {'eye_l':>6} {'roll':>6} "
+              f"{'yaw':>6} {'x':>6} {'y':>6} {'drift%':>7} {'p95%':>6} {'bg':>5} {'bgmax':>6} {'RTF':>5}")
+    print(header)
+    for character, reference, split in PAIRS:
+        if args.pairs != "all" and split != args.pairs:
+            continue
+        if args.only and args.only not in character and args.only not in reference:
+            continue
+        row = evaluate(character, reference, args.out_dir, args.reuse, cache)
+        row["split"] = split
+        rows.append(row)
+        det = 100 * float(row["output_det"])  # type: ignore[arg-type]
+        print(f"{row['pair']:44} {split:8} {det:5.0f} "
+              + " ".join(f"{_fmt(row[s], GOALS[s]):>6}" for s in measure.SIGNALS)
+              + f" {_fmt(row['drift_max']):>7} {_fmt(row['drift_p95']):>6} {_fmt(row['bg_mean']):>5}"
+              + f" {_fmt(row['bg_max']):>6} {_fmt(row['rtf']):>5}", flush=True)
+    print("goals: mouth >= 0.90, eyes >= 0.80, roll/yaw/x/y >= 0.85, drift <= 5 %  (* = below goal)")
+    for split in ("tune", "held-out"):
+        chosen = [r for r in rows if r["split"] == split]
+        if chosen:
+            means = {s: float(np.nanmean([float(r[s]) for r in chosen])) for s in measure.SIGNALS}  # type: ignore[arg-type]
+            print(f"mean {split:8} " + "  ".join(f"{s} {v:.2f}" for s, v in means.items()))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

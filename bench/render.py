@@ -1,0 +1,156 @@
+"""Speed and memory of the offline engine at 1280x720, next to the decode+encode floor.
+
+    python bench/render.py [--cases photo-12s,photo-30s,video-30s] [--work-dir DIR]
+
+For each case, in fresh processes started with multiprocessing's 'spawn' (as the worker
+runs renders), it measures in one run:
+
+* floor: decoding the reference at 24 fps, scaling to 1280x720 and encoding it with the
+  engine's own encoder settings (x264 + AAC mux) — what any render must at least pay;
+* render: the full engine render of the same clip;
+
+and prints wall seconds, the real-time factor (seconds per clip second), render/floor,
+and each process's peak resident memory. The 30 s reference is made by looping the
+shared expressive driving clip (re-encoded here). Absolute numbers drift on shared
+machines; compare the ratios measured side by side.
+Goals: render RTF <= 1.0, render <= 2x floor, peak <= 600 MB for the 30 s job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fractions
+import multiprocessing
+import os
+import pathlib
+import resource
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MEDIA = pathlib.Path(os.environ.get("CALLBOARD_TEST_MEDIA", REPO.parent / "shared" / "media"))
+CASES = {
+    "photo-12s": ("character_photo.jpg", "driving_expressive.mp4"),
+    "photo-30s": ("character_photo.jpg", "loop30"),
+    "video-30s": ("character_video.mp4", "loop30"),
+    "cartoon-portrait-12s": ("character_cartoon.jpg", "driving_talking_portrait.mp4"),
+}
+
+
+def make_loop(src: pathlib.Path, dst: pathlib.Path, seconds: float) -> pathlib.Path:
+    """Re-encode ``src`` looped to ``seconds`` (video and audio), H.264 + AAC."""
+    import av
+
+    if dst.exists():
+        return dst
+    with av.open(str(dst), "w", format="mp4") as out:
+        vout = None
+        aout = None
+        n_v = n_a = 0
+        offset = 0.0
+        while offset < seconds:
+            with av.open(str(src)) as inp:
+                vin = inp.streams.video[0]
+                ain = inp.streams.audio[0] if inp.streams.audio else None
+                if vout is None:
+                    rate = vin.average_rate or fractions.Fraction(30)
+                    vout = out.add_stream("libx264", rate=rate)
+                    vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, "yuv420p"
+                    vout.options = {"preset": "veryfast"}
+                    if ain is not None:
+                        aout = out.add_stream("aac", rate=ain.rate)
+                        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=ain.rate)
+                length = inp.duration / 1e6
+                streams = [vin] + ([ain] if ain is not None else [])
+                for packet in inp.demux(*streams):
+                    for frame in packet.decode():
+                        if frame.time is None or offset + frame.time >= seconds:
+                            continue
+                        if isinstance(frame, av.VideoFrame):
+                            vf = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+                            vf.pts = n_v
+                            vf.time_base = 1 / vout.average_rate
+                            n_v += 1
+                            out.mux(vout.encode(vf))
+                        elif aout is not None:
+                            for af in resampler.resample(frame):
+                                af.pts = n_a
+                                af.time_base = fractions.Fraction(1, af.sample_rate)
+                                n_a += af.samples
+                                out.mux(aout.encode(af))
+                offset += length
+        assert vout is not None
+        out.mux(vout.encode(None))
+        if aout is not None:
+            out.mux(aout.encode(None))
+    return dst
+
+
+def _floor_job(reference: str, output: str, result: multiprocessing.Queue) -> None:
+    import cv2
+
+    from service import engine
+    from service.engine import video
+
+    started = time.monotonic()
+    info = engine.probe(reference)
+    assert info.duration_s is not None
+    count = round(info.duration_s * 24)
+    writer = video.Mp4Writer(pathlib.Path(output), 1280, 720, 24, pathlib.Path(reference), count / 24)
+    for frame in video.iter_frames(pathlib.Path(reference), 24, count):
+        writer.write(cv2.resize(frame, (1280, 720), interpolation=cv2.INTER_LINEAR))
+    writer.close()
+    result.put((time.monotonic() - started, count / 24,
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def _render_job(character: str, reference: str, output: str, result: multiprocessing.Queue) -> None:
+    from service import engine
+
+    started = time.monotonic()
+    kind = engine.probe(character).kind
+    rendered = engine.render(engine.RenderRequest(
+        character_path=pathlib.Path(character), character_type=kind,
+        reference_path=pathlib.Path(reference), output_path=pathlib.Path(output), ratio="1280:720"))
+    result.put((time.monotonic() - started, rendered.duration_s,
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def _spawned(target: object, *args: str) -> tuple[float, float, float]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))  # type: ignore[arg-type]
+    proc.start()
+    value = queue.get()
+    proc.join()
+    return value
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default="photo-12s,photo-30s,video-30s")
+    parser.add_argument("--work-dir", type=pathlib.Path, default=pathlib.Path("/tmp/callboard-render-bench"))
+    args = parser.parse_args(argv)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{'case':22} {'clip s':>6} {'floor s':>8} {'floor RTF':>9} {'render s':>9} {'RTF':>5} "
+          f"{'render/floor':>12} {'floor MB':>8} {'render MB':>9}")
+    for name in args.cases.split(","):
+        character, reference = CASES[name]
+        if reference == "loop30":
+            ref = make_loop(MEDIA / "driving_expressive.mp4", args.work_dir / "reference_30s.mp4", 30.0)
+        else:
+            ref = MEDIA / reference
+        floor_s, clip_s, floor_mb = _spawned(_floor_job, str(ref), str(args.work_dir / f"{name}-floor.mp4"))
+        render_s, _, render_mb = _spawned(_render_job, str(MEDIA / character), str(ref),
+                                          str(args.work_dir / f"{name}-render.mp4"))
+        print(f"{name:22} {clip_s:6.1f} {floor_s:8.2f} {floor_s / clip_s:9.2f} {render_s:9.2f} "
+              f"{render_s / clip_s:5.2f} {render_s / floor_s:12.2f} {floor_mb:8.0f} {render_mb:9.0f}",
+              flush=True)
+    print("goals: RTF <= 1.0, render/floor <= 2.0, peak <= 600 MB (30 s jobs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
