@@ -4,7 +4,7 @@ One journey, end to end against a live server with the embedded worker: sign in,
 a webhook endpoint whose receiver is failing, run a playground job with the shared
 media to SUCCEEDED while watching its progress, play the result, open the task page,
 find a failed delivery and resend it once the receiver is back. Every page is
-screenshotted (1280x800) into docs/screenshots/ for the README.
+screenshotted (1280x800) into docs/screenshots/ for the README (with CALLBOARD_SCREENSHOTS=1).
 
 Skips, naming the reason, when /usr/bin/chromium or the playwright package is missing
 (CI installs both: ``apt-get install chromium``, ``pip install playwright``; never
@@ -14,6 +14,8 @@ Skips, naming the reason, when /usr/bin/chromium or the playwright package is mi
 from __future__ import annotations
 
 import http.server
+import os
+import pathlib
 import shutil
 import tempfile
 import threading
@@ -31,7 +33,13 @@ from service.db import Database
 from tests.support import MEDIA, ROOT, free_port, live_server
 
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = ROOT / "docs" / "screenshots"
+# The README's screenshots are refreshed with CALLBOARD_SCREENSHOTS=1; otherwise they go
+# to a scratch folder, so an everyday test run leaves the checkout clean.
+SHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("CALLBOARD_SCREENSHOTS") == "1"
+    else pathlib.Path(tempfile.gettempdir()) / "callboard-screenshots"
+)
 ARGS = [
     "--headless",
     "--no-sandbox",
