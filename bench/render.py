@@ -1,6 +1,6 @@
 """Speed and memory of the offline engine at 1280x720, next to the decode+encode floor.
 
-    python bench/render.py [--cases photo-12s,photo-30s,video-30s] [--work-dir DIR]
+    python bench/render.py [--cases photo-12s,photo-30s,video-30s,video-12s] [--work-dir DIR]
 
 For each case, in fresh processes started with multiprocessing's 'spawn' (as the worker
 runs renders), it measures in one run:
@@ -35,6 +35,7 @@ CASES = {
     "photo-12s": ("character_photo.jpg", "driving_expressive.mp4"),
     "photo-30s": ("character_photo.jpg", "loop30"),
     "video-30s": ("character_video.mp4", "loop30"),
+    "video-12s": ("character_video.mp4", "driving_expressive.mp4"),
     "cartoon-portrait-12s": ("character_cartoon.jpg", "driving_talking_portrait.mp4"),
 }
 

@@ -14,7 +14,9 @@ is certain (not only at the end).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import pathlib
 from collections.abc import Callable, Iterator
 
@@ -52,7 +54,7 @@ def _lost(found: int, count: int) -> contracts.EngineError:
 
 
 def rest_pose(
-    path: pathlib.Path, fps: int, count: int, step: Callable[[], None] = lambda: None
+    path: pathlib.Path, fps: int, count: int, step: Callable[[], None] = lambda: None, ahead: int = 1
 ) -> np.ndarray | None:
     """Landmarks of the performer at rest: eyes at their usual opening, lips closest.
 
@@ -60,16 +62,21 @@ def rest_pose(
     would make a clip that starts mid-word (mouth open) drive the character's mouth
     *shut* whenever the performer closes theirs. ``REST_SAMPLES`` frames spread over the
     clip are examined (a bounded cost whatever the length); None if no face is found.
-    ``step()`` runs after each decoded frame (progress, cancellation).
+    ``step()`` runs after each sampled frame is decoded (progress, cancellation).
+
+    The sampled frames are decoded on a thread up to ``ahead`` samples in advance
+    (memory: ``ahead`` frames), so decoding overlaps loading the face model.
     """
     from service.engine import composite, retarget
 
     stride = max(1, count // REST_SAMPLES)
     found = []
-    with landmarks.FaceTracker(video=False) as tracker:
-        for i, frame in enumerate(video.iter_frames(path, fps, count)):
-            step()
-            if i % stride == 0:
+    frames = video.prefetch(video.iter_frames(path, fps, count, stride=stride), depth=max(1, ahead))
+    with contextlib.closing(frames):
+        first = next(frames, None)  # starts the decoding thread before the model loads
+        with landmarks.FaceTracker(video=False) as tracker:
+            for frame in itertools.chain(() if first is None else (first,), frames):
+                step()
                 points = tracker.detect(frame)
                 if points is not None:
                     found.append(points)

@@ -11,6 +11,7 @@ itself, feathered into the sharp picture, as broadcast graphics do.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -81,15 +82,51 @@ def render(image: np.ndarray, framing: Framing) -> np.ndarray:
     cx0, cy0 = max(0, framing.dx), max(0, framing.dy)
     cx1, cy1 = min(w, framing.dx + sw), min(h, framing.dy + sh)
     piece = scaled[cy0 - framing.dy : cy1 - framing.dy, cx0 - framing.dx : cx1 - framing.dx]
-    alpha = np.zeros((h, w), dtype=np.float32)
-    alpha[cy0:cy1, cx0:cx1] = 1.0
-    feather = max(3, int(0.012 * max(w, h))) | 1
-    alpha = np.asarray(cv2.GaussianBlur(alpha, (feather * 2 + 1, feather * 2 + 1), 0), dtype=np.float32)
-    alpha[cy0 + feather : cy1 - feather, cx0 + feather : cx1 - feather] = 1.0
+    alpha = _feather(w, h, cx0, cy0, cx1, cy1)
     sharp = canvas.copy()
     sharp[cy0:cy1, cx0:cx1] = piece
-    a = alpha[..., None]
-    return (sharp * a + canvas * (1 - a)).astype(np.uint8)
+    # alpha is exactly 1 inside the paste less the feather and exactly 0 beyond the blur's
+    # reach around it: blend only the frame between (this runs every frame of a video
+    # character that does not fill the canvas).
+    f = _feather_width(w, h)
+    oy0, oy1, ox0, ox1 = max(0, cy0 - f), min(h, cy1 + f), max(0, cx0 - f), min(w, cx1 + f)
+    iy0, iy1, ix0, ix1 = cy0 + f, cy1 - f, cx0 + f, cx1 - f
+    out = canvas.copy()
+    if iy1 > iy0 and ix1 > ix0:
+        out[iy0:iy1, ix0:ix1] = sharp[iy0:iy1, ix0:ix1]
+        strips = [
+            (slice(oy0, iy0), slice(ox0, ox1)),
+            (slice(iy1, oy1), slice(ox0, ox1)),
+            (slice(iy0, iy1), slice(ox0, ix0)),
+            (slice(iy0, iy1), slice(ix1, ox1)),
+        ]
+    else:
+        strips = [(slice(oy0, oy1), slice(ox0, ox1))]
+    for strip in strips:
+        a = alpha[strip][..., None]
+        out[strip] = (sharp[strip] * a + canvas[strip] * (1 - a)).astype(np.uint8)
+    return out
+
+
+def _feather_width(w: int, h: int) -> int:
+    return max(3, int(0.012 * max(w, h))) | 1
+
+
+@functools.lru_cache(maxsize=4)
+def _feather(w: int, h: int, cx0: int, cy0: int, cx1: int, cy1: int) -> np.ndarray:
+    """The paste's alpha: 1 inside [cx0, cx1) x [cy0, cy1), feathered at its edges.
+
+    The same for every frame of a video character (cached: the blur is the costly part).
+    """
+    import cv2
+
+    alpha = np.zeros((h, w), dtype=np.float32)
+    alpha[cy0:cy1, cx0:cx1] = 1.0
+    feather = _feather_width(w, h)
+    alpha = np.asarray(cv2.GaussianBlur(alpha, (feather * 2 + 1, feather * 2 + 1), 0), dtype=np.float32)
+    alpha[cy0 + feather : cy1 - feather, cx0 + feather : cx1 - feather] = 1.0
+    alpha.flags.writeable = False
+    return alpha
 
 
 def _backdrop(image: np.ndarray, w: int, h: int) -> np.ndarray:

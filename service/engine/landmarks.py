@@ -51,10 +51,11 @@ class FaceTracker:
         if not result.multi_face_landmarks:
             return None
         points = result.multi_face_landmarks[0].landmark
-        out = np.empty((len(points), 3), dtype=np.float32)
-        for i, p in enumerate(points):
-            out[i] = (p.x * width, p.y * height, p.z * width)
-        return out
+        # One list comprehension, scaled in float64 (as before, bit for bit): this runs on
+        # the driver thread every frame, holding the GIL the render thread needs.
+        xyz = np.array([(p.x, p.y, p.z) for p in points], dtype=np.float64)
+        xyz *= (width, height, width)
+        return xyz.astype(np.float32)
 
     def close(self) -> None:
         self._mesh.close()
@@ -76,7 +77,7 @@ class Segmenter:
         import cv2
 
         result = self._seg.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        return np.clip(result.segmentation_mask, 0.0, 1.0).astype(np.float32)
+        return np.asarray(np.clip(result.segmentation_mask, 0.0, 1.0), dtype=np.float32)
 
     def close(self) -> None:
         self._seg.close()

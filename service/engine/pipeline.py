@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import pathlib
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -34,6 +35,8 @@ PREPARE_SHARE = 0.03
 VIDEO_POSE_GAIN = 0.5
 #: Warp map resolution divisor.
 MAP_DOWNSAMPLE = 4
+#: Memory for reference frames decoded ahead by the rest scan (while the face model loads).
+REST_AHEAD_BYTES = 48 * 1024 * 1024
 #: Reference length tolerance around 3-30 s (container durations are rounded).
 LENGTH_SLACK = 0.05
 
@@ -110,30 +113,31 @@ def _render(
     ticker = _Ticker(report, cancelled)
     _check_cancel(cancelled)
 
-    # Preparation: PREPARE_SHARE of the bar, half for the character, half for the rest scan.
+    # Preparation: PREPARE_SHARE of the bar, half for the character, half for the rest
+    # scan. The scan (decoding the whole reference) runs on a thread meanwhile; progress
+    # and cancellation callbacks are only ever called from this thread.
     prep_steps = iter(np.linspace(0.0, PREPARE_SHARE / 2, 40))
-    if req.character_type == "image":
-        char: character.StillCharacter | character.VideoCharacter = character.StillCharacter(
-            req.character_path, width, height, step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2))
-        )
-        drift: composite.CameraDrift | None = composite.CameraDrift(req.seed, width, height)
-    else:
-        char = character.VideoCharacter(
-            req.character_path,
-            width,
-            height,
-            count,
-            fps,
-            step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2)),
-        )
-        drift = None
-    scanned = iter(range(1, count + 1))
-    rest = driver.rest_pose(
-        req.reference_path,
-        fps,
-        count,
-        step=lambda: ticker.tick(PREPARE_SHARE / 2 * (1 + next(scanned, count) / count)),
-    )
+    ahead = max(1, REST_AHEAD_BYTES // max(1, ref.width * ref.height * 3))
+    with _RestScan(req.reference_path, fps, count, ahead) as scan:
+        if req.character_type == "image":
+            char: character.StillCharacter | character.VideoCharacter = character.StillCharacter(
+                req.character_path,
+                width,
+                height,
+                step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2)),
+            )
+            drift: composite.CameraDrift | None = composite.CameraDrift(req.seed, width, height)
+        else:
+            char = character.VideoCharacter(
+                req.character_path,
+                width,
+                height,
+                count,
+                fps,
+                step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2)),
+            )
+            drift = None
+        rest = scan.result(lambda done: ticker.tick(PREPARE_SHARE / 2 * (1 + done)))
     if rest is None:
         raise contracts.asset_invalid(
             "No face was found in the reference video; the performer's face must be clearly visible."
@@ -190,16 +194,66 @@ def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: 
 
     roi = cf.rig.moving_roi(target, warper.f)
     shapes, affines, valid = cf.rig.shapes(target)
-    maps = warper.maps(roi, shapes, affines, valid, cf.rig.detail_rois(target))
-    warped = maps.apply(cf.canvas)
+    maps = warper.maps(roi, shapes, affines, valid, cf.rig.detail_rois(target), cf.rig.coarse_shapes)
     mask = maps.apply_coarse(cf.mask)
     ys, xs = roi.slices
     if cf.background is cf.canvas:
         # Video: where the person was but no longer is, show the warped picture, not a ghost.
         mask = np.maximum(mask, cf.mask[ys, xs])
     out = cf.base.copy()
-    out[ys, xs] = composite.blend_person(warped, cf.background[ys, xs], mask)
+    composite.lay_person(out, roi, cf.canvas, maps.full(), cf.background, mask)
     return out
+
+
+class _RestScan:
+    """``driver.rest_pose`` on a background thread, overlapping the character's preparation.
+
+    Leaving the ``with`` block stops the scan (at its next sampled frame) and joins it.
+    """
+
+    def __init__(self, path: pathlib.Path, fps: int, count: int, ahead: int) -> None:
+        from service.engine import driver
+
+        self._stop = threading.Event()
+        self._done = 0.0  # share of the sampled frames scanned (read by the main thread)
+        self._outcome: tuple[np.ndarray | None] | BaseException | None = None
+        stride = max(1, count // driver.REST_SAMPLES)
+        samples = -(-count // stride)  # frames rest_pose examines
+
+        def step() -> None:
+            if self._stop.is_set():
+                raise _Stopped()
+            self._done = min(1.0, self._done + 1 / samples)
+
+        def run() -> None:
+            try:
+                self._outcome = (driver.rest_pose(path, fps, count, step=step, ahead=ahead),)
+            except BaseException as exc:  # handed to the main thread
+                self._outcome = exc
+
+        self._thread = threading.Thread(target=run, name="engine-rest-scan", daemon=True)
+        self._thread.start()
+
+    def result(self, tick: Callable[[float], None]) -> np.ndarray | None:
+        """Wait for the rest pose, calling ``tick(share done)`` about every 50 ms."""
+        while self._thread.is_alive():
+            tick(self._done)
+            self._thread.join(0.05)
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        assert self._outcome is not None
+        return self._outcome[0]
+
+    def __enter__(self) -> _RestScan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Stopped(Exception):
+    """Raised inside the rest scan when the render no longer needs it."""
 
 
 def _check_cancel(cancelled: Callable[[], bool]) -> None:

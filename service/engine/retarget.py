@@ -45,6 +45,20 @@ EYE_SHUT_RATIO = 0.28
 GAZE_MAX = 0.18
 
 
+def _det(m: np.ndarray) -> float:
+    """Determinant, closed form for 2x2 and 3x3: LAPACK's is threaded by OpenBLAS, which
+    costs milliseconds per call on a busy 2-core machine."""
+    if m.shape == (2, 2):
+        return float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
+    if m.shape == (3, 3):
+        return float(
+            m[0, 0] * (m[1, 1] * m[2, 2] - m[1, 2] * m[2, 1])
+            - m[0, 1] * (m[1, 0] * m[2, 2] - m[1, 2] * m[2, 0])
+            + m[0, 2] * (m[1, 0] * m[2, 1] - m[1, 1] * m[2, 0])
+        )
+    return float(np.linalg.det(m))
+
+
 def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Least-squares similarity with ``dst ≈ s * R @ src + t`` (Umeyama 1991), any dim."""
     mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
@@ -52,7 +66,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nda
     cov = dc.T @ sc / len(src)
     u, d, vt = np.linalg.svd(cov)
     sign = np.ones(len(d))
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+    if _det(u) * _det(vt) < 0:
         sign[-1] = -1
     rot = u @ np.diag(sign) @ vt
     var = (sc**2).sum() / len(src)

@@ -19,6 +19,9 @@ import numpy as np
 from service.engine import retarget, topology, warp
 
 RING_SCALES = (1.3, 1.75, 2.7)
+#: Smallest margin (px) of the head's detail ROI around the face: at least two coarse
+#: warp samples, so the face never reaches the coarse grid (see ``coarse_shapes``).
+HEAD_MARGIN_MIN = 8.0
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -30,8 +33,18 @@ def _apply(affine: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ affine[:, :2].T + affine[:, 2]
 
 
+def _det2(m: np.ndarray) -> float:
+    return float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
+
+
+def _inv2(m: np.ndarray) -> np.ndarray:
+    """2x2 inverse in closed form: ``np.linalg.inv`` goes through OpenBLAS, whose threads
+    cost milliseconds per call when the other core is busy (as it always is mid-render)."""
+    return np.array([[m[1, 1], -m[0, 1]], [-m[1, 0], m[0, 0]]]) / _det2(m)
+
+
 def _invert(affine: np.ndarray) -> np.ndarray:
-    lin = np.linalg.inv(affine[:, :2])
+    lin = _inv2(affine[:, :2])
     return np.hstack([lin, (-lin @ affine[:, 2])[:, None]])
 
 
@@ -42,9 +55,9 @@ def _eyeball_affine(src_corners: np.ndarray, dst_corners: np.ndarray, scale: flo
     n0 = np.array([-u0[1], u0[0]]) / (np.linalg.norm(u0) or 1.0)
     n1 = np.array([-u1[1], u1[0]]) / (np.linalg.norm(u1) or 1.0)
     basis_dst = np.column_stack([u1, n1])
-    if abs(np.linalg.det(basis_dst)) < 1e-9:
+    if abs(_det2(basis_dst)) < 1e-9:
         return np.hstack([np.eye(2), (src_corners[0] - dst_corners[0])[:, None]])
-    lin = np.column_stack([u0, n0 / scale]) @ np.linalg.inv(basis_dst)
+    lin = np.column_stack([u0, n0 / scale]) @ _inv2(basis_dst)
     return np.hstack([lin, (src_corners[0] - lin @ dst_corners[0])[:, None]])
 
 
@@ -124,7 +137,7 @@ class Rig:
         # along the eye) at the head's scale across it, shifted by the gaze; the lids then
         # slide over it instead of squashing it. The mouth opening rides with the head.
         inv_head = _invert(target.head)
-        head_scale = float(np.sqrt(abs(np.linalg.det(target.head[:, :2])))) or 1.0
+        head_scale = float(np.sqrt(abs(_det2(target.head[:, :2])))) or 1.0
         hole_polys, hole_affines = [], []
         eyes = (
             (
@@ -167,13 +180,21 @@ class Rig:
         all_valid = np.concatenate([valid[:n_bg], np.ones(len(holes), dtype=bool), valid[n_bg:]])
         return all_dst, all_aff, all_valid
 
+    @property
+    def coarse_shapes(self) -> int:
+        """How many of ``shapes()`` come first and may reach beyond the head: the
+        background triangles. The rest (openings, face) lie inside ``detail_rois()[0]``
+        with a margin of at least ``HEAD_MARGIN_MIN`` px (``Warper.maps(coarse_shapes=)``)."""
+        return len(self.background)
+
     def detail_rois(self, target: retarget.TargetFace) -> list[tuple[warp.Roi, int]]:
         """Finer sampling where pieces with very different motion meet: the head (every
         2 px), the eyes and the mouth (every pixel)."""
         face = target.points[:468, :2]
         src = self.source[:468, :2]
         head = np.vstack([face, src])
-        out = [(warp.Roi.around(head, 0.08 * self.face_height, self.width, self.height, 2), 2)]
+        margin = max(0.08 * self.face_height, HEAD_MARGIN_MIN)
+        out = [(warp.Roi.around(head, margin, self.width, self.height, 2), 2)]
         for ring in (topology.RIGHT_EYE_RING, topology.LEFT_EYE_RING, topology.INNER_LIPS):
             pts = np.vstack([face[ring], src[ring]])
             out.append((warp.Roi.around(pts, 0.04 * self.face_height + 3, self.width, self.height, 1), 1))

@@ -88,3 +88,64 @@ def test_camera_drift_is_seeded_subtle_and_never_shows_a_border() -> None:
         corners = np.array([[0, 0, 1], [1280, 0, 1], [0, 720, 1], [1280, 720, 1]]) @ inv.T
         assert (corners[:, 0] >= 0).all() and (corners[:, 0] <= 1280).all()
         assert (corners[:, 1] >= 0).all() and (corners[:, 1] <= 720).all()
+
+
+def _soft_disc(h: int, w: int, cx: float, cy: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.clip((r - np.hypot(xx - cx, yy - cy)) / 12.0, 0.0, 1.0).astype(np.float32)
+
+
+def test_lay_person_matches_warping_and_blending_the_whole_region() -> None:
+    rng = np.random.default_rng(5)
+    h, w = 150, 200
+    source = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    background = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    roi = warp.Roi(20, 10, 190, 140)
+    ry, rx = np.mgrid[roi.y0:roi.y1, roi.x0:roi.x1].astype(np.float32)
+    maps = (rx * 0.97 + 3.2, ry * 1.02 - 1.7)  # a smooth warp: zoom and shift
+    # Opaque core, soft edge, transparent elsewhere; and a band with no person at all.
+    alpha = _soft_disc(roi.y1 - roi.y0, roi.x1 - roi.x0, 70, 60, 45)
+    expected = background.copy()
+    expected[roi.slices] = composite.blend_person(warp.remap(source, *maps), background[roi.slices], alpha)
+    out = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    out[: roi.y0], out[roi.y1 :], out[:, : roi.x0], out[:, roi.x1 :] = (
+        expected[: roi.y0], expected[roi.y1 :], expected[:, : roi.x0], expected[:, roi.x1 :])
+    composite.lay_person(out, roi, source, maps, background, alpha)
+    assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+def test_coarse_shapes_leave_the_full_resolution_maps_unchanged() -> None:
+    # Background: two big triangles over the canvas; "face": a small fan inside the
+    # first detail ROI, moved so its maps differ from the background's.
+    bg = np.array([[[0, 0], [160, 0], [0, 120]], [[160, 0], [160, 120], [0, 120]]], dtype=float)
+    centre = np.array([80.0, 60.0])
+    ring = centre + 20 * np.stack([np.cos(np.linspace(0, 2 * np.pi, 9)[:-1]),
+                                   np.sin(np.linspace(0, 2 * np.pi, 9)[:-1])], axis=1)
+    fan = np.stack([np.broadcast_to(centre, ring.shape), ring, np.roll(ring, -1, axis=0)], axis=1)
+    dst = np.concatenate([bg, fan])
+    src = np.concatenate([bg, fan + [4.0, -3.0]])
+    affines, valid = warp.triangle_affines(src, dst)
+    roi, details = warp.Roi(0, 0, 160, 120), [(warp.Roi(50, 30, 110, 90), 2)]
+    plain = warp.Warper(4).maps(roi, dst, affines, valid, details)
+    fast = warp.Warper(4).maps(roi, dst, affines, valid, details, coarse_shapes=len(bg))
+    for a, b in zip(plain.full(), fast.full(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+    # The coarse maps inside the face come from the finer patch: the same affine pieces.
+    np.testing.assert_allclose(fast.lo_x[12:18, 17:23], plain.lo_x[12:18, 17:23], atol=0.05)
+
+
+def test_person_mask_blurs_the_face_outline_only_near_the_face() -> None:
+    rng = np.random.default_rng(3)
+    segmentation = rng.random((180, 320)).astype(np.float32)
+    face = np.zeros((478, 3), dtype=np.float32)
+    angles = np.linspace(0, 2 * np.pi, len(topology.FACE_OVAL), endpoint=False)
+    face[topology.FACE_OVAL, 0] = 40 + 30 * np.cos(angles)  # near the left edge
+    face[topology.FACE_OVAL, 1] = 90 + 40 * np.sin(angles)
+    face[:, :2] = np.where(face[:, :2] == 0, face[topology.FACE_OVAL, :2].mean(axis=0), face[:, :2])
+    import cv2
+
+    hull = np.zeros(segmentation.shape, dtype=np.uint8)
+    cv2.fillPoly(hull, [np.round(face[topology.FACE_OVAL, :2]).astype(np.int32)], (255,))
+    k = max(3, int(float(np.ptp(face[:, 0])) * 0.08)) | 1
+    whole = np.maximum(segmentation, cv2.GaussianBlur(hull, (k, k), 0).astype(np.float32) / 255)
+    np.testing.assert_array_equal(composite.person_mask(segmentation, face), cv2.GaussianBlur(whole, (5, 5), 0))
