@@ -277,3 +277,42 @@ def test_auth_cache_trusts_a_key_for_its_lifetime_only(
         clock.advance(1.5)
         assert client.get("/v1/tasks", headers=auth(key)).status_code == 401
         assert client.get("/v1/tasks", headers=auth("cb_unknown")).status_code == 401
+
+
+def test_client_disconnect_mid_body_is_not_logged_as_an_error(
+    app: Any, client: Any, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    messages = [
+        {"type": "http.request", "body": b'{"model": "act_two", ', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/character_performance",
+        "raw_path": b"/v1/character_performance",
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json")],
+        "state": {},
+        "app": app,
+    }
+    with caplog.at_level(logging.WARNING):
+        client.portal.call(app, scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
