@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from service import accounts, clock, schema
@@ -71,6 +72,7 @@ def cmd_serve(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api import app as app_mod
+    from service.api import server
 
     if args.host:
         settings = settings.replace(host=args.host)
@@ -86,7 +88,7 @@ def cmd_serve(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=server.protocol(settings.max_header_bytes, settings.header_timeout),
         log_level=settings.log_level,
         lifespan="on",
         timeout_graceful_shutdown=30,
@@ -101,11 +103,27 @@ def cmd_serve(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensure_schema_patiently(settings: settings_mod.Settings) -> None:
+    """:func:`_ensure_schema`, waiting out a database that is not up yet (a worker
+    started during an outage backs off and starts once it is back, like a running one)."""
+    import sqlalchemy as sa
+
+    delay = 0.5
+    while True:
+        try:
+            _ensure_schema(settings)
+            return
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            log.warning("database unreachable at start-up, retrying in %.1fs: %s", delay, type(exc).__name__)
+            time.sleep(delay)
+            delay = min(30.0, delay * 2)
+
+
 def cmd_worker(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
     from service import runtime
     from service import worker as worker_mod
 
-    _ensure_schema(settings)
+    _ensure_schema_patiently(settings)
 
     async def main() -> None:
         db = Database(settings.database_url)
@@ -141,6 +159,9 @@ def cmd_migrate(settings: settings_mod.Settings, args: argparse.Namespace) -> in
 
 
 def cmd_keys(settings: settings_mod.Settings, args: argparse.Namespace) -> int:
+    if args.keys_command == "create" and args.max_jobs is not None and not 1 <= args.max_jobs <= 1000:
+        print("callboard: --max-jobs must be between 1 and 1000", file=sys.stderr)
+        return 2
     _ensure_schema(settings)
     db = Database(settings.database_url)
     now = clock.SystemClock().now()

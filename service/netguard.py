@@ -132,6 +132,12 @@ def check_address(host: str, ip: IPAddress, allow: Allowlist) -> None:
         raise UrlRejected(f"destination {host} resolves to {ip}, {reason}")
 
 
+def _is_localhost_name(host: str) -> bool:
+    """``localhost`` and its subdomains, also spelled as absolute names (``localhost.``)."""
+    name = host.lower().rstrip(".")
+    return name == "localhost" or name.endswith(".localhost")
+
+
 def check_url(
     url: str, allow: Allowlist, *, schemes: tuple[str, ...] = ("https", "http")
 ) -> urllib.parse.SplitResult:
@@ -158,6 +164,6 @@ def check_url(
     ip = parse_ip_literal(host)
     if ip is not None:
         check_address(host, ip, allow)
-    elif (host == "localhost" or host.endswith(".localhost")) and not allow.allows(host, None):
+    elif _is_localhost_name(host) and not allow.allows(host, None):
         raise UrlRejected(f"destination {host} is a loopback name")
     return parts

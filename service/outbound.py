@@ -43,8 +43,8 @@ class GuardedResolver(AbstractResolver):
     public and private answers is a rebinding attempt more often than not.
     """
 
-    def __init__(self, allow: netguard.Allowlist) -> None:
-        self._inner = ThreadedResolver()
+    def __init__(self, allow: netguard.Allowlist, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or ThreadedResolver()  # tests inject a resolver answering from a table
         self._allow = allow
 
     async def resolve(

@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from service import claims, media, outbound, providers, renders, tasks
+from service import claims, errors, media, outbound, providers, renders, tasks
 from service import db as db_mod
 from service.db import Database
 from service.providers import base, policy
@@ -44,6 +44,14 @@ log = logging.getLogger(__name__)
 # changed, so bigger claims pay off (bench/poll.py: 200 per claim reached 10,000 tasks
 # every 5 s on one core where 50 did not).
 POLL_BATCH_FACTOR = 4
+
+
+def _is_cancelled(conn: Any, claim: Any) -> bool:
+    """Whether the claimed task has been cancelled (or deleted) by its owner."""
+    try:
+        return bool(tasks.get(conn, claim.account_id, claim.id).status == "CANCELLED")
+    except errors.NotFound:
+        return False
 
 
 class TaskRunner:
@@ -311,12 +319,17 @@ class TaskRunner:
         }
         if await self._transition(claim, policy.Change(values), claims.WAITING):
             return
-        # Cancelled while submitting (the DELETE bumped the fence once): record the
-        # upstream job so the cancel job stops it; if even that fails, cancel it now.
-        orphan = {"provider_task_id": provider_task_id, "cancel_pending": True, "run_at": self.rt.now()}
-        if not await self._release(claim, orphan, fence=claim.fence + 1):
-            with contextlib.suppress(base.ProviderError):
-                await self.provider.cancel(provider_task_id)
+        # Our claim is gone. Either the task was cancelled while we submitted (the DELETE
+        # bumped the fence once): record the upstream job so the cancel job stops it. Or
+        # our lease ran out and another worker claimed the task again (which bumps the
+        # fence once too): the task is theirs, and ours is a duplicate upstream job —
+        # recording it would clobber their claim — so it is cancelled here and now.
+        if await self.db.read(lambda conn: _is_cancelled(conn, claim)):
+            orphan = {"provider_task_id": provider_task_id, "cancel_pending": True, "run_at": self.rt.now()}
+            if await self._release(claim, orphan, fence=claim.fence + 1):
+                return
+        with contextlib.suppress(base.ProviderError):
+            await self.provider.cancel(provider_task_id)
 
     async def _requeue(self, claim: Any, message: str, *, retry_after: float | None) -> None:
         """Back to waiting after a transient failure, or FAILED once retries run out."""

@@ -34,6 +34,8 @@ class Settings:
     provider: str
     # HTTP intake
     max_body_bytes: int
+    max_header_bytes: int  # a request head (request line + headers) larger than this gets 431
+    header_timeout: float  # a request head not complete this long after its first byte gets 408
     rate_limit: float  # API requests per second per key (0: unlimited)
     auth_cache_seconds: float  # how long a web process trusts a key lookup (revocation delay)
     rate_burst: int
@@ -238,6 +240,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         public_base_url=public_url.rstrip("/") if public_url else None,
         provider=_choice(env, "PROVIDER", "local", PROVIDERS),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 48 * 1024 * 1024, minimum=1024),
+        max_header_bytes=_int(env, "MAX_HEADER_BYTES", 64 * 1024, minimum=1024, maximum=16 * 1024 * 1024),
+        header_timeout=_float(env, "HEADER_TIMEOUT", 10.0, minimum=0.1),
         rate_limit=_float(env, "RATE_LIMIT", 50.0, minimum=0.0),
         auth_cache_seconds=_float(env, "AUTH_CACHE_SECONDS", 5.0, minimum=0.0),
         rate_burst=_int(env, "RATE_BURST", 100, minimum=1),

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -63,6 +64,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         body = {"error": str(exc.detail), "code": "http_error"}
     return JSON(body, status_code=exc.status_code, headers=dict(exc.headers or {}))
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """The database is unreachable (restarting, failing over): 503 with Retry-After, so
+    clients and load balancers retry later, instead of a 500 that reads like a bug."""
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return JSON(
+        {"error": "The database is unavailable; retry shortly", "code": "unavailable"},
+        status_code=503,
+        headers={"Retry-After": "2"},
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -118,6 +130,8 @@ def create_app(
         exception_handlers={
             errors.ServiceError: _service_error,
             HTTPException: _http_error,
+            sa.exc.OperationalError: _database_unavailable,
+            sa.exc.InterfaceError: _database_unavailable,
             Exception: _unexpected,
         },
     )
