@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -23,6 +24,32 @@ from service.runtime import Runtime
 #: Largest provider output Callboard downloads (a 30 s clip is a few tens of MB).
 OUTPUT_MAX_BYTES = 512 * 1024 * 1024
 _OUTPUT_EXTENSIONS = (".mp4", ".mov", ".webm", ".jpg", ".png", ".webp")
+
+
+def _output_row(
+    rt: Runtime,
+    asset_id: str,
+    *,
+    account_id: str,
+    task_id: str,
+    key: str,
+    size: int,
+    sha256: str | None = None,
+) -> dict[str, Any]:
+    """The ``assets`` row of a stored output (carries its retention deadline)."""
+    return assets.row(
+        rt,
+        asset_id=asset_id,
+        kind="output",
+        account_id=account_id,
+        task_id=task_id,
+        now=rt.now(),
+        filename=key.rsplit("/", 1)[-1],
+        content_type=validation.content_type_for_path(Path(key)),
+        size=size,
+        sha256=sha256,
+        storage_key=key,
+    )
 
 
 def output_key(task_id: str, asset_id: str, extension: str) -> str:
@@ -41,18 +68,7 @@ async def store_output(db: Database, rt: Runtime, *, account_id: str, task_id: s
     extension = path.suffix.lower() if path.suffix.lower() in _OUTPUT_EXTENSIONS else ".mp4"
     key = output_key(task_id, asset_id, extension)
     stat = await asyncio.to_thread(store.put_file, key, path, move=True)
-    row = assets.row(
-        rt,
-        asset_id=asset_id,
-        kind="output",
-        account_id=account_id,
-        task_id=task_id,
-        now=rt.now(),
-        filename=key.rsplit("/", 1)[-1],
-        content_type=validation.content_type_for_path(Path(key)),
-        size=stat.size,
-        storage_key=key,
-    )
+    row = _output_row(rt, asset_id, account_id=account_id, task_id=task_id, key=key, size=stat.size)
     try:
         await db.write(lambda conn: assets.insert(conn, [row]))
     except BaseException:
@@ -105,18 +121,14 @@ async def rehost(
             await asyncio.to_thread(store.put_file, key, local_staging, move=True)
             keys.append(key)
             rows.append(
-                assets.row(
+                _output_row(
                     rt,
-                    asset_id=asset_id,
-                    kind="output",
+                    asset_id,
                     account_id=account_id,
                     task_id=task_id,
-                    now=rt.now(),
-                    filename=key.rsplit("/", 1)[-1],
-                    content_type=validation.content_type_for_path(Path(key)),
+                    key=key,
                     size=size,
                     sha256=writer.sha256,
-                    storage_key=key,
                 )
             )
         await db.write(lambda conn: assets.insert(conn, rows))
