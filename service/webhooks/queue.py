@@ -122,7 +122,11 @@ def claim(conn: Connection, *, now: float, owner: str, limit: int, lease_seconds
         .order_by(e.c.id)
     )
     if postgres:
-        eq = eq.with_for_update()
+        # FOR NO KEY UPDATE, not FOR UPDATE: inserting delivery rows (the fan-out of
+        # every task event) takes FOR KEY SHARE on their endpoints through the foreign
+        # key, in no particular order; FOR UPDATE conflicts with that and the two
+        # transactions deadlocked under load (bench/load.py on PostgreSQL).
+        eq = eq.with_for_update(key_share=True)
     eps = {r.id: r for r in conn.execute(eq)}
     busy = dict(
         conn.execute(
@@ -314,6 +318,13 @@ def _record_health(
 ) -> None:
     """Any success resets an endpoint's failure clock; an endpoint failing without a
     success for ``disable_after`` is disabled, with the reason recorded."""
+    touched = sorted(succeeded | failing)
+    if touched and conn.dialect.name == "postgresql":
+        # lock in id order, as claim() does: an UPDATE ... IN (...) locks in scan order,
+        # and two transactions locking the same endpoints in different orders deadlock
+        conn.execute(
+            sa.select(e.c.id).where(e.c.id.in_(touched)).order_by(e.c.id).with_for_update(key_share=True)
+        )
     if succeeded:
         conn.execute(
             e.update().where(e.c.id.in_(sorted(succeeded))).values(last_success_at=now, failing_since=None)
