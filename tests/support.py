@@ -38,12 +38,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+def live_server(
+    app: Any, port: int | None = None, *, host_name: str = "127.0.0.1", **config_options: Any
+) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL.
+
+    Extra keyword arguments go to ``uvicorn.Config`` (e.g. ``ssl_certfile``: the URL is
+    then ``https://``; ``lifespan="off"``); ``host_name`` is the host the URL names."""
     port = port or free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
-    )
+    options: dict[str, Any] = {"log_level": "warning", "lifespan": "on", "loop": "asyncio", **config_options}
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -53,7 +57,8 @@ def live_server(app: Any, port: int | None = None) -> Iterator[str]:
             raise RuntimeError("live server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        scheme = "https" if options.get("ssl_certfile") else "http"
+        yield f"{scheme}://{host_name}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -10,17 +10,14 @@ import ipaddress
 import os
 import ssl
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
-import uvicorn
 
-from tests.support import MEDIA, free_port
+from tests.support import MEDIA, live_server
 
 _CACHE = Path(tempfile.gettempdir()) / f"callboard-test-media-{os.getuid()}"
 
@@ -107,27 +104,7 @@ def client_context() -> ssl.SSLContext:
 def tls_server(app: Any) -> Iterator[str]:
     """Serve ``app`` over HTTPS on 127.0.0.1; yields ``https://localhost:<port>``."""
     cert_path, key_path = self_signed()
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        loop="asyncio",
-        ssl_certfile=str(cert_path),
-        ssl_keyfile=str(key_path),
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("TLS test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"https://localhost:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with live_server(
+        app, host_name="localhost", lifespan="off", ssl_certfile=str(cert_path), ssl_keyfile=str(key_path)
+    ) as url:
+        yield url
