@@ -103,8 +103,8 @@ async def _create(request: Request, *, act_one: bool) -> Response:
             headers={"Retry-After": "10"},
         )
     result = await intake.create_from_spec(svc.db, svc.rt, account=account, spec=spec)
-    row = await svc.db.read(lambda conn: tasks.get(conn, account["id"], result.row.id))
-    return JSON(compat.task_view(row, spec.to_json(), svc.rt.links))
+    # the created row already holds every column the view needs: no read-back
+    return JSON(compat.task_view(result.row, spec.to_json(), svc.rt.links))
 
 
 @useapi_errors
