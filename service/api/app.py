@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -77,6 +77,16 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client disconnected mid-body (on any route that streams a body): there is
+    nobody to answer and nothing went wrong on our side, so no error is logged."""
+    log.debug("client disconnected during %s %s", request.method, request.url.path)
+    return JSON(
+        {"error": "The client disconnected before sending the whole body", "code": "client_disconnected"},
+        status_code=400,
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSON({"error": "Internal server error", "code": "internal_error"}, status_code=500)
@@ -110,7 +120,6 @@ def create_app(
             from service import worker as worker_mod
 
             worker = worker_mod.Worker.build(db, rt)
-            services.extras["worker"] = worker
             worker_task = asyncio.create_task(worker.run(), name="callboard-embedded-worker")
         try:
             yield
@@ -130,6 +139,7 @@ def create_app(
         exception_handlers={
             errors.ServiceError: _service_error,
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             sa.exc.OperationalError: _database_unavailable,
             sa.exc.InterfaceError: _database_unavailable,
             Exception: _unexpected,

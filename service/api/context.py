@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from service import accounts, errors, ratelimit
 from service.db import Database
@@ -105,17 +105,11 @@ async def read_body(request: Request) -> bytes:
         raise errors.PayloadTooLarge(f"Request body is larger than the {limit} bytes allowed")
     chunks = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise errors.PayloadTooLarge(f"Request body is larger than the {limit} bytes allowed")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        # the client went away mid-body: nothing to answer, nothing to log as an error
-        raise errors.ValidationError(
-            "The client disconnected before sending the whole body", field="body"
-        ) from None
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.PayloadTooLarge(f"Request body is larger than the {limit} bytes allowed")
+        chunks.append(chunk)
     return b"".join(chunks)
 
 
