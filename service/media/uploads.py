@@ -18,6 +18,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import itsdangerous
@@ -148,12 +149,7 @@ async def receive(
         if row.storage_key is not None:
             _check_same(row, digest)
             return
-        try:
-            info = await validation.probe(tmp)
-        except validation.InputError as exc:
-            raise errors.ValidationError(f"file: {exc.message}", field="file") from None
-        key = f"uploads/{asset_id}/{uuid.uuid4().hex[:8]}-{safe_name(row.filename or 'file')}"
-        stat = await asyncio.to_thread(store.put_file, key, tmp, move=True)
+        info, key, stat = await _probe_and_store(store, tmp, asset_id, row.filename or "file", field="file")
         values = {
             "storage_key": key,
             "size": stat.size,
@@ -168,6 +164,23 @@ async def receive(
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+async def _probe_and_store(
+    store: storage.Storage, tmp: Path, asset_id: str, filename: str, *, field: str
+) -> tuple[engine.MediaInfo, str, storage.Stat]:
+    """Check a received file (400 naming ``field`` if no act_two input could be it) and
+    move it into storage under the upload's key: ``(media facts, key, stat)``."""
+    try:
+        info = await validation.probe(tmp)
+    except validation.InputError as exc:
+        raise errors.ValidationError(f"{field}: {exc.message}", field=field) from None
+    name = safe_name(filename)
+    if "." not in name:
+        name += validation.extension_of(info)
+    key = f"uploads/{asset_id}/{uuid.uuid4().hex[:8]}-{name}"
+    stat = await asyncio.to_thread(store.put_file, key, tmp, move=True)
+    return info, key, stat
 
 
 def _check_same(row: Any, digest: str) -> None:
@@ -231,16 +244,8 @@ async def store_body(
                 f"to {validation.mb(limit)}",
                 field="body",
             )
-        try:
-            info = await validation.probe(tmp)
-        except validation.InputError as exc:
-            raise errors.ValidationError(f"body: {exc.message}", field="body") from None
         asset_id = assets.new_id()
-        name = safe_name(filename)
-        if "." not in name:
-            name += validation.extension_of(info)
-        key = f"uploads/{asset_id}/{uuid.uuid4().hex[:8]}-{name}"
-        stat = await asyncio.to_thread(store.put_file, key, tmp, move=True)
+        info, key, stat = await _probe_and_store(store, tmp, asset_id, filename, field="body")
         row = assets.row(
             rt,
             asset_id=asset_id,
