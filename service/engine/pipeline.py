@@ -12,12 +12,14 @@ atomically at ``output_path`` only when complete.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import gc
 import logging
 import os
 import pathlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,7 +27,7 @@ import numpy as np
 from service.engine import assets, contracts
 
 if TYPE_CHECKING:
-    from service.engine import character, retarget, warp
+    from service.engine import character, driver, retarget, warp
 
 log = logging.getLogger(__name__)
 
@@ -159,24 +161,26 @@ def _render(
         with (
             contextlib.closing(video.prefetch(char.frames())) as char_frames,
             contextlib.closing(video.prefetch(driver.stream(req.reference_path, fps, count))) as samples,
+            contextlib.closing(_geometry(char_frames, samples, retargeter, model, warper)) as shots,
+            _no_cyclic_gc(),
         ):
             painter: composite.MouthPainter | None = None
             driver_skin = None
-            for i, (cf, sample) in enumerate(zip(char_frames, samples, strict=False)):  # chars: endless
+            for i, shot in enumerate(shots):
+                cf, sample = shot.character, shot.sample
                 if driver_skin is None and sample.frame is not None:
                     driver_skin = composite.MouthPainter.skin_colour(sample.frame, sample.points)
-                if cf.rig is None:  # character face not found yet (video): pass through
+                if shot.maps is None or shot.target is None:  # no character face yet (video)
                     out = cf.canvas
                 else:
-                    target = retargeter.target(cf.points, model.decompose(sample.points))
-                    out = _animate(cf, target, warper)
+                    out = _lay(cf, shot.maps)
                     if painter is None and driver_skin is not None:
                         skin = composite.MouthPainter.skin_colour(cf.canvas, cf.points)
                         painter = composite.MouthPainter(skin, driver_skin)
                     if painter is not None and sample.frame is not None:
                         gap = composite.mouth_gap(sample.points) - neutral_gap
                         strength = float(np.clip((gap - 0.02) / 0.06, 0.0, 1.0))
-                        painter.paint(out, target.points, sample.frame, sample.points, strength)
+                        painter.paint(out, shot.target.points, sample.frame, sample.points, strength)
                 writer.write(out)
                 ticker.tick(PREPARE_SHARE + (1 - PREPARE_SHARE) * (i + 1) / count)
         writer.close()
@@ -188,21 +192,64 @@ def _render(
     )
 
 
-def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: warp.Warper) -> np.ndarray:
-    """Warp the character frame to the target face and lay it over its background."""
+@dataclasses.dataclass(frozen=True)
+class _Shot:
+    """One output frame's inputs and geometry, computed ahead of compositing."""
+
+    character: character.CharacterFrame
+    sample: driver.DriverSample
+    target: retarget.TargetFace | None = None
+    maps: warp.WarpMaps | None = None
+
+
+def _geometry(
+    char_frames: Iterator[character.CharacterFrame],
+    samples: Iterator[driver.DriverSample],
+    retargeter: retarget.Retargeter,
+    model: retarget.DriverModel,
+    warper: warp.Warper,
+) -> Iterator[_Shot]:
+    """Per frame: the retargeted face and the warp's coordinate maps."""
+    for cf, sample in zip(char_frames, samples, strict=False):  # characters are endless
+        if cf.rig is None:
+            yield _Shot(cf, sample)
+            continue
+        target = retargeter.target(cf.points, model.decompose(sample.points))
+        roi = cf.rig.moving_roi(target, warper.f)
+        shapes, affines, valid = cf.rig.shapes(target)
+        maps = warper.maps(roi, shapes, affines, valid, cf.rig.detail_rois(target), cf.rig.coarse_shapes)
+        yield _Shot(cf, sample, target, maps)
+
+
+def _lay(cf: character.CharacterFrame, maps: warp.WarpMaps) -> np.ndarray:
+    """The character frame warped by ``maps``, laid over its background."""
     from service.engine import composite
 
-    roi = cf.rig.moving_roi(target, warper.f)
-    shapes, affines, valid = cf.rig.shapes(target)
-    maps = warper.maps(roi, shapes, affines, valid, cf.rig.detail_rois(target), cf.rig.coarse_shapes)
     mask = maps.apply_coarse(cf.mask)
-    ys, xs = roi.slices
+    ys, xs = maps.roi.slices
     if cf.background is cf.canvas:
         # Video: where the person was but no longer is, show the warped picture, not a ghost.
         mask = np.maximum(mask, cf.mask[ys, xs])
     out = cf.base.copy()
-    composite.lay_person(out, roi, cf.canvas, maps.full(), cf.background, mask)
+    composite.lay_person(out, maps.roi, cf.canvas, maps.full(), cf.background, mask)
     return out
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while frames stream.
+
+    The loop allocates many short-lived arrays and makes no reference cycles, so the
+    collector's passes (which hold the GIL every other thread waits for) only cost time;
+    reference counting still frees every frame as it goes.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _RestScan:
@@ -274,3 +321,4 @@ class _Ticker:
         if now - self._last >= 0.05:
             self._last = now
             self._report(min(value, 0.999))
+

@@ -2,10 +2,10 @@
 
 A warp is a list of *shapes* in destination space, painted in order (later shapes hide
 earlier ones, which gives 2.5D occlusion when face triangles are painted far-to-near),
-each with the affine map from destination to source pixels. The shape index of every
-sample of a coarse grid (every ``downsample`` pixels) is rasterised with OpenCV, the
-source coordinates are computed there, and the coordinate maps are upsampled linearly
-before ``cv2.remap``. A piecewise-affine map is continuous, so the upsampling is exact
+each with the affine map from destination to source pixels. The shapes are rasterised
+onto a coarse grid (every ``downsample`` pixels) by a compiled kernel (``raster``) that
+writes each covered sample's source coordinates, and the coordinate maps are upsampled
+linearly before ``cv2.remap``. A piecewise-affine map is continuous, so the upsampling is exact
 except within a pixel of a fold. Samples no shape covers map to themselves.
 """
 
@@ -16,8 +16,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-_SHIFT = 4  # fractional bits for sub-pixel rasterisation
-_ONE = 1 << _SHIFT
 
 
 def triangle_affines(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,9 +98,7 @@ class Warper:
         from the patch anyway; the coarse ones still drive ``apply_coarse``). This saves
         rasterising the whole face mesh twice.
         """
-        coef = np.concatenate([tri_affines.reshape(-1, 6), [[1, 0, 0, 0, 1, 0]]]).astype(
-            np.float32
-        )  # last: identity
+        coef = np.ascontiguousarray(tri_affines.reshape(-1, 6), dtype=np.float64)
         # Shape bounds once (an elementwise min/max over corners: numpy's reduction over a
         # short middle axis is ~10x slower), used to cull shapes per sampled region.
         corners = [triangles[:, i] for i in range(triangles.shape[1])]
@@ -159,19 +155,23 @@ def _fill_from_patch(
 
 
 def _sample(
-    roi: Roi, f: int, triangles: np.ndarray, valid: np.ndarray, bounds: np.ndarray, coef: np.ndarray
+    roi: Roi, f: int, triangles: np.ndarray, valid: np.ndarray, bounds: np.ndarray, affines: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """dst -> src maps at every ``f``-th pixel of ``roi`` (pixel centres aligned for resize).
 
-    ``bounds`` (K, 4): each shape's x0, y0, x1, y1, to cull shapes that miss the grid.
+    ``bounds`` (K, 4): each shape's x0, y0, x1, y1, to cull shapes that miss the grid;
+    ``affines`` (K, 6) row-major dst -> src. Samples no shape covers map to themselves.
     """
-    import cv2
+    from service.engine import raster
 
     w_lo = -(-(roi.x1 - roi.x0) // f)
     h_lo = -(-(roi.y1 - roi.y0) // f)
-    ids = np.full((h_lo, w_lo), len(coef) - 1, dtype=np.int32)
     offset = np.array([roi.x0 + (f - 1) / 2, roi.y0 + (f - 1) / 2])
-    # Cull shapes entirely outside the grid (with a sample of slack) before the Python loop.
+    gx = np.arange(w_lo, dtype=np.float32) * f + np.float32(offset[0])
+    gy = np.arange(h_lo, dtype=np.float32) * f + np.float32(offset[1])
+    map_x = np.repeat(gx[None, :], h_lo, axis=0)
+    map_y = np.repeat(gy[:, None], w_lo, axis=1)
+    # Cull shapes entirely outside the grid (with a sample of slack).
     inside = np.flatnonzero(
         valid
         & (bounds[:, 2] >= offset[0] - f)
@@ -179,25 +179,22 @@ def _sample(
         & (bounds[:, 0] < offset[0] + w_lo * f)
         & (bounds[:, 1] < offset[1] + h_lo * f)
     )
-    fixed = np.round((triangles[inside] - offset) * (_ONE / f)).astype(np.int32)
-    fill = cv2.fillConvexPoly
-    for k, poly in zip(inside.tolist(), fixed, strict=True):
-        fill(ids, poly, k, cv2.LINE_8, _SHIFT)
-    gx = (np.arange(w_lo, dtype=np.float32) * f + np.float32(offset[0]))[None, :]
-    gy = (np.arange(h_lo, dtype=np.float32) * f + np.float32(offset[1]))[:, None]
-    # One contiguous gather per coefficient: about twice as fast as gathering (h, w, 6)
-    # rows and computing on strided views.
-    rows = coef.T.copy()
-    out = []
-    for r in (0, 3):
-        m = rows[r].take(ids)
-        m *= gx
-        t = rows[r + 1].take(ids)
-        t *= gy
-        m += t
-        m += rows[r + 2].take(ids)
-        out.append(m)
-    return out[0], out[1]
+    polys = _triangulate(triangles[inside])
+    fixed = np.round((polys[0] - offset) * (raster.ONE / f)).astype(np.int64)
+    raster.paint_maps(map_x, map_y, fixed, affines[inside][polys[1]], offset[0], offset[1], float(f))
+    return map_x, map_y
+
+
+def _triangulate(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Convex (K, P, 2) polygons as fan triangles (K * (P - 2), 3, 2), with the index of
+    the polygon each came from (in order, so the painting order is kept)."""
+    k, p = shapes.shape[:2]
+    if p == 3:
+        return shapes, np.arange(k)
+    fans = np.stack(
+        [np.broadcast_to(shapes[:, :1], (k, p - 2, 2)), shapes[:, 1:-1], shapes[:, 2:]], axis=2
+    )
+    return fans.reshape(-1, 3, 2), np.repeat(np.arange(k), p - 2)
 
 
 def _upsample(lo: np.ndarray, f: int, w: int, h: int) -> np.ndarray:

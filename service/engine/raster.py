@@ -1,0 +1,86 @@
+"""Compiled inner loops of the warp (numba, compiled once and cached on disk).
+
+``paint_maps`` rasterises a list of triangles, in order, onto a sample grid and writes
+each covered sample's dst -> src coordinates from its triangle's affine: the warp's
+per-frame hot loop. Done as one compiled call it is several times faster than one
+OpenCV ``fillConvexPoly`` call per triangle followed by a gather, and it runs without
+the GIL, so the other render threads are not held up by ~1,000 small calls a frame.
+
+Coverage is exact and watertight: corners are in fixed point (1/16 of a sample), a
+sample belongs to a triangle when its centre is inside, and a centre exactly on an edge
+belongs to one side only (the top-left rule), so triangles sharing an edge never leave
+a gap and never both claim a sample. Later triangles paint over earlier ones.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+#: Fractional bits of the fixed-point corner coordinates (in sample units).
+SHIFT = 4
+ONE = 1 << SHIFT
+
+
+@numba.njit(cache=True, nogil=True)
+def paint_maps(
+    map_x: np.ndarray,
+    map_y: np.ndarray,
+    corners: np.ndarray,
+    affines: np.ndarray,
+    origin_x: float,
+    origin_y: float,
+    step: float,
+) -> None:  # pragma: no cover - compiled
+    """Paint triangles onto the sample grid of ``map_x``/``map_y`` (float32, H x W).
+
+    ``corners`` (K, 3, 2) int64: triangle corners in fixed point, sample (x, y) being at
+    (x << SHIFT, y << SHIFT). ``affines`` (K, 6) float64: dst pixel -> src pixel, row
+    major. Sample (x, y) is the pixel (origin_x + step * x, origin_y + step * y).
+    Degenerate triangles paint nothing.
+    """
+    height, width = map_x.shape
+    for t in range(corners.shape[0]):
+        ax, ay = corners[t, 0, 0], corners[t, 0, 1]
+        bx, by = corners[t, 1, 0], corners[t, 1, 1]
+        cx, cy = corners[t, 2, 0], corners[t, 2, 1]
+        area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+        if area == 0:
+            continue
+        if area < 0:  # make the corners counter-clockwise (in y-down pixels: clockwise)
+            bx, by, cx, cy = cx, cy, bx, by
+        x0 = max((min(ax, bx, cx) + ONE - 1) >> SHIFT, 0)
+        y0 = max((min(ay, by, cy) + ONE - 1) >> SHIFT, 0)
+        x1 = min(max(ax, bx, cx) >> SHIFT, width - 1)
+        y1 = min(max(ay, by, cy) >> SHIFT, height - 1)
+        if x0 > x1 or y0 > y1:
+            continue
+        # Edge vectors; a sample on an edge counts only for "top-left" edges (bias 0).
+        dx0, dy0 = bx - ax, by - ay
+        dx1, dy1 = cx - bx, cy - by
+        dx2, dy2 = ax - cx, ay - cy
+        bias0 = 0 if (dy0 > 0 or (dy0 == 0 and dx0 < 0)) else 1
+        bias1 = 0 if (dy1 > 0 or (dy1 == 0 and dx1 < 0)) else 1
+        bias2 = 0 if (dy2 > 0 or (dy2 == 0 and dx2 < 0)) else 1
+        a0, a1, a2 = affines[t, 0], affines[t, 1], affines[t, 2]
+        a3, a4, a5 = affines[t, 3], affines[t, 4], affines[t, 5]
+        for y in range(y0, y1 + 1):
+            py = y << SHIFT
+            gy = origin_y + step * y
+            for x in range(x0, x1 + 1):
+                px = x << SHIFT
+                if dx0 * (py - ay) - dy0 * (px - ax) < bias0:
+                    continue
+                if dx1 * (py - by) - dy1 * (px - bx) < bias1:
+                    continue
+                if dx2 * (py - cy) - dy2 * (px - cx) < bias2:
+                    continue
+                gx = origin_x + step * x
+                map_x[y, x] = a0 * gx + a1 * gy + a2
+                map_y[y, x] = a3 * gx + a4 * gy + a5
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel now, not on the first frame."""
+    grid = np.zeros((2, 2), dtype=np.float32)
+    paint_maps(grid, grid.copy(), np.zeros((1, 3, 2), dtype=np.int64), np.zeros((1, 6)), 0.0, 0.0, 1.0)
