@@ -321,4 +321,3 @@ class _Ticker:
         if now - self._last >= 0.05:
             self._last = now
             self._report(min(value, 0.999))
-

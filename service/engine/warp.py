@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import numpy as np
 
 
-
 def triangle_affines(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-triangle affine maps dst -> src for (K, 3, 2) corner arrays.
 
@@ -191,9 +190,7 @@ def _triangulate(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     k, p = shapes.shape[:2]
     if p == 3:
         return shapes, np.arange(k)
-    fans = np.stack(
-        [np.broadcast_to(shapes[:, :1], (k, p - 2, 2)), shapes[:, 1:-1], shapes[:, 2:]], axis=2
-    )
+    fans = np.stack([np.broadcast_to(shapes[:, :1], (k, p - 2, 2)), shapes[:, 1:-1], shapes[:, 2:]], axis=2)
     return fans.reshape(-1, 3, 2), np.repeat(np.arange(k), p - 2)
 
 
