@@ -70,8 +70,12 @@ class FaceMeasurer:
         found = self._detector(small, 0) or self._detector(small, 1)  # upsample only if needed
         if found:
             best = max(found, key=lambda r: r.width() * r.height())
-            self._last = (int(best.left() / factor), int(best.top() / factor),
-                          int(best.right() / factor), int(best.bottom() / factor))
+            self._last = (
+                int(best.left() / factor),
+                int(best.top() / factor),
+                int(best.right() / factor),
+                int(best.bottom() / factor),
+            )
             self.detections += 1
         if self._last is None:
             return None
@@ -93,8 +97,17 @@ def _signals(p: np.ndarray, w: int, h: int, box: tuple[int, int, int, int]) -> M
     right_c, left_c = p[36:42].mean(axis=0), p[42:48].mean(axis=0)
     roll = math.degrees(math.atan2(left_c[1] - right_c[1], left_c[0] - right_c[0]))
     yaw = (p[30, 0] - (p[1, 0] + p[15, 0]) / 2) / ((p[15, 0] - p[1, 0]) or 1.0)
-    return Measure(mouth=mouth, eye_r=eye_r, eye_l=eye_l, roll=roll, yaw=yaw,
-                   x=p[27, 0] / w, y=p[27, 1] / h, rigid=p[RIGID].copy(), box=box)
+    return Measure(
+        mouth=mouth,
+        eye_r=eye_r,
+        eye_l=eye_l,
+        roll=roll,
+        yaw=yaw,
+        x=p[27, 0] / w,
+        y=p[27, 1] / h,
+        rigid=p[RIGID].copy(),
+        box=box,
+    )
 
 
 #: Points that expressions barely move: eye corners, nose bridge and nose base.

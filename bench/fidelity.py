@@ -56,7 +56,9 @@ GOALS = {"mouth": 0.9, "eye_r": 0.8, "eye_l": 0.8, "roll": 0.85, "yaw": 0.85, "x
 MAX_DRIFT = 5.0
 
 
-def measure_video(path: pathlib.Path, count: int) -> tuple[list[measure.Measure | None], float, list[np.ndarray]]:
+def measure_video(
+    path: pathlib.Path, count: int
+) -> tuple[list[measure.Measure | None], float, list[np.ndarray]]:
     """dlib signals per 24 fps frame, the detection rate, and quarter-size grey frames."""
     import cv2
 
@@ -78,7 +80,7 @@ def background_change(greys: list[np.ndarray], first: measure.Measure | None) ->
     fw, fh = x1 - x0, y1 - y0
     cx = (x0 + x1) / 2
     person = np.zeros((h, w), dtype=bool)
-    person[max(0, int(y0 - 0.9 * fh)):, max(0, int(cx - 1.7 * fw)):min(w, int(cx + 1.7 * fw))] = True
+    person[max(0, int(y0 - 0.9 * fh)) :, max(0, int(cx - 1.7 * fw)) : min(w, int(cx + 1.7 * fw))] = True
     if person.all():
         return math.nan, math.nan
     ref = greys[0].astype(np.float32)
@@ -86,8 +88,13 @@ def background_change(greys: list[np.ndarray], first: measure.Measure | None) ->
     return float(np.mean(changes)), float(np.max(changes))
 
 
-def evaluate(character: str, reference: str, out_dir: pathlib.Path, reuse: bool,
-             driver_cache: dict[str, tuple[list[measure.Measure | None], float]]) -> dict[str, object]:
+def evaluate(
+    character: str,
+    reference: str,
+    out_dir: pathlib.Path,
+    reuse: bool,
+    driver_cache: dict[str, tuple[list[measure.Measure | None], float]],
+) -> dict[str, object]:
     ref_path = MEDIA / reference
     info = engine.probe(ref_path)
     assert info.duration_s is not None
@@ -97,9 +104,15 @@ def evaluate(character: str, reference: str, out_dir: pathlib.Path, reuse: bool,
     if not (reuse and out.exists()):
         kind = engine.probe(MEDIA / character).kind
         started = time.monotonic()
-        result = engine.render(engine.RenderRequest(
-            character_path=MEDIA / character, character_type=kind, reference_path=ref_path,
-            output_path=out, ratio="1280:720"))
+        result = engine.render(
+            engine.RenderRequest(
+                character_path=MEDIA / character,
+                character_type=kind,
+                reference_path=ref_path,
+                output_path=out,
+                ratio="1280:720",
+            )
+        )
         rtf = (time.monotonic() - started) / result.duration_s
     if reference not in driver_cache:
         drv, drv_rate, _ = measure_video(ref_path, count)
@@ -107,15 +120,24 @@ def evaluate(character: str, reference: str, out_dir: pathlib.Path, reuse: bool,
     drv, drv_rate = driver_cache[reference]
     outm, out_rate, greys = measure_video(out, count)
     both = [(d, o) for d, o in zip(drv, outm, strict=False) if d is not None and o is not None]
-    row: dict[str, object] = {"pair": f"{pathlib.Path(character).stem} x {pathlib.Path(reference).stem}",
-                              "frames": count, "driver_det": drv_rate, "output_det": out_rate, "rtf": rtf}
+    row: dict[str, object] = {
+        "pair": f"{pathlib.Path(character).stem} x {pathlib.Path(reference).stem}",
+        "frames": count,
+        "driver_det": drv_rate,
+        "output_det": out_rate,
+        "rtf": rtf,
+    }
     for name in measure.SIGNALS:
         row[name] = measure.pearson([getattr(d, name) for d, _ in both], [getattr(o, name) for _, o in both])
     # Shape drift: how much more squashed/stretched the output face is than the driver's
     # over the same frames (the driver's own foreshortening from turning is allowed).
     d0, o0 = both[0]
-    excess = np.array([max(0.0, 1 - measure.squash(o0.rigid, o.rigid) / measure.squash(d0.rigid, d.rigid)) * 100
-                       for d, o in both])
+    excess = np.array(
+        [
+            max(0.0, 1 - measure.squash(o0.rigid, o.rigid) / measure.squash(d0.rigid, d.rigid)) * 100
+            for d, o in both
+        ]
+    )
     row["drift_max"] = float(excess.max()) if len(excess) else math.nan
     row["drift_p95"] = float(np.percentile(excess, 95)) if len(excess) else math.nan
     if character.endswith((".jpg", ".png", ".webp")):
@@ -145,8 +167,10 @@ def main(argv: list[str]) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     cache: dict[str, tuple[list[measure.Measure | None], float]] = {}
     rows = []
-    header = (f"{'pair':44} {'split':8} {'det%':>5} {'mouth':>6} {'eye_r':>6} {'eye_l':>6} {'roll':>6} "
-              f"{'yaw':>6} {'x':>6} {'y':>6} {'drift%':>7} {'p95%':>6} {'bg':>5} {'bgmax':>6} {'RTF':>5}")
+    header = (
+        f"{'pair':44} {'split':8} {'det%':>5} {'mouth':>6} {'eye_r':>6} {'eye_l':>6} {'roll':>6} "
+        f"{'yaw':>6} {'x':>6} {'y':>6} {'drift%':>7} {'p95%':>6} {'bg':>5} {'bgmax':>6} {'RTF':>5}"
+    )
     print(header)
     for character, reference, split in PAIRS:
         if args.pairs != "all" and split != args.pairs:
@@ -157,10 +181,13 @@ def main(argv: list[str]) -> int:
         row["split"] = split
         rows.append(row)
         det = 100 * float(row["output_det"])  # type: ignore[arg-type]
-        print(f"{row['pair']:44} {split:8} {det:5.0f} "
-              + " ".join(f"{_fmt(row[s], GOALS[s]):>6}" for s in measure.SIGNALS)
-              + f" {_fmt(row['drift_max']):>7} {_fmt(row['drift_p95']):>6} {_fmt(row['bg_mean']):>5}"
-              + f" {_fmt(row['bg_max']):>6} {_fmt(row['rtf']):>5}", flush=True)
+        print(
+            f"{row['pair']:44} {split:8} {det:5.0f} "
+            + " ".join(f"{_fmt(row[s], GOALS[s]):>6}" for s in measure.SIGNALS)
+            + f" {_fmt(row['drift_max']):>7} {_fmt(row['drift_p95']):>6} {_fmt(row['bg_mean']):>5}"
+            + f" {_fmt(row['bg_max']):>6} {_fmt(row['rtf']):>5}",
+            flush=True,
+        )
     print("goals: mouth >= 0.90, eyes >= 0.80, roll/yaw/x/y >= 0.85, drift <= 5 %  (* = below goal)")
     for split in ("tune", "held-out"):
         chosen = [r for r in rows if r["split"] == split]

@@ -112,7 +112,7 @@ class TaskRunner:
             runner = cls(db, rt, ident=ident, provider=remote, http=http)
             runner._sessions = sessions
             return runner
-        engine_runner = local_mod.LocalEngine(settings.local_concurrency)
+        engine_runner = local_mod.LocalEngine(settings.local_concurrency, prewarm=settings.local_prewarm)
         return cls(db, rt, ident=ident, engine_runner=engine_runner, http=http)
 
     @property
@@ -137,6 +137,8 @@ class TaskRunner:
         did = await self._cancels()
         did = await self._dispatch() or did
         did = await self._polls() or did
+        if self.renders is not None:
+            self.renders.engine.refill()
         if self.renders is not None and self.renders.busy:
             if not did:
                 await self.renders.wait(0.2)
@@ -435,6 +437,7 @@ class TaskRunner:
         self._closing = True
         if self.renders is not None:
             await self.renders.shutdown(self.settings.worker_grace_seconds)
+            await self.renders.engine.aclose()
         for client in self._owned:
             with contextlib.suppress(Exception):
                 await client.aclose()

@@ -52,6 +52,7 @@ class Settings:
     provider_max_retries: int  # transient failures of one submit/cancel before giving up
     task_timeout: float  # a task running longer than this fails as INTERNAL
     local_concurrency: int  # renders at once per worker process (local provider)
+    local_prewarm: bool  # keep a spare render process with the engine loaded per free slot
     rehost_outputs: bool  # copy upstream outputs into Callboard's storage
     cometapi_not_found_grace: float  # CometAPI may deny a fresh task exists for this long
     # upstream providers
@@ -256,6 +257,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         provider_max_retries=_int(env, "PROVIDER_MAX_RETRIES", 8, minimum=0, maximum=100),
         task_timeout=_float(env, "TASK_TIMEOUT", 3600.0, minimum=10.0),
         local_concurrency=_int(env, "LOCAL_CONCURRENCY", 1, minimum=1, maximum=64),
+        local_prewarm=_bool(env, "LOCAL_PREWARM", True),
         rehost_outputs=_bool(env, "REHOST_OUTPUTS", True),
         cometapi_not_found_grace=_float(env, "COMETAPI_NOT_FOUND_GRACE", 60.0, minimum=0.0),
         runway_api_key=_get(env, "RUNWAY_API_KEY"),

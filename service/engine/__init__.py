@@ -18,7 +18,7 @@ from service.engine.contracts import (
     RenderRequest,
     RenderResult,
 )
-from service.engine.pipeline import render
+from service.engine.pipeline import preload, render
 
 __all__ = [
     "RATIOS",
@@ -27,6 +27,7 @@ __all__ = [
     "RenderCancelled",
     "RenderRequest",
     "RenderResult",
+    "preload",
     "probe",
     "render",
 ]

@@ -140,6 +140,8 @@ class VideoCharacter:
         self._framing = framing.choose(first_shape[1], first_shape[0], first_face, width, height)
 
     def frames(self) -> Iterator[CharacterFrame]:
+        import cv2
+
         tracker = landmarks.FaceTracker(video=True)
         seg = landmarks.Segmenter()
         smoother: landmarks.OneEuroFilter | None = None
@@ -156,7 +158,8 @@ class VideoCharacter:
                 if last is None:  # no face yet: show the frame as it is
                     yield _passthrough(canvas)
                     continue
-                mask = composite.person_mask(seg.mask(canvas), last)
+                half = cv2.resize(canvas, (self._w // 2, self._h // 2), interpolation=cv2.INTER_AREA)
+                mask = composite.person_mask(seg.mask(half), last, (self._h, self._w))
                 yield CharacterFrame(
                     canvas=canvas,
                     points=last,

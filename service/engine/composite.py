@@ -45,7 +45,9 @@ def clean_plate(image: np.ndarray, person: np.ndarray) -> np.ndarray:
     return (big * big_mask + image * (1 - big_mask)).astype(np.uint8)
 
 
-def person_mask(segmentation: np.ndarray, face: np.ndarray) -> np.ndarray:
+def person_mask(
+    segmentation: np.ndarray, face: np.ndarray, shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """Soft person mask: the segmentation, with the face outline always included.
 
     Selfie segmentation can miss stylised (cartoon) faces; the landmarks cannot. The
@@ -53,12 +55,17 @@ def person_mask(segmentation: np.ndarray, face: np.ndarray) -> np.ndarray:
     elsewhere; the box's margin exceeds the blur radius, so the result is the same as
     blurring the whole frame, at a fraction of the cost — this runs every frame of a
     video character).
+
+    ``face`` is in pixels of the frame of ``shape`` (height, width); the segmentation may
+    be smaller (a video character's is made at half size: the model sees 256 x 144
+    anyway), and the mask is then built at its size and scaled up at the end.
     """
     import cv2
 
     h, w = segmentation.shape
-    oval = face[topology.FACE_OVAL, :2]
-    size = float(np.ptp(face[:, 0]))
+    scale = 1.0 if shape is None else w / shape[1]
+    oval = face[topology.FACE_OVAL, :2] * scale
+    size = float(np.ptp(face[:, 0])) * scale
     k = max(3, int(size * 0.08)) | 1
     x0, y0 = np.floor(oval.min(axis=0)).astype(int) - k - 2
     x1, y1 = np.ceil(oval.max(axis=0)).astype(int) + k + 3
@@ -69,7 +76,10 @@ def person_mask(segmentation: np.ndarray, face: np.ndarray) -> np.ndarray:
         cv2.fillPoly(hull, [np.round(oval - [x0, y0]).astype(np.int32)], (255,))
         hull_f = cv2.GaussianBlur(hull, (k, k), 0).astype(np.float32) / 255
         np.maximum(mask[y0:y1, x0:x1], hull_f, out=mask[y0:y1, x0:x1])
-    return cv2.GaussianBlur(mask, (5, 5), 0)
+    mask = cv2.GaussianBlur(mask, (5, 5), 0)
+    if shape is not None and mask.shape != shape:
+        mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return mask
 
 
 def mask_box(mask: np.ndarray, threshold: float = 0.05) -> tuple[int, int, int, int]:

@@ -26,6 +26,11 @@ def _solutions() -> Any:
     return solutions
 
 
+def preload() -> None:
+    """Import MediaPipe's solutions now (about a second) rather than in the first frame."""
+    _solutions()
+
+
 class FaceTracker:
     """FaceMesh (478 points, iris refined) for one image or one video stream.
 

@@ -68,6 +68,21 @@ def render(
     return result
 
 
+def preload() -> None:
+    """Load everything a render needs but no particular job: the libraries (MediaPipe
+    alone takes about a second to import), the face models' code and the compiled warp
+    kernel. A process that called this starts rendering at once; the local provider
+    calls it in its spare render processes before any job arrives."""
+    import av  # noqa: F401
+    import cv2  # noqa: F401
+    from scipy.spatial import Delaunay  # noqa: F401
+
+    from service.engine import character, composite, driver, landmarks, raster, retarget, video, warp  # noqa: F401
+
+    landmarks.preload()
+    raster.warm_up()
+
+
 def _check_request(req: contracts.RenderRequest) -> tuple[int, int]:
     if req.ratio not in contracts.RATIOS:
         raise ValueError(f"unknown ratio {req.ratio!r}")
@@ -162,7 +177,7 @@ def _render(
             contextlib.closing(video.prefetch(char.frames())) as char_frames,
             contextlib.closing(video.prefetch(driver.stream(req.reference_path, fps, count))) as samples,
             contextlib.closing(_geometry(char_frames, samples, retargeter, model, warper)) as shots,
-            _no_cyclic_gc(),
+            _frozen_heap(),
         ):
             painter: composite.MouthPainter | None = None
             driver_skin = None
@@ -236,20 +251,20 @@ def _lay(cf: character.CharacterFrame, maps: warp.WarpMaps) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while frames stream.
+def _frozen_heap() -> Iterator[None]:
+    """Exempt everything allocated so far (the libraries, models, character) from the
+    cyclic garbage collector while frames stream.
 
-    The loop allocates many short-lived arrays and makes no reference cycles, so the
-    collector's passes (which hold the GIL every other thread waits for) only cost time;
-    reference counting still frees every frame as it goes.
+    Its full passes would otherwise walk the million-odd objects the imports made, every
+    few hundred frames, holding the GIL every render thread needs; objects made while
+    streaming are still collected as usual.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        gc.unfreeze()
 
 
 class _RestScan:

@@ -20,9 +20,18 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 MEDIA = pathlib.Path(os.environ.get("CALLBOARD_TEST_MEDIA", REPO.parent / "shared" / "media"))
 
 
-def cut(src: pathlib.Path, dst: pathlib.Path, start: float, duration: float, *,
-        size: tuple[int, int] | None = None, codec: str = "libx264", fmt: str = "mp4",
-        audio: bool = True, pix_fmt: str = "yuv420p") -> pathlib.Path:
+def cut(
+    src: pathlib.Path,
+    dst: pathlib.Path,
+    start: float,
+    duration: float,
+    *,
+    size: tuple[int, int] | None = None,
+    codec: str = "libx264",
+    fmt: str = "mp4",
+    audio: bool = True,
+    pix_fmt: str = "yuv420p",
+) -> pathlib.Path:
     """Re-encode ``duration`` seconds of ``src`` from ``start`` (optionally resized)."""
     with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt) as out:
         vin = inp.streams.video[0]
@@ -34,8 +43,11 @@ def cut(src: pathlib.Path, dst: pathlib.Path, start: float, duration: float, *,
             vout.options = {"preset": "ultrafast"}
         ain = inp.streams.audio[0] if (audio and inp.streams.audio) else None
         aout = out.add_stream("aac" if fmt != "webm" else "libopus", rate=48000) if ain else None
-        resampler = av.AudioResampler(format="fltp" if fmt != "webm" else "s16", layout="stereo",
-                                      rate=48000) if ain else None
+        resampler = (
+            av.AudioResampler(format="fltp" if fmt != "webm" else "s16", layout="stereo", rate=48000)
+            if ain
+            else None
+        )
         streams = [vin] + ([ain] if ain else [])
         n_video = 0
         n_samples = 0
@@ -65,8 +77,9 @@ def cut(src: pathlib.Path, dst: pathlib.Path, start: float, duration: float, *,
     return dst
 
 
-def synthetic(dst: pathlib.Path, duration: float, *, size: tuple[int, int] = (64, 64),
-              fps: int = 24) -> pathlib.Path:
+def synthetic(
+    dst: pathlib.Path, duration: float, *, size: tuple[int, int] = (64, 64), fps: int = 24
+) -> pathlib.Path:
     """A small grey clip of ``duration`` seconds (for length checks; no face)."""
     with av.open(str(dst), "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=fps)

@@ -32,15 +32,20 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def reference(media: pathlib.Path, clip_dir: pathlib.Path) -> pathlib.Path:
     """3.5 s of the expressive driver (a wink, an open mouth, a head tilt), 256x256, 30 fps."""
-    return clips.cut(media / "driving_expressive.mp4", clip_dir / "reference.mp4", 0.5, 3.5,
-                     size=(256, 256))
+    return clips.cut(media / "driving_expressive.mp4", clip_dir / "reference.mp4", 0.5, 3.5, size=(256, 256))
 
 
 @pytest.fixture(scope="session")
 def short_character_video(media: pathlib.Path, clip_dir: pathlib.Path) -> pathlib.Path:
     """1.5 s of the character video at 640x360: shorter than the reference, so it must loop."""
-    return clips.cut(media / "character_video.mp4", clip_dir / "character_short.mp4", 0.0, 1.5,
-                     size=(640, 360), audio=False)
+    return clips.cut(
+        media / "character_video.mp4",
+        clip_dir / "character_short.mp4",
+        0.0,
+        1.5,
+        size=(640, 360),
+        audio=False,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +63,9 @@ DEFAULTS = {"ratio": "1280:720", "expression_intensity": 3, "body_control": True
 
 
 @pytest.fixture(scope="session")
-def render_once(tmp_path_factory: pytest.TempPathFactory, reference: pathlib.Path,
-                media: pathlib.Path) -> Render:
+def render_once(
+    tmp_path_factory: pytest.TempPathFactory, reference: pathlib.Path, media: pathlib.Path
+) -> Render:
     """Render the photo character with the given request overrides, once per session.
 
     Overrides equal to the defaults share a render (``render_once(seed=0)`` is
@@ -75,10 +81,15 @@ def render_once(tmp_path_factory: pytest.TempPathFactory, reference: pathlib.Pat
             path = out_dir / f"render{len(done)}.mp4"
             progress: list[tuple[float, float]] = []
             result = engine.render(
-                engine.RenderRequest(character_path=media / "character_photo.jpg",
-                                     character_type="image", reference_path=reference,
-                                     output_path=path, **options),  # type: ignore[arg-type]
-                progress=lambda p: progress.append((time.monotonic(), p)))
+                engine.RenderRequest(
+                    character_path=media / "character_photo.jpg",
+                    character_type="image",
+                    reference_path=reference,
+                    output_path=path,
+                    **options,
+                ),  # type: ignore[arg-type]
+                progress=lambda p: progress.append((time.monotonic(), p)),
+            )
             done[key] = Rendered(result=result, path=path, progress=progress)
         return done[key]
 

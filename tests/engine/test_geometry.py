@@ -54,9 +54,18 @@ def test_face_mesh_triangles_are_the_tessellation_without_separating_cycles() ->
     assert len({tuple(t) for t in triangles}) == len(triangles)
 
 
-@pytest.mark.parametrize(("src", "out"), [((512, 512), (1280, 720)), ((512, 512), (720, 1280)),
-                                          ((1920, 1080), (720, 1280)), ((800, 600), (1584, 672))])
-def test_framing_never_stretches_and_keeps_the_face_in_view(src: tuple[int, int], out: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("src", "out"),
+    [
+        ((512, 512), (1280, 720)),
+        ((512, 512), (720, 1280)),
+        ((1920, 1080), (720, 1280)),
+        ((800, 600), (1584, 672)),
+    ],
+)
+def test_framing_never_stretches_and_keeps_the_face_in_view(
+    src: tuple[int, int], out: tuple[int, int]
+) -> None:
     w, h = src
     face = np.array([[w * 0.4, h * 0.3], [w * 0.6, h * 0.55]])
     fr = framing.choose(w, h, face, *out)
@@ -101,7 +110,7 @@ def test_lay_person_matches_warping_and_blending_the_whole_region() -> None:
     source = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     background = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     roi = warp.Roi(20, 10, 190, 140)
-    ry, rx = np.mgrid[roi.y0:roi.y1, roi.x0:roi.x1].astype(np.float32)
+    ry, rx = np.mgrid[roi.y0 : roi.y1, roi.x0 : roi.x1].astype(np.float32)
     maps = (rx * 0.97 + 3.2, ry * 1.02 - 1.7)  # a smooth warp: zoom and shift
     # Opaque core, soft edge, transparent elsewhere; and a band with no person at all.
     alpha = _soft_disc(roi.y1 - roi.y0, roi.x1 - roi.x0, 70, 60, 45)
@@ -109,7 +118,11 @@ def test_lay_person_matches_warping_and_blending_the_whole_region() -> None:
     expected[roi.slices] = composite.blend_person(warp.remap(source, *maps), background[roi.slices], alpha)
     out = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     out[: roi.y0], out[roi.y1 :], out[:, : roi.x0], out[:, roi.x1 :] = (
-        expected[: roi.y0], expected[roi.y1 :], expected[:, : roi.x0], expected[:, roi.x1 :])
+        expected[: roi.y0],
+        expected[roi.y1 :],
+        expected[:, : roi.x0],
+        expected[:, roi.x1 :],
+    )
     composite.lay_person(out, roi, source, maps, background, alpha)
     assert np.abs(out.astype(int) - expected).max() <= 1
 
@@ -119,8 +132,9 @@ def test_coarse_shapes_leave_the_full_resolution_maps_unchanged() -> None:
     # first detail ROI, moved so its maps differ from the background's.
     bg = np.array([[[0, 0], [160, 0], [0, 120]], [[160, 0], [160, 120], [0, 120]]], dtype=float)
     centre = np.array([80.0, 60.0])
-    ring = centre + 20 * np.stack([np.cos(np.linspace(0, 2 * np.pi, 9)[:-1]),
-                                   np.sin(np.linspace(0, 2 * np.pi, 9)[:-1])], axis=1)
+    ring = centre + 20 * np.stack(
+        [np.cos(np.linspace(0, 2 * np.pi, 9)[:-1]), np.sin(np.linspace(0, 2 * np.pi, 9)[:-1])], axis=1
+    )
     fan = np.stack([np.broadcast_to(centre, ring.shape), ring, np.roll(ring, -1, axis=0)], axis=1)
     dst = np.concatenate([bg, fan])
     src = np.concatenate([bg, fan + [4.0, -3.0]])
@@ -148,4 +162,19 @@ def test_person_mask_blurs_the_face_outline_only_near_the_face() -> None:
     cv2.fillPoly(hull, [np.round(face[topology.FACE_OVAL, :2]).astype(np.int32)], (255,))
     k = max(3, int(float(np.ptp(face[:, 0])) * 0.08)) | 1
     whole = np.maximum(segmentation, cv2.GaussianBlur(hull, (k, k), 0).astype(np.float32) / 255)
-    np.testing.assert_array_equal(composite.person_mask(segmentation, face), cv2.GaussianBlur(whole, (5, 5), 0))
+    np.testing.assert_array_equal(
+        composite.person_mask(segmentation, face), cv2.GaussianBlur(whole, (5, 5), 0)
+    )
+
+
+def test_person_mask_from_a_half_size_segmentation_is_the_frame_size_and_holds_the_face() -> None:
+    face = np.zeros((478, 3), dtype=np.float32)
+    angles = np.linspace(0, 2 * np.pi, len(topology.FACE_OVAL), endpoint=False)
+    face[topology.FACE_OVAL, 0] = 200 + 60 * np.cos(angles)
+    face[topology.FACE_OVAL, 1] = 180 + 80 * np.sin(angles)
+    face[:, :2] = np.where(face[:, :2] == 0, face[topology.FACE_OVAL, :2].mean(axis=0), face[:, :2])
+    segmentation = np.zeros((180, 320), dtype=np.float32)  # the model missed the person
+    mask = composite.person_mask(segmentation, face, (360, 640))
+    assert mask.shape == (360, 640) and mask.dtype == np.float32
+    assert mask[180, 200] > 0.95  # the face outline is always part of the person
+    assert mask[20, 600] == 0.0

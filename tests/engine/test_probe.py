@@ -20,8 +20,9 @@ def photo(media: pathlib.Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("ext", "fmt"), [(".jpg", "jpeg"), (".png", "png"), (".webp", "webp")])
-def test_probe_reads_image_size_and_format(tmp_path: pathlib.Path, photo: np.ndarray,
-                                           ext: str, fmt: str) -> None:
+def test_probe_reads_image_size_and_format(
+    tmp_path: pathlib.Path, photo: np.ndarray, ext: str, fmt: str
+) -> None:
     path = tmp_path / f"photo{ext}"
     cv2.imwrite(str(path), cv2.resize(photo, (300, 200)))
     info = engine.probe(path)
@@ -40,8 +41,7 @@ def test_probe_refuses_decompression_bomb_without_decoding(tmp_path: pathlib.Pat
     # A valid PNG header claiming 50,000 x 50,000 pixels (2.5 gigapixels).
     ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    png = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
-           + struct.pack(">I", zlib.crc32(chunk)))
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
     path = tmp_path / "bomb.png"
     path.write_bytes(png)
     with pytest.raises(engine.EngineError) as err:
@@ -59,17 +59,35 @@ def test_probe_describes_reference_video(reference: pathlib.Path) -> None:
     assert info.has_audio
 
 
-@pytest.mark.parametrize(("codec", "fmt", "pix_fmt", "expected_codec", "expected_fmt"), [
-    ("libvpx-vp9", "webm", "yuv420p", "vp9", "webm"),
-    ("libvpx", "webm", "yuv420p", "vp8", "webm"),
-    ("libx265", "mp4", "yuv420p", "h265", "mp4"),
-    ("prores_ks", "mov", "yuv422p10le", "prores", "mov"),
-])
-def test_probe_accepts_each_supported_codec(tmp_path: pathlib.Path, reference: pathlib.Path, codec: str,
-                                            fmt: str, pix_fmt: str, expected_codec: str,
-                                            expected_fmt: str) -> None:
-    path = clips.cut(reference, tmp_path / f"clip.{fmt}", 0.0, 0.5, size=(64, 64), codec=codec,
-                     fmt=fmt, audio=fmt == "webm", pix_fmt=pix_fmt)
+@pytest.mark.parametrize(
+    ("codec", "fmt", "pix_fmt", "expected_codec", "expected_fmt"),
+    [
+        ("libvpx-vp9", "webm", "yuv420p", "vp9", "webm"),
+        ("libvpx", "webm", "yuv420p", "vp8", "webm"),
+        ("libx265", "mp4", "yuv420p", "h265", "mp4"),
+        ("prores_ks", "mov", "yuv422p10le", "prores", "mov"),
+    ],
+)
+def test_probe_accepts_each_supported_codec(
+    tmp_path: pathlib.Path,
+    reference: pathlib.Path,
+    codec: str,
+    fmt: str,
+    pix_fmt: str,
+    expected_codec: str,
+    expected_fmt: str,
+) -> None:
+    path = clips.cut(
+        reference,
+        tmp_path / f"clip.{fmt}",
+        0.0,
+        0.5,
+        size=(64, 64),
+        codec=codec,
+        fmt=fmt,
+        audio=fmt == "webm",
+        pix_fmt=pix_fmt,
+    )
     info = engine.probe(path)
     assert info.codec == expected_codec
     assert info.format == expected_fmt
@@ -77,20 +95,22 @@ def test_probe_accepts_each_supported_codec(tmp_path: pathlib.Path, reference: p
 
 
 def test_probe_refuses_unsupported_video_codec(tmp_path: pathlib.Path, reference: pathlib.Path) -> None:
-    path = clips.cut(reference, tmp_path / "clip.mp4", 0.0, 0.5, size=(64, 64), codec="mpeg4",
-                     audio=False)
+    path = clips.cut(reference, tmp_path / "clip.mp4", 0.0, 0.5, size=(64, 64), codec="mpeg4", audio=False)
     with pytest.raises(engine.EngineError, match="codec 'mpeg4' is not supported"):
         engine.probe(path)
 
 
-@pytest.mark.parametrize("content", [
-    b"",
-    b"hello, this is a text file pretending to be a video\n" * 20,
-    bytes(range(256)) * 64,
-    b"\xff\xd8\xff\xe0" + b"\x00" * 10,  # JPEG magic, truncated header
-    b"\x89PNG\r\n\x1a\n" + b"\x00" * 4,  # PNG magic, truncated header
-    b"RIFF\x00\x00\x00\x00WEBPVP8X",  # WebP magic, truncated
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"hello, this is a text file pretending to be a video\n" * 20,
+        bytes(range(256)) * 64,
+        b"\xff\xd8\xff\xe0" + b"\x00" * 10,  # JPEG magic, truncated header
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 4,  # PNG magic, truncated header
+        b"RIFF\x00\x00\x00\x00WEBPVP8X",  # WebP magic, truncated
+    ],
+)
 def test_probe_turns_garbage_into_asset_invalid(tmp_path: pathlib.Path, content: bytes) -> None:
     path = tmp_path / "upload.mp4"
     path.write_bytes(content)

@@ -51,13 +51,19 @@ def test_output_has_exact_size_rate_length_and_audio_per_ratio(render_once: Rend
     assert _face_points(path, [0])[0] is not None
 
 
-def test_same_seed_gives_identical_frames(render_once: Render, tmp_path: pathlib.Path,
-                                          reference: pathlib.Path, media: pathlib.Path) -> None:
+def test_same_seed_gives_identical_frames(
+    render_once: Render, tmp_path: pathlib.Path, reference: pathlib.Path, media: pathlib.Path
+) -> None:
     first = render_once().path
     again = tmp_path / "again.mp4"
-    engine.render(engine.RenderRequest(character_path=media / "character_photo.jpg",
-                                       character_type="image", reference_path=reference,
-                                       output_path=again))
+    engine.render(
+        engine.RenderRequest(
+            character_path=media / "character_photo.jpg",
+            character_type="image",
+            reference_path=reference,
+            output_path=again,
+        )
+    )
     assert clips.frame_hashes(first) == clips.frame_hashes(again)
 
 
@@ -91,12 +97,19 @@ def test_body_control_moves_the_shoulders(render_once: Render) -> None:
     assert max(diffs) > 2.0  # the torso followed the performer only with body control
 
 
-def test_video_character_loops_past_its_end(tmp_path: pathlib.Path, reference: pathlib.Path,
-                                            short_character_video: pathlib.Path) -> None:
+def test_video_character_loops_past_its_end(
+    tmp_path: pathlib.Path, reference: pathlib.Path, short_character_video: pathlib.Path
+) -> None:
     out = tmp_path / "video_char.mp4"
-    result = engine.render(engine.RenderRequest(
-        character_path=short_character_video, character_type="video", reference_path=reference,
-        output_path=out, ratio="960:960"))
+    result = engine.render(
+        engine.RenderRequest(
+            character_path=short_character_video,
+            character_type="video",
+            reference_path=reference,
+            output_path=out,
+            ratio="960:960",
+        )
+    )
     assert (result.width, result.height, result.frames) == (960, 960, FRAMES)
     frames = list(clips.frames(out, scale=0.25))
     assert len(frames) == FRAMES
@@ -106,21 +119,28 @@ def test_video_character_loops_past_its_end(tmp_path: pathlib.Path, reference: p
     assert _face_points(out, [FRAMES - 1])[FRAMES - 1] is not None
 
 
-def test_dog_character_fails_cleanly(tmp_path: pathlib.Path, reference: pathlib.Path,
-                                     media: pathlib.Path) -> None:
+def test_dog_character_fails_cleanly(
+    tmp_path: pathlib.Path, reference: pathlib.Path, media: pathlib.Path
+) -> None:
     out = tmp_path / "dog.mp4"
     with pytest.raises(engine.EngineError) as err:
-        engine.render(engine.RenderRequest(character_path=media / "character_dog.jpg",
-                                           character_type="image", reference_path=reference,
-                                           output_path=out))
+        engine.render(
+            engine.RenderRequest(
+                character_path=media / "character_dog.jpg",
+                character_type="image",
+                reference_path=reference,
+                output_path=out,
+            )
+        )
     assert err.value.failure_code == "ASSET.INVALID"
     assert err.value.message == "No human-like face was found in the character image."
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("make", ["corrupt", "too_short", "too_long", "no_face"])
-def test_bad_reference_fails_with_asset_invalid(tmp_path: pathlib.Path, media: pathlib.Path,
-                                                reference: pathlib.Path, make: str) -> None:
+def test_bad_reference_fails_with_asset_invalid(
+    tmp_path: pathlib.Path, media: pathlib.Path, reference: pathlib.Path, make: str
+) -> None:
     ref = tmp_path / "ref.mp4"
     if make == "corrupt":
         ref.write_bytes(reference.read_bytes()[:200] + bytes(5000))
@@ -133,16 +153,22 @@ def test_bad_reference_fails_with_asset_invalid(tmp_path: pathlib.Path, media: p
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(engine.EngineError) as err:
-        engine.render(engine.RenderRequest(character_path=media / "character_photo.jpg",
-                                           character_type="image", reference_path=ref,
-                                           output_path=out_dir / "o.mp4"))
+        engine.render(
+            engine.RenderRequest(
+                character_path=media / "character_photo.jpg",
+                character_type="image",
+                reference_path=ref,
+                output_path=out_dir / "o.mp4",
+            )
+        )
     assert err.value.failure_code == "ASSET.INVALID"
     assert err.value.message.endswith(".")
     assert list(out_dir.iterdir()) == []  # no partial output left behind
 
 
 def test_cancellation_stops_at_the_first_check_and_leaves_nothing(
-        tmp_path: pathlib.Path, reference: pathlib.Path, media: pathlib.Path) -> None:
+    tmp_path: pathlib.Path, reference: pathlib.Path, media: pathlib.Path
+) -> None:
     seen: list[float] = []
     answers: list[bool] = []
 
@@ -151,10 +177,16 @@ def test_cancellation_stops_at_the_first_check_and_leaves_nothing(
         return answers[-1]
 
     with pytest.raises(engine.RenderCancelled):
-        engine.render(engine.RenderRequest(character_path=media / "character_photo.jpg",
-                                           character_type="image", reference_path=reference,
-                                           output_path=tmp_path / "o.mp4"),
-                      progress=seen.append, should_cancel=should_cancel)
+        engine.render(
+            engine.RenderRequest(
+                character_path=media / "character_photo.jpg",
+                character_type="image",
+                reference_path=reference,
+                output_path=tmp_path / "o.mp4",
+            ),
+            progress=seen.append,
+            should_cancel=should_cancel,
+        )
     assert answers.count(True) == 1 and answers[-1]  # no work after the first "yes"
     assert seen[-1] < 0.5
     assert list(tmp_path.iterdir()) == []
@@ -170,10 +202,16 @@ def test_progress_is_monotonic_frequent_and_reaches_one(render_once: Render) -> 
     assert len(values) > 20
 
 
-def test_character_type_must_match_the_file(tmp_path: pathlib.Path, reference: pathlib.Path,
-                                            media: pathlib.Path) -> None:
+def test_character_type_must_match_the_file(
+    tmp_path: pathlib.Path, reference: pathlib.Path, media: pathlib.Path
+) -> None:
     with pytest.raises(engine.EngineError) as err:
-        engine.render(engine.RenderRequest(character_path=media / "character_photo.jpg",
-                                           character_type="video", reference_path=reference,
-                                           output_path=tmp_path / "o.mp4"))
+        engine.render(
+            engine.RenderRequest(
+                character_path=media / "character_photo.jpg",
+                character_type="video",
+                reference_path=reference,
+                output_path=tmp_path / "o.mp4",
+            )
+        )
     assert err.value.failure_code == "ASSET.INVALID"
