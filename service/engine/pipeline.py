@@ -37,8 +37,13 @@ PREPARE_SHARE = 0.03
 VIDEO_POSE_GAIN = 0.5
 #: Warp map resolution divisor.
 MAP_DOWNSAMPLE = 4
-#: Memory for reference frames decoded ahead by the rest scan (while the face model loads).
-REST_AHEAD_BYTES = 48 * 1024 * 1024
+#: Memory for reference frames decoded ahead by the rest scan (decoding overlaps the
+#: face detections).
+REST_AHEAD_BYTES = 16 * 1024 * 1024
+#: The rest pose is looked for in the reference's opening seconds only: its cost (the
+#: scan decodes every frame it covers) then stops growing with the clip's length, and
+#: ten seconds of acting always hold a moment with the lips closed and the eyes open.
+REST_WINDOW_S = 10
 #: Reference length tolerance around 3-30 s (container durations are rounded).
 LENGTH_SLACK = 0.05
 
@@ -108,7 +113,7 @@ def _render(
     report: Callable[[float], None],
     cancelled: Callable[[], bool],
 ) -> contracts.RenderResult:
-    from service.engine import character, composite, driver, retarget, video, warp
+    from service.engine import character, composite, driver, retarget, topology, video, warp
 
     fps = contracts.OUTPUT_FPS
     ref = assets.probe(req.reference_path)
@@ -135,7 +140,7 @@ def _render(
     # and cancellation callbacks are only ever called from this thread.
     prep_steps = iter(np.linspace(0.0, PREPARE_SHARE / 2, 40))
     ahead = max(1, REST_AHEAD_BYTES // max(1, ref.width * ref.height * 3))
-    with _RestScan(req.reference_path, fps, count, ahead) as scan:
+    with _RestScan(req.reference_path, fps, min(count, REST_WINDOW_S * fps), ahead) as scan:
         if req.character_type == "image":
             char: character.StillCharacter | character.VideoCharacter = character.StillCharacter(
                 req.character_path,
@@ -143,7 +148,10 @@ def _render(
                 height,
                 step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2)),
             )
-            drift: composite.CameraDrift | None = composite.CameraDrift(req.seed, width, height)
+            centre = char.frame.points[topology.STABLE, :2].mean(axis=0)
+            drift: composite.CameraDrift | None = composite.CameraDrift(
+                req.seed, width, height, (float(centre[0]), float(centre[1]))
+            )
         else:
             char = character.VideoCharacter(
                 req.character_path,

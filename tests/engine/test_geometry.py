@@ -85,9 +85,10 @@ def test_one_euro_filter_removes_jitter_but_follows_a_step() -> None:
     assert stepped[-1] > 0.9
 
 
-def test_camera_drift_is_seeded_subtle_and_never_shows_a_border() -> None:
-    a, b = composite.CameraDrift(5, 1280, 720), composite.CameraDrift(5, 1280, 720)
-    c = composite.CameraDrift(6, 1280, 720)
+@pytest.mark.parametrize("anchor", [None, (640.0, 300.0), (1270.0, 10.0), (0.0, 720.0)])
+def test_camera_drift_is_seeded_subtle_and_never_shows_a_border(anchor: tuple[float, float] | None) -> None:
+    a, b = composite.CameraDrift(5, 1280, 720, anchor), composite.CameraDrift(5, 1280, 720, anchor)
+    c = composite.CameraDrift(6, 1280, 720, anchor)
     for t in (0.0, 3.3, 17.0):
         np.testing.assert_array_equal(a.matrix(t), b.matrix(t))
     assert not np.allclose(a.matrix(1.0), c.matrix(1.0))
@@ -95,8 +96,18 @@ def test_camera_drift_is_seeded_subtle_and_never_shows_a_border() -> None:
         m = a.matrix(float(t))
         inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
         corners = np.array([[0, 0, 1], [1280, 0, 1], [0, 720, 1], [1280, 720, 1]]) @ inv.T
-        assert (corners[:, 0] >= 0).all() and (corners[:, 0] <= 1280).all()
-        assert (corners[:, 1] >= 0).all() and (corners[:, 1] <= 720).all()
+        assert (corners[:, 0] >= -1e-6).all() and (corners[:, 0] <= 1280 + 1e-6).all()
+        assert (corners[:, 1] >= -1e-6).all() and (corners[:, 1] <= 720 + 1e-6).all()
+
+
+def test_camera_drift_breathes_around_the_face_and_keeps_it_in_place() -> None:
+    face = (500.0, 260.0)
+    drift = composite.CameraDrift(9, 1280, 720, face)
+    moved = []
+    for t in np.linspace(0, 30, 121):
+        m = drift.matrix(float(t))
+        moved.append(np.hypot(*(m[:, :2] @ face + m[:, 2] - face)))
+    assert max(moved) < 2.0  # pixels: the face stays put while the shot zooms around it
 
 
 def _soft_disc(h: int, w: int, cx: float, cy: float, r: float) -> np.ndarray:
