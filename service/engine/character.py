@@ -15,9 +15,14 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from service.engine import composite, contracts, framing, landmarks, rig, video
+from service.engine import composite, contracts, framing, landmarks, rig, topology, video
 
 NO_FACE = "No human-like face was found in the character {kind}."
+#: A video character's eyes: how fast the remembered usual opening fades per frame (a
+#: long squint becomes the new usual) and the share of it below which an eye counts as
+#: shut and is re-opened from the last open view of it.
+OPEN_EYE_DECAY = 0.995
+OPEN_EYE_REFRESH = 0.7
 #: Longest side used to look for the face in a picture (detector input is small anyway).
 DETECT_MAX_SIDE = 1280
 #: How many opening frames of a character video may be searched for a face.
@@ -144,6 +149,7 @@ class VideoCharacter:
 
         tracker = landmarks.FaceTracker(video=True)
         seg = landmarks.Segmenter()
+        eyes = OpenEyes()
         smoother: landmarks.OneEuroFilter | None = None
         last: np.ndarray | None = None
         try:
@@ -158,6 +164,7 @@ class VideoCharacter:
                 if last is None:  # no face yet: show the frame as it is
                     yield _passthrough(canvas)
                     continue
+                last = eyes.apply(canvas, last, found)
                 half = cv2.resize(canvas, (self._w // 2, self._h // 2), interpolation=cv2.INTER_AREA)
                 mask = composite.person_mask(seg.mask(half), last, (self._h, self._w))
                 yield CharacterFrame(
@@ -171,6 +178,111 @@ class VideoCharacter:
         finally:
             tracker.close()
             seg.close()
+
+
+class OpenEyes:
+    """Keeps a video character's eyes open, so the performer's eyes drive them.
+
+    The performer's blinks and winks close the character's lids, scaled from the
+    character's own open eye; a character that blinks by itself would both blur the
+    performance and leave nothing to open (the lids' texture is shut in that frame). So
+    each eye's last open view — the pixels around it and its lid and iris landmarks — is
+    remembered, and in frames where the eye is shut it is laid back over the eye (moved
+    with the eye's corners, feathered into the face) together with its landmarks.
+    """
+
+    _EYES = (
+        (topology.RIGHT_EYE_UPPER, topology.RIGHT_EYE_LOWER, topology.RIGHT_EYE_CORNERS, topology.RIGHT_IRIS),
+        (topology.LEFT_EYE_UPPER, topology.LEFT_EYE_LOWER, topology.LEFT_EYE_CORNERS, topology.LEFT_IRIS),
+    )
+
+    def __init__(self) -> None:
+        self._usual = [0.0, 0.0]  # usual opening per eye, in eye widths
+        self._views: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = [None, None]
+
+    def apply(self, canvas: np.ndarray, points: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
+        """Re-open shut eyes in ``canvas`` (in place); the landmarks to use with it.
+
+        ``points`` are the smoothed landmarks the render uses, ``raw`` this frame's own
+        detection if any: a blink lasts a few frames, which smoothing flattens, so
+        whether an eye is shut is read from ``raw``.
+        """
+        out = points
+        seen = points if raw is None else raw
+        for eye, (upper, lower, corners, iris) in enumerate(self._EYES):
+            ends = points[list(corners), :2].astype(np.float64)
+            width = float(np.linalg.norm(ends[1] - ends[0])) or 1.0
+            raw_ends = seen[list(corners), :2]
+            raw_width = float(np.linalg.norm(raw_ends[1] - raw_ends[0])) or 1.0
+            opening = float(np.linalg.norm(seen[upper, :2] - seen[lower, :2], axis=1).mean()) / raw_width
+            usual = self._usual[eye] * OPEN_EYE_DECAY
+            self._usual[eye] = max(usual, opening)
+            moving = np.concatenate([upper, lower, iris])
+            if opening >= OPEN_EYE_REFRESH * usual:
+                self._views[eye] = self._remember(canvas, points, ends, width, moving)
+            elif self._views[eye] is not None:
+                if out is points:
+                    out = points.copy()
+                self._reopen(canvas, out, ends, moving, self._views[eye])
+        return out
+
+    @staticmethod
+    def _remember(
+        canvas: np.ndarray, points: np.ndarray, ends: np.ndarray, width: float, moving: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        h, w = canvas.shape[:2]
+        centre = ends.mean(axis=0)
+        x0, y0 = np.floor(centre - width).astype(int)
+        x1, y1 = np.ceil(centre + width).astype(int)
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        patch = canvas[y0:y1, x0:x1].copy()
+        return patch, np.array([x0, y0], dtype=np.float64), ends, points[moving].copy()
+
+    @staticmethod
+    def _reopen(
+        canvas: np.ndarray,
+        points: np.ndarray,
+        ends: np.ndarray,
+        moving: np.ndarray,
+        view: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ) -> None:
+        import cv2
+
+        patch, origin, then, lids = view
+        if patch.size == 0:
+            return
+        # The similarity taking the remembered eye corners onto today's.
+        a, b = complex(*(then[1] - then[0])), complex(*(ends[1] - ends[0]))
+        if a == 0:
+            return
+        rot = b / a
+        lin = np.array([[rot.real, -rot.imag], [rot.imag, rot.real]])
+        shift = ends[0] - lin @ then[0]
+        moved = lids[:, :2] @ lin.T + shift
+        # Where the view goes: the remembered eye outline, enlarged to take in the lids
+        # and lashes, feathered.
+        h, w = canvas.shape[:2]
+        n = (len(moving) - 5) // 2
+        outline = np.concatenate([moved[:n], moved[n : 2 * n][::-1]])
+        centre = outline.mean(axis=0)
+        outline = centre + (outline - centre) * 1.35
+        width = abs(b)
+        feather = max(3, int(width * 0.25)) | 1
+        x0, y0 = np.floor(outline.min(axis=0) - feather).astype(int)
+        x1, y1 = np.ceil(outline.max(axis=0) + feather).astype(int)
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return
+        to_box = np.hstack([lin, (lin @ origin + shift - [x0, y0])[:, None]])
+        view_px = cv2.warpAffine(
+            patch, to_box, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+        cv2.fillPoly(mask, [np.round(outline - [x0, y0]).astype(np.int32)], (255,))
+        alpha = cv2.GaussianBlur(mask, (feather, feather), 0).astype(np.float32)[..., None] / 255
+        region = canvas[y0:y1, x0:x1]
+        region[:] = (view_px * alpha + region * (1 - alpha)).astype(np.uint8)
+        points[moving, :2] = moved
 
 
 def _passthrough(canvas: np.ndarray) -> CharacterFrame:

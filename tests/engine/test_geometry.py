@@ -189,3 +189,48 @@ def test_person_mask_from_a_half_size_segmentation_is_the_frame_size_and_holds_t
     assert mask.shape == (360, 640) and mask.dtype == np.float32
     assert mask[180, 200] > 0.95  # the face outline is always part of the person
     assert mask[20, 600] == 0.0
+
+
+def _eyes_face(opening: float) -> np.ndarray:
+    """Landmarks with both eyes 40 px wide, lids ``opening`` eye widths apart."""
+    from service.engine import topology as t
+
+    pts = np.zeros((478, 3), dtype=np.float32)
+    for (a, b), upper, lower, iris, cx in (
+        (t.RIGHT_EYE_CORNERS, t.RIGHT_EYE_UPPER, t.RIGHT_EYE_LOWER, t.RIGHT_IRIS, 100.0),
+        (t.LEFT_EYE_CORNERS, t.LEFT_EYE_UPPER, t.LEFT_EYE_LOWER, t.LEFT_IRIS, 200.0),
+    ):
+        pts[a, :2], pts[b, :2] = (cx - 20, 100), (cx + 20, 100)
+        xs = np.linspace(cx - 15, cx + 15, len(upper))
+        pts[upper, 0], pts[upper, 1] = xs, 100 - 20 * opening
+        pts[lower, 0], pts[lower, 1] = xs, 100 + 20 * opening
+        pts[iris, 0], pts[iris, 1] = cx, 100
+    return pts
+
+
+def test_a_video_characters_own_blink_is_reopened_from_its_last_open_view() -> None:
+    from service.engine import character
+
+    eyes = character.OpenEyes()
+    open_canvas = np.full((200, 300, 3), 90, dtype=np.uint8)
+    open_canvas[95:105, 90:110] = 250  # the eye's white, visible while open
+    first = _eyes_face(0.25)
+    assert eyes.apply(open_canvas.copy(), first) is first  # open: nothing to do
+
+    shut_canvas = np.full((200, 300, 3), 90, dtype=np.uint8)  # lid skin over the eye
+    shut = _eyes_face(0.03)
+    points = eyes.apply(shut_canvas, shut, shut)
+    opening = np.abs(
+        points[character.topology.RIGHT_EYE_UPPER, 1] - points[character.topology.RIGHT_EYE_LOWER, 1]
+    )
+    assert opening.mean() == pytest.approx(10.0, abs=0.5)  # back to the open lids
+    assert shut_canvas[100, 100].min() > 200  # and the open eye's pixels are back
+
+
+def test_a_slight_narrowing_is_not_taken_for_a_blink() -> None:
+    from service.engine import character
+
+    eyes = character.OpenEyes()
+    eyes.apply(np.zeros((200, 300, 3), np.uint8), _eyes_face(0.25))
+    narrower = _eyes_face(0.22)
+    assert eyes.apply(np.zeros((200, 300, 3), np.uint8), narrower, narrower) is narrower
