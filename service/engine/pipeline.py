@@ -40,10 +40,6 @@ MAP_DOWNSAMPLE = 4
 #: Memory for reference frames decoded ahead by the rest scan (decoding overlaps the
 #: face detections).
 REST_AHEAD_BYTES = 16 * 1024 * 1024
-#: The rest pose is looked for in the reference's opening seconds only: its cost (the
-#: scan decodes every frame it covers) then stops growing with the clip's length, and
-#: ten seconds of acting always hold a moment with the lips closed and the eyes open.
-REST_WINDOW_S = 10
 #: Reference length tolerance around 3-30 s (container durations are rounded).
 LENGTH_SLACK = 0.05
 
@@ -140,7 +136,7 @@ def _render(
     # and cancellation callbacks are only ever called from this thread.
     prep_steps = iter(np.linspace(0.0, PREPARE_SHARE / 2, 40))
     ahead = max(1, REST_AHEAD_BYTES // max(1, ref.width * ref.height * 3))
-    with _RestScan(req.reference_path, fps, min(count, REST_WINDOW_S * fps), ahead) as scan:
+    with _RestScan(req.reference_path, fps, count, ahead) as scan:
         if req.character_type == "image":
             char: character.StillCharacter | character.VideoCharacter = character.StillCharacter(
                 req.character_path,
