@@ -11,7 +11,9 @@ runs renders), it measures in one run:
   process that has loaded the engine (as the worker's warm spare processes do,
   CALLBOARD_LOCAL_PREWARM); loading the engine is printed separately as the cold start;
 
-and prints wall seconds, the real-time factor (seconds per clip second), render/floor,
+With ``--repeat N`` the two alternate N times and each keeps its best run (load from
+other jobs on a shared machine only ever adds time). It prints wall seconds, the
+real-time factor (seconds per clip second), render/floor,
 and each process's peak resident memory. The 30 s reference is made by looping the
 shared expressive driving clip (re-encoded here). Absolute numbers drift on shared
 machines; compare the ratios measured side by side.
@@ -152,6 +154,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default="photo-12s,photo-30s,video-30s")
     parser.add_argument("--work-dir", type=pathlib.Path, default=pathlib.Path("/tmp/callboard-render-bench"))
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run floor and render alternately this many times and keep each one's best "
+        "(shared machines: other load only ever adds time)",
+    )
     args = parser.parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     print(
