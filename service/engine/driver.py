@@ -34,6 +34,15 @@ BETA = 8.0
 
 
 @dataclasses.dataclass(frozen=True)
+class RestPose:
+    """The performer at rest: the chosen frame's landmarks (478, 3) and each eye's usual
+    opening over the sampled frames (the median: blinks and wide-eyed moments aside)."""
+
+    points: np.ndarray
+    eyes: tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
 class DriverSample:
     """One output frame's worth of driver: landmarks (478, 3) in reference pixels.
 
@@ -55,7 +64,7 @@ def _lost(found: int, count: int) -> contracts.EngineError:
 
 def rest_pose(
     path: pathlib.Path, fps: int, count: int, step: Callable[[], None] = lambda: None, ahead: int = 1
-) -> np.ndarray | None:
+) -> RestPose | None:
     """Landmarks of the performer at rest: eyes at their usual opening, lips closest.
 
     Expressions are transferred as changes from this frame. Using the first frame instead
@@ -82,10 +91,14 @@ def rest_pose(
                     found.append(points)
     if not found:
         return None
-    eyes = np.array([sum(retarget.DriverModel.eye_openness(p)) for p in found])
+    per_eye = np.array([retarget.DriverModel.eye_openness(p) for p in found])
+    eyes = per_eye.sum(axis=1)
     gaps = np.array([composite.mouth_gap(p) for p in found])
     usual = np.abs(eyes / np.median(eyes) - 1.0) <= 0.12
-    return found[int(np.argmin(np.where(usual, gaps, np.inf)))]
+    median = np.median(per_eye, axis=0)
+    return RestPose(
+        found[int(np.argmin(np.where(usual, gaps, np.inf)))], (float(median[0]), float(median[1]))
+    )
 
 
 def stream(path: pathlib.Path, fps: int, count: int) -> Iterator[DriverSample]:

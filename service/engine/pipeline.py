@@ -163,14 +163,14 @@ def _render(
         raise contracts.asset_invalid(
             "No face was found in the reference video; the performer's face must be clearly visible."
         )
-    model = retarget.DriverModel(rest)
+    model = retarget.DriverModel(rest.points, rest.eyes)
     retargeter = retarget.Retargeter(
         model,
         intensity=req.expression_intensity,
         body_control=req.body_control,
         pose_gain=1.0 if req.character_type == "image" else VIDEO_POSE_GAIN,
     )
-    neutral_gap = composite.mouth_gap(rest)
+    neutral_gap = composite.mouth_gap(rest.points)
     ticker.tick(PREPARE_SHARE)
 
     warper = warp.Warper(MAP_DOWNSAMPLE)
@@ -282,7 +282,7 @@ class _RestScan:
 
         self._stop = threading.Event()
         self._done = 0.0  # share of the sampled frames scanned (read by the main thread)
-        self._outcome: tuple[np.ndarray | None] | BaseException | None = None
+        self._outcome: tuple[driver.RestPose | None] | BaseException | None = None
         stride = max(1, count // driver.REST_SAMPLES)
         samples = -(-count // stride)  # frames rest_pose examines
 
@@ -300,7 +300,7 @@ class _RestScan:
         self._thread = threading.Thread(target=run, name="engine-rest-scan", daemon=True)
         self._thread.start()
 
-    def result(self, tick: Callable[[float], None]) -> np.ndarray | None:
+    def result(self, tick: Callable[[float], None]) -> driver.RestPose | None:
         """Wait for the rest pose, calling ``tick(share done)`` about every 50 ms."""
         while self._thread.is_alive():
             tick(self._done)

@@ -121,13 +121,15 @@ class DriverFrame:
 
 
 class DriverModel:
-    """Decomposes driver landmarks against the driver's neutral (first tracked) frame."""
+    """Decomposes driver landmarks against the driver's neutral (rest) frame."""
 
-    def __init__(self, neutral: np.ndarray) -> None:
+    def __init__(self, neutral: np.ndarray, eyes: tuple[float, float] | None = None) -> None:
+        """``eyes``: each eye's usual opening, which eye openness ratios are taken against
+        (default: the neutral frame's own, which may be caught mid-squint)."""
         self.neutral = neutral.astype(np.float64)
         self.size = landmarks.face_size(self.neutral)
         self._centre = self.neutral[topology.STABLE].mean(axis=0)
-        self._eyes0 = self.eye_openness(self.neutral)
+        self._eyes0 = eyes if eyes is not None else self.eye_openness(self.neutral)
         self._gaze0 = self._gazes(self.neutral)
         self._eye_line0 = self._eye_line(self.neutral)
 

@@ -234,3 +234,15 @@ def test_a_slight_narrowing_is_not_taken_for_a_blink() -> None:
     eyes.apply(np.zeros((200, 300, 3), np.uint8), _eyes_face(0.25))
     narrower = _eyes_face(0.22)
     assert eyes.apply(np.zeros((200, 300, 3), np.uint8), narrower, narrower) is narrower
+
+
+def test_eye_ratios_are_taken_against_the_usual_opening_when_given() -> None:
+    face = _eyes_face(0.25).astype(np.float64)
+    face[:, 2] = 0.0
+    for i in topology.STABLE:  # spread the skull points so the pose fit is well posed
+        face[i, :2] = [150 + 60 * np.cos(i), 120 + 60 * np.sin(i)]
+    right, left = retarget.DriverModel.eye_openness(face)
+    squint = retarget.DriverModel(face)  # the rest frame caught the eyes narrower than usual
+    usual = retarget.DriverModel(face, eyes=(right * 1.2, left * 1.2))  # the clip's median
+    assert squint.decompose(face).eyes == pytest.approx((1.0, 1.0))
+    assert usual.decompose(face).eyes == pytest.approx((1 / 1.2, 1 / 1.2), rel=1e-6)
