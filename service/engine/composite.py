@@ -261,7 +261,7 @@ class CameraDrift:
         source pixel (zoom 1.015+ leaves room unless the face is at the very edge)."""
         w, h = self._w, self._h
         lin = m[:, :2]
-        inv = np.linalg.inv(lin)
+        inv = warp.inv2(lin)
         corners = np.array([[0.0, 0.0], [w, 0.0], [0.0, h], [w, h]])
         for _ in range(3):
             src = (corners - m[:, 2]) @ inv.T

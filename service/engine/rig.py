@@ -33,18 +33,8 @@ def _apply(affine: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ affine[:, :2].T + affine[:, 2]
 
 
-def _det2(m: np.ndarray) -> float:
-    return float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
-
-
-def _inv2(m: np.ndarray) -> np.ndarray:
-    """2x2 inverse in closed form: ``np.linalg.inv`` goes through OpenBLAS, whose threads
-    cost milliseconds per call when the other core is busy (as it always is mid-render)."""
-    return np.array([[m[1, 1], -m[0, 1]], [-m[1, 0], m[0, 0]]]) / _det2(m)
-
-
 def _invert(affine: np.ndarray) -> np.ndarray:
-    lin = _inv2(affine[:, :2])
+    lin = warp.inv2(affine[:, :2])
     return np.hstack([lin, (-lin @ affine[:, 2])[:, None]])
 
 
@@ -55,9 +45,9 @@ def _eyeball_affine(src_corners: np.ndarray, dst_corners: np.ndarray, scale: flo
     n0 = np.array([-u0[1], u0[0]]) / (np.linalg.norm(u0) or 1.0)
     n1 = np.array([-u1[1], u1[0]]) / (np.linalg.norm(u1) or 1.0)
     basis_dst = np.column_stack([u1, n1])
-    if abs(_det2(basis_dst)) < 1e-9:
+    if abs(warp.det2(basis_dst)) < 1e-9:
         return np.hstack([np.eye(2), (src_corners[0] - dst_corners[0])[:, None]])
-    lin = np.column_stack([u0, n0 / scale]) @ _inv2(basis_dst)
+    lin = np.column_stack([u0, n0 / scale]) @ warp.inv2(basis_dst)
     return np.hstack([lin, (src_corners[0] - lin @ dst_corners[0])[:, None]])
 
 
@@ -137,7 +127,7 @@ class Rig:
         # along the eye) at the head's scale across it, shifted by the gaze; the lids then
         # slide over it instead of squashing it. The mouth opening rides with the head.
         inv_head = _invert(target.head)
-        head_scale = float(np.sqrt(abs(_det2(target.head[:, :2])))) or 1.0
+        head_scale = float(np.sqrt(abs(warp.det2(target.head[:, :2])))) or 1.0
         hole_polys, hole_affines = [], []
         eyes = (
             (

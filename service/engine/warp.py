@@ -17,6 +17,16 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def det2(m: np.ndarray) -> float:
+    return float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
+
+
+def inv2(m: np.ndarray) -> np.ndarray:
+    """2x2 inverse in closed form. ``np.linalg.inv`` goes through OpenBLAS, whose worker
+    threads then spin on the other core: one call per frame cost a render ~20 % more CPU."""
+    return np.array([[m[1, 1], -m[0, 1]], [-m[1, 0], m[0, 0]]]) / det2(m)
+
+
 def triangle_affines(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-triangle affine maps dst -> src for (K, 3, 2) corner arrays.
 
