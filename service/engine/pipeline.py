@@ -12,7 +12,6 @@ atomically at ``output_path`` only when complete.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import logging
 import os
@@ -180,26 +179,25 @@ def _render(
         with (
             contextlib.closing(video.prefetch(char.frames())) as char_frames,
             contextlib.closing(video.prefetch(driver.stream(req.reference_path, fps, count))) as samples,
-            contextlib.closing(_geometry(char_frames, samples, retargeter, model, warper)) as shots,
             _frozen_heap(),
         ):
             painter: composite.MouthPainter | None = None
             driver_skin = None
-            for i, shot in enumerate(shots):
-                cf, sample = shot.character, shot.sample
+            for i, (cf, sample) in enumerate(zip(char_frames, samples, strict=False)):  # chars: endless
                 if driver_skin is None and sample.frame is not None:
                     driver_skin = composite.MouthPainter.skin_colour(sample.frame, sample.points)
-                if shot.maps is None or shot.target is None:  # no character face yet (video)
+                if cf.rig is None:  # character face not found yet (video): pass through
                     out = cf.canvas
                 else:
-                    out = _lay(cf, shot.maps)
+                    target = retargeter.target(cf.points, model.decompose(sample.points))
+                    out = _animate(cf, target, warper)
                     if painter is None and driver_skin is not None:
                         skin = composite.MouthPainter.skin_colour(cf.canvas, cf.points)
                         painter = composite.MouthPainter(skin, driver_skin)
                     if painter is not None and sample.frame is not None:
                         gap = composite.mouth_gap(sample.points) - neutral_gap
                         strength = float(np.clip((gap - 0.02) / 0.06, 0.0, 1.0))
-                        painter.paint(out, shot.target.points, sample.frame, sample.points, strength)
+                        painter.paint(out, target.points, sample.frame, sample.points, strength)
                 writer.write(out)
                 ticker.tick(PREPARE_SHARE + (1 - PREPARE_SHARE) * (i + 1) / count)
         writer.close()
@@ -211,46 +209,20 @@ def _render(
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class _Shot:
-    """One output frame's inputs and geometry, computed ahead of compositing."""
-
-    character: character.CharacterFrame
-    sample: driver.DriverSample
-    target: retarget.TargetFace | None = None
-    maps: warp.WarpMaps | None = None
-
-
-def _geometry(
-    char_frames: Iterator[character.CharacterFrame],
-    samples: Iterator[driver.DriverSample],
-    retargeter: retarget.Retargeter,
-    model: retarget.DriverModel,
-    warper: warp.Warper,
-) -> Iterator[_Shot]:
-    """Per frame: the retargeted face and the warp's coordinate maps."""
-    for cf, sample in zip(char_frames, samples, strict=False):  # characters are endless
-        if cf.rig is None:
-            yield _Shot(cf, sample)
-            continue
-        target = retargeter.target(cf.points, model.decompose(sample.points))
-        roi = cf.rig.moving_roi(target, warper.f)
-        shapes, affines, valid = cf.rig.shapes(target)
-        maps = warper.maps(roi, shapes, affines, valid, cf.rig.detail_rois(target), cf.rig.coarse_shapes)
-        yield _Shot(cf, sample, target, maps)
-
-
-def _lay(cf: character.CharacterFrame, maps: warp.WarpMaps) -> np.ndarray:
-    """The character frame warped by ``maps``, laid over its background."""
+def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: warp.Warper) -> np.ndarray:
+    """Warp the character frame to the target face and lay it over its background."""
     from service.engine import composite
 
+    roi = cf.rig.moving_roi(target, warper.f)
+    shapes, affines, valid = cf.rig.shapes(target)
+    maps = warper.maps(roi, shapes, affines, valid, cf.rig.detail_rois(target), cf.rig.coarse_shapes)
     mask = maps.apply_coarse(cf.mask)
-    ys, xs = maps.roi.slices
+    ys, xs = roi.slices
     if cf.background is cf.canvas:
         # Video: where the person was but no longer is, show the warped picture, not a ghost.
         mask = np.maximum(mask, cf.mask[ys, xs])
     out = cf.base.copy()
-    composite.lay_person(out, maps.roi, cf.canvas, maps.full(), cf.background, mask)
+    composite.lay_person(out, roi, cf.canvas, maps.full(), cf.background, mask)
     return out
 
 
@@ -259,7 +231,7 @@ def _frozen_heap() -> Iterator[None]:
     """Exempt everything allocated so far (the libraries, models, character) from the
     cyclic garbage collector while frames stream.
 
-    Its full passes would otherwise walk the million-odd objects the imports made, every
+    Its full passes would otherwise walk the ~200,000 objects the imports made, every
     few hundred frames, holding the GIL every render thread needs; objects made while
     streaming are still collected as usual.
     """
