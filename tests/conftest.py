@@ -36,17 +36,23 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pg_migrated() -> str | None:
-    if not PG_URL:
-        return None
-    url = settings_mod.load(
+def pg_database_url() -> str:
+    """The test PostgreSQL's URL as Callboard's settings normalise it (driver prefix)."""
+    assert PG_URL
+    return settings_mod.load(
         {
             "CALLBOARD_DATABASE_URL": PG_URL,
             "CALLBOARD_DATA_DIR": "/tmp/callboard-test-pg",
             "CALLBOARD_SECRET_KEY": "x" * 32,
         }
     ).database_url
+
+
+@pytest.fixture(scope="session")
+def pg_migrated() -> str | None:
+    if not PG_URL:
+        return None
+    url = pg_database_url()
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP SCHEMA public CASCADE"))

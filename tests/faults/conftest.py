@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from service import settings as settings_mod
-from tests.conftest import BACKENDS, PG_URL
+from tests.conftest import BACKENDS, PG_URL, pg_database_url
 
 FULL = os.environ.get("CALLBOARD_PROOF") == "full"
 
@@ -25,15 +24,7 @@ def scale(fast: int, full: int) -> int:
 
 
 def _admin_engine() -> sa.Engine:
-    assert PG_URL
-    url = settings_mod.load(
-        {
-            "CALLBOARD_DATABASE_URL": PG_URL,
-            "CALLBOARD_DATA_DIR": "/tmp/callboard-test-pg",
-            "CALLBOARD_SECRET_KEY": "x" * 32,
-        }
-    ).database_url
-    return sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    return sa.create_engine(pg_database_url(), isolation_level="AUTOCOMMIT")
 
 
 @pytest.fixture(params=BACKENDS)
