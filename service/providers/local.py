@@ -145,8 +145,18 @@ class LocalEngine:
     @property
     def spares(self) -> int:
         """Warm (or warming) spare render processes alive now."""
-        self._spares = [c for c in self._spares if c.proc.is_alive()]
+        self._prune()
         return len(self._spares)
+
+    def _prune(self) -> None:
+        """Forget spares that died (and close their pipes)."""
+        alive = []
+        for child in self._spares:
+            if child.proc.is_alive():
+                alive.append(child)
+            else:
+                child.conn.close()
+        self._spares = alive
 
     def refill(self) -> None:
         """Start spares until every free slot has one (no-op without ``prewarm``)."""
@@ -156,12 +166,8 @@ class LocalEngine:
             self._spares.append(_Child(os.getpid()))
 
     def _take(self) -> _Child:
-        while self._spares:
-            child = self._spares.pop(0)
-            if child.proc.is_alive():
-                return child
-            child.conn.close()
-        return _Child(os.getpid())
+        self._prune()
+        return self._spares.pop(0) if self._spares else _Child(os.getpid())
 
     async def render(
         self,
