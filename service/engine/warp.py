@@ -188,9 +188,9 @@ def _sample(
         & (bounds[:, 0] < offset[0] + w_lo * f)
         & (bounds[:, 1] < offset[1] + h_lo * f)
     )
-    polys = _triangulate(triangles[inside])
-    fixed = np.round((polys[0] - offset) * (raster.ONE / f)).astype(np.int64)
-    raster.paint_maps(map_x, map_y, fixed, affines[inside][polys[1]], offset[0], offset[1], float(f))
+    pieces, owner = _triangulate(triangles[inside])
+    fixed = np.round((pieces - offset) * (raster.ONE / f)).astype(np.int64)
+    raster.paint_maps(map_x, map_y, fixed, affines[inside][owner], offset[0], offset[1], float(f))
     return map_x, map_y
 
 
