@@ -55,10 +55,7 @@ class FaceTracker:
         result = self._mesh.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         if not result.multi_face_landmarks:
             return None
-        points = result.multi_face_landmarks[0].landmark
-        # One list comprehension, scaled in float64 (as before, bit for bit): this runs on
-        # the driver thread every frame, holding the GIL the render thread needs.
-        xyz = np.array([(p.x, p.y, p.z) for p in points], dtype=np.float64)
+        xyz = landmark_array(result.multi_face_landmarks[0])
         xyz *= (width, height, width)
         return xyz.astype(np.float32)
 
@@ -70,6 +67,39 @@ class FaceTracker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: One landmark of a serialised ``NormalizedLandmarkList``: the list's field 1 (a
+#: 15-byte message) holding x, y, z as fields 1-3 (fixed32 floats).
+_LANDMARK_RECORD = np.dtype(
+    [
+        ("tag", "u1"),
+        ("size", "u1"),
+        ("tx", "u1"),
+        ("x", "<f4"),
+        ("ty", "u1"),
+        ("y", "<f4"),
+        ("tz", "u1"),
+        ("z", "<f4"),
+    ]
+)
+_LANDMARK_TAGS = {"tag": 0x0A, "size": 15, "tx": 0x0D, "ty": 0x15, "tz": 0x1D}
+
+
+def landmark_array(landmarks: Any) -> np.ndarray:
+    """(N, 3) float64 x, y, z of a MediaPipe ``NormalizedLandmarkList``.
+
+    Read from the message's wire encoding in one pass (a tenth of the cost of reading
+    1,434 attributes from Python, and this runs for every frame of both faces while the
+    render thread waits for the GIL); any other layout of the message (a landmark with
+    visibility, say) is read attribute by attribute.
+    """
+    data = landmarks.SerializeToString()
+    if len(data) % _LANDMARK_RECORD.itemsize == 0:
+        rec = np.frombuffer(data, dtype=_LANDMARK_RECORD)
+        if all((rec[name] == value).all() for name, value in _LANDMARK_TAGS.items()):
+            return np.stack([rec["x"], rec["y"], rec["z"]], axis=1).astype(np.float64)
+    return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float64)
 
 
 class Segmenter:
