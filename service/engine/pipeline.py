@@ -137,13 +137,14 @@ def _render(
     ahead = max(1, REST_AHEAD_BYTES // max(1, ref.width * ref.height * 3))
     with _RestScan(req.reference_path, fps, count, ahead) as scan:
         if req.character_type == "image":
-            char: character.StillCharacter | character.VideoCharacter = character.StillCharacter(
+            still = character.StillCharacter(
                 req.character_path,
                 width,
                 height,
                 step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2)),
             )
-            centre = char.frame.points[topology.STABLE, :2].mean(axis=0)
+            char: character.StillCharacter | character.VideoCharacter = still
+            centre = still.frame.points[topology.STABLE, :2].mean(axis=0)
             drift: composite.CameraDrift | None = composite.CameraDrift(
                 req.seed, width, height, (float(centre[0]), float(centre[1]))
             )

@@ -51,16 +51,54 @@ def _eyeball_affine(src_corners: np.ndarray, dst_corners: np.ndarray, scale: flo
     return np.hstack([lin, (src_corners[0] - lin @ dst_corners[0])[:, None]])
 
 
+class _BackgroundMesh:
+    """Triangles over the rig's background points, with each one's signed area when
+    the triangulation was made."""
+
+    #: A reused triangulation is dropped once a triangle has lost this share of its area
+    #: (or flipped): it still tiles the plane, but slivers warp poorly.
+    KEEP_AREA = 0.5
+
+    def __init__(self, triangles: np.ndarray, areas: np.ndarray) -> None:
+        self.triangles, self.areas = triangles, areas
+
+    @classmethod
+    def over(cls, points: np.ndarray, n_inner: int, like: _BackgroundMesh | None) -> _BackgroundMesh:
+        """The mesh of ``points`` (the first ``n_inner`` outline the hole): ``like``'s
+        triangles if none has flipped or thinned too much on these points, else a new
+        Delaunay triangulation (the costliest step of building a rig)."""
+        if like is not None:
+            areas = _signed_areas(points[like.triangles])
+            if (areas * np.sign(like.areas) >= cls.KEEP_AREA * np.abs(like.areas)).all():
+                return like
+        from scipy.spatial import Delaunay
+
+        tri = Delaunay(points).simplices
+        tri = tri[~(tri < n_inner).all(axis=1)]
+        return cls(tri, _signed_areas(points[tri]))
+
+
+def _signed_areas(tri: np.ndarray) -> np.ndarray:
+    """Twice the signed area of each (K, 3, 2) triangle."""
+    a, b = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    return a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+
+
 class Rig:
     """Control points and background triangulation for one set of source landmarks."""
 
     def __init__(
-        self, source: np.ndarray, width: int, height: int, person_box: tuple[int, int, int, int] | None = None
+        self,
+        source: np.ndarray,
+        width: int,
+        height: int,
+        person_box: tuple[int, int, int, int] | None = None,
+        like: Rig | None = None,
     ) -> None:
         """``source`` landmarks (478, 3) on a ``width`` x ``height`` canvas; ``person_box``
-        (x0, y0, x1, y1) bounds the person mask, which limits the torso's moving region."""
-        from scipy.spatial import Delaunay
-
+        (x0, y0, x1, y1) bounds the person mask, which limits the torso's moving region.
+        ``like``: the rig of a neighbouring frame of the same video, whose background
+        triangulation is reused while it still fits these points."""
         self.source = source.astype(np.float64)
         self.person_box = person_box or (0, 0, width, height)
         self.width, self.height = width, height
@@ -80,13 +118,13 @@ class Rig:
         self.extra_src = np.vstack([*rings, border])
         n_ring = len(topology.FACE_OVAL)
         self._ring_sizes = (n_ring, n_ring, n_ring, len(border))
-        # Background triangulation over the oval + extra points; drop the face interior.
-        pts = np.vstack([oval, self.extra_src])
-        tri = Delaunay(pts).simplices
-        tri = tri[~(tri < n_ring).all(axis=1)]
+        # Background triangulation over the oval + extra points, without the face interior.
+        self._mesh: _BackgroundMesh = _BackgroundMesh.over(
+            np.vstack([oval, self.extra_src]), n_ring, None if like is None else like._mesh
+        )
         # Re-index into the combined [468 face points, extra points] array.
         index = np.concatenate([topology.FACE_OVAL, 468 + np.arange(len(self.extra_src))])
-        self.background = index[tri].astype(np.int32)
+        self.background = index[self._mesh.triangles].astype(np.int32)
         self.faces = topology.face_triangles()
         self.src_all = np.vstack([face2, self.extra_src])
         chin_y = self.source[topology.CHIN, 1]
