@@ -27,6 +27,10 @@ OPEN_EYE_REFRESH = 0.7
 DETECT_MAX_SIDE = 1280
 #: How many opening frames of a character video may be searched for a face.
 VIDEO_SEARCH_FRAMES = 24
+#: A video character's face and person mask are found on every this many frames and
+#: interpolated between: in 1/24 s a face moves a few pixels at most, and the analysis
+#: (a second FaceMesh, a segmentation) is a quarter of a video render's CPU time.
+ANALYSE_EVERY = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,39 +149,114 @@ class VideoCharacter:
         self._framing = framing.choose(first_shape[1], first_shape[0], first_face, width, height)
 
     def frames(self) -> Iterator[CharacterFrame]:
-        import cv2
-
+        """One frame per output frame; the face and person mask are found on every
+        ``ANALYSE_EVERY``-th frame and interpolated for the frames between."""
         tracker = landmarks.FaceTracker(video=True)
         seg = landmarks.Segmenter()
         eyes = OpenEyes()
-        smoother: landmarks.OneEuroFilter | None = None
-        last: np.ndarray | None = None
+        smoother = _Smoother(self._fps / ANALYSE_EVERY)
+        held: list[np.ndarray] = []  # canvases waiting for the next analysed frame
+        before: _Look | None = None
+        shown: CharacterFrame | None = None  # the last frame yielded
         try:
-            for frame in video.iter_frames(self._path, self._fps, self._count, loop=True):
+            frames = video.iter_frames(self._path, self._fps, self._count, loop=True)
+            for i, frame in enumerate(frames):
                 canvas = framing.render(frame, self._framing)
-                found = tracker.detect(canvas)
-                if found is not None:
-                    if smoother is None:  # smooth in face widths of the first tracked face
-                        unit = landmarks.face_size(found)
-                        smoother = landmarks.OneEuroFilter(self._fps, min_cutoff=1.0, beta=2.0)
-                    last = smoother(found / unit) * unit
-                if last is None:  # no face yet: show the frame as it is
-                    yield _passthrough(canvas)
+                if i % ANALYSE_EVERY and i < self._count - 1:
+                    held.append(canvas)
                     continue
-                last = eyes.apply(canvas, last, found)
-                half = cv2.resize(canvas, (self._w // 2, self._h // 2), interpolation=cv2.INTER_AREA)
-                mask = composite.person_mask(seg.mask(half), last, (self._h, self._w))
-                yield CharacterFrame(
-                    canvas=canvas,
-                    points=last,
-                    rig=rig.Rig(last, self._w, self._h, composite.mask_box(mask)),
-                    mask=mask,
-                    background=canvas,
-                    base=canvas,
-                )
+                after = self._look(canvas, tracker, seg, smoother)
+                for k, between in enumerate(held, 1):
+                    shown = self._frame(
+                        between, _Look.between(before, after, k / (len(held) + 1)), eyes, shown
+                    )
+                    yield shown
+                held.clear()
+                shown = self._frame(canvas, after, eyes, shown)
+                yield shown
+                before = after
         finally:
             tracker.close()
             seg.close()
+
+    def _look(
+        self,
+        canvas: np.ndarray,
+        tracker: landmarks.FaceTracker,
+        seg: landmarks.Segmenter,
+        smoother: _Smoother,
+    ) -> _Look | None:
+        """Analyse one frame: its raw and smoothed face and the person mask (None until
+        the first face is seen)."""
+        import cv2
+
+        found = tracker.detect(canvas)
+        points = smoother(found)
+        if points is None:
+            return None
+        half = cv2.resize(canvas, (self._w // 2, self._h // 2), interpolation=cv2.INTER_AREA)
+        mask = composite.person_mask(seg.mask(half), points, (self._h, self._w))
+        return _Look(raw=found, points=points, mask=mask, box=composite.mask_box(mask))
+
+    def _frame(
+        self, canvas: np.ndarray, look: _Look | None, eyes: OpenEyes, previous: CharacterFrame | None
+    ) -> CharacterFrame:
+        if look is None:  # no face yet: show the frame as it is
+            return _passthrough(canvas)
+        points = eyes.apply(canvas, look.points, look.raw)
+        return CharacterFrame(
+            canvas=canvas,
+            points=points,
+            rig=rig.Rig(points, self._w, self._h, look.box, like=None if previous is None else previous.rig),
+            mask=look.mask,
+            background=canvas,
+            base=canvas,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Look:
+    """What the analysis of one character video frame found."""
+
+    raw: np.ndarray | None  # this frame's own detection, if any
+    points: np.ndarray  # smoothed landmarks (the last ones seen when ``raw`` is None)
+    mask: np.ndarray
+    box: tuple[int, int, int, int]
+
+    @staticmethod
+    def between(before: _Look | None, after: _Look | None, t: float) -> _Look | None:
+        """The analysis of a frame a share ``t`` of the way from ``before`` to ``after``."""
+        if before is None or after is None:
+            return after or before
+        if before.raw is None or after.raw is None:
+            raw = after.raw if before.raw is None else before.raw
+        else:
+            raw = before.raw + (after.raw - before.raw) * t
+        # The nearer frame's person mask: it is feathered over more pixels than a person
+        # moves in a frame, and blending two would cost more than the rest of this.
+        near = before if t < 0.5 else after
+        return _Look(
+            raw=raw, points=before.points + (after.points - before.points) * t, mask=near.mask, box=near.box
+        )
+
+
+class _Smoother:
+    """One-Euro smoothing of a face track, in widths of the first face seen; holds the
+    last face while none is found."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._filter: landmarks.OneEuroFilter | None = None
+        self._unit = 1.0
+        self._last: np.ndarray | None = None
+
+    def __call__(self, found: np.ndarray | None) -> np.ndarray | None:
+        if found is not None:
+            if self._filter is None:
+                self._unit = landmarks.face_size(found)
+                self._filter = landmarks.OneEuroFilter(self._rate, min_cutoff=1.0, beta=2.0)
+            self._last = self._filter(found / self._unit) * self._unit
+        return self._last
 
 
 class OpenEyes:
@@ -218,12 +297,13 @@ class OpenEyes:
             usual = self._usual[eye] * OPEN_EYE_DECAY
             self._usual[eye] = max(usual, opening)
             moving = np.concatenate([upper, lower, iris])
+            view = self._views[eye]
             if opening >= OPEN_EYE_REFRESH * usual:
                 self._views[eye] = self._remember(canvas, points, ends, width, moving)
-            elif self._views[eye] is not None:
+            elif view is not None:
                 if out is points:
                     out = points.copy()
-                self._reopen(canvas, out, ends, moving, self._views[eye])
+                self._reopen(canvas, out, ends, moving, view)
         return out
 
     @staticmethod

@@ -1,0 +1,105 @@
+"""A character video: analysed on alternate frames, interpolated between, rigs reused."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from service.engine import character, landmarks, rig
+from service.engine.character import _Look
+
+
+def _look(value: float, raw: bool = True) -> _Look:
+    points = np.full((478, 3), value, dtype=np.float32)
+    mask = np.full((4, 4), value, dtype=np.float32)
+    return _Look(raw=points.copy() if raw else None, points=points, mask=mask, box=(0, 0, int(value), 4))
+
+
+def test_an_in_between_frame_interpolates_the_face_and_takes_the_nearer_mask() -> None:
+    before, after = _look(10.0), _look(20.0)
+    early = _Look.between(before, after, 0.25)
+    assert early is not None and early.raw is not None
+    assert np.allclose(early.points, 12.5) and np.allclose(early.raw, 12.5)
+    assert early.mask is before.mask and early.box == before.box
+    late = _Look.between(before, after, 0.75)
+    assert late is not None and late.mask is after.mask
+
+
+def test_an_in_between_frame_keeps_the_one_detection_it_has() -> None:
+    lost = _Look.between(_look(10.0), _look(20.0, raw=False), 0.5)
+    assert lost is not None and lost.raw is not None and np.allclose(lost.raw, 10.0)
+    appears = _look(20.0)
+    assert _Look.between(None, appears, 0.5) is appears  # no face before: the one after
+    assert _Look.between(None, None, 0.5) is None
+
+
+def test_a_character_video_is_analysed_on_alternate_frames(
+    short_character_video: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"tracked": 0, "segmented": 0}
+    detect, segment = landmarks.FaceTracker.detect, landmarks.Segmenter.mask
+
+    def counted_detect(self: landmarks.FaceTracker, bgr: np.ndarray) -> np.ndarray | None:
+        calls["tracked"] += 1
+        return detect(self, bgr)
+
+    def counted_mask(self: landmarks.Segmenter, bgr: np.ndarray) -> np.ndarray:
+        calls["segmented"] += 1
+        return segment(self, bgr)
+
+    count = 30
+    char = character.VideoCharacter(short_character_video, 640, 360, count, 24)
+    monkeypatch.setattr(landmarks.FaceTracker, "detect", counted_detect)
+    monkeypatch.setattr(landmarks.Segmenter, "mask", counted_mask)
+    frames = list(char.frames())
+    assert len(frames) == count
+    analysed = len(range(0, count, character.ANALYSE_EVERY)) + 1  # and the last frame
+    assert calls["tracked"] == calls["segmented"] == analysed
+    assert all(f.rig is not None for f in frames)
+    # Every frame's face follows the video: an in-between face lies between its neighbours'.
+    for a, b, c in zip(frames[0::2], frames[1::2], frames[2::2], strict=False):
+        lo, hi = np.minimum(a.points, c.points), np.maximum(a.points, c.points)
+        inside = (b.points[:, :2] >= lo[:, :2] - 1e-3) & (b.points[:, :2] <= hi[:, :2] + 1e-3)
+        assert inside.mean() > 0.95  # (re-opened eyes may move a few lid points)
+
+
+@pytest.fixture(scope="module")
+def face(media: pathlib.Path) -> np.ndarray:
+    found = character.find_face(character.load_image(media / "character_photo.jpg"))
+    assert found is not None
+    return found
+
+
+def test_a_rig_reuses_its_neighbours_triangulation_while_it_still_fits(face: np.ndarray) -> None:
+    width, height = int(face[:, 0].max() * 1.5), int(face[:, 1].max() * 1.5)
+    first = rig.Rig(face, width, height)
+    moved = rig.Rig(face + (3.0, -2.0, 0.0), width, height, like=first)
+    assert moved.background is not first.background
+    assert np.array_equal(moved.background, first.background)  # same triangles, not recomputed
+    assert moved._mesh is first._mesh
+    squashed = face * (1.0, 0.3, 1.0) + (0.6 * width, 0.0, 0.0)
+    far = rig.Rig(squashed, width, height, like=first)
+    assert far._mesh is not first._mesh  # triangles flipped or thinned: triangulated afresh
+    # Either way every background triangle keeps a positive share of its area.
+    for r in (moved, far):
+        tri = r.src_all[r.background]
+        a, b = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+        assert (np.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]) > 0).all()
+
+
+def test_landmarks_are_read_from_the_wire_encoding_or_attribute_by_attribute() -> None:
+    from mediapipe.framework.formats import landmark_pb2
+
+    rng = np.random.default_rng(0)
+    values = rng.uniform(-1, 1, (478, 3)).astype(np.float32)
+    message = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in values:
+        message.landmark.add(x=x, y=y, z=z)
+    assert np.array_equal(landmarks.landmark_array(message), values.astype(np.float64))
+    message.landmark[7].visibility = 0.5  # another layout: read field by field
+    message.landmark[9].x = 0.0
+    expected = values.astype(np.float64)
+    expected[9, 0] = 0.0
+    assert np.array_equal(landmarks.landmark_array(message), expected)
