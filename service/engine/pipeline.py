@@ -217,11 +217,8 @@ def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: 
     roi = cf.rig.moving_roi(target, warper.f)
     shapes, affines, valid = cf.rig.shapes(target)
     maps = warper.maps(roi, shapes, affines, valid, cf.rig.detail_rois(target), cf.rig.coarse_shapes)
-    mask = maps.apply_coarse(cf.mask)
-    ys, xs = roi.slices
-    if cf.background is cf.canvas:
-        # Video: where the person was but no longer is, show the warped picture, not a ghost.
-        mask = np.maximum(mask, cf.mask[ys, xs])
+    # Video: where the person was but no longer is, show the warped picture, not a ghost.
+    mask = maps.apply_coarse(cf.mask, keep=cf.background is cf.canvas)
     out = cf.base.copy()
     composite.lay_person(out, roi, cf.canvas, maps.full(), cf.background, mask)
     return out

@@ -159,6 +159,25 @@ def test_coarse_shapes_leave_the_full_resolution_maps_unchanged() -> None:
     np.testing.assert_allclose(fast.lo_x[12:18, 17:23], plain.lo_x[12:18, 17:23], atol=0.05)
 
 
+def test_a_kept_coarse_mask_covers_where_the_person_went_and_where_they_were() -> None:
+    import cv2
+
+    mask = np.zeros((120, 160), np.float32)
+    cv2.circle(mask, (60, 60), 25, (1.0,), -1)
+    mask = cv2.GaussianBlur(mask, (21, 21), 0)  # feathered, as person masks are
+    shift = warp.triangle_affines(  # the whole ROI moved 20 px left: dst x samples src x + 20
+        np.array([[[20, 0], [180, 0], [20, 120]], [[180, 0], [180, 120], [20, 120]]], float),
+        np.array([[[0, 0], [160, 0], [0, 120]], [[160, 0], [160, 120], [0, 120]]], float),
+    )
+    square = np.array([[[0, 0], [160, 0], [0, 120]], [[160, 0], [160, 120], [0, 120]]], float)
+    maps = warp.Warper(4).maps(warp.Roi(0, 0, 160, 120), square, *shift)
+    moved, kept = maps.apply_coarse(mask), maps.apply_coarse(mask, keep=True)
+    assert moved[60, 40] > 0.99 and moved[60, 75] < 0.01  # the person went left
+    assert kept[60, 40] > 0.99 and kept[60, 75] > 0.99  # kept: both places
+    expected = np.maximum(moved, mask)
+    assert np.abs(kept - expected).max() < 0.05
+
+
 def test_person_mask_blurs_the_face_outline_only_near_the_face() -> None:
     rng = np.random.default_rng(3)
     segmentation = rng.random((180, 320)).astype(np.float32)
