@@ -100,6 +100,8 @@ def main(argv: list[str]) -> int:
             body_control=args.body_control,
             seed=args.seed,
         )
+        bar(0.0)
+        pipeline.preload()  # the libraries and models (a few seconds), under the bar
         result = pipeline.render(request, progress=bar)
     except contracts.EngineError as exc:
         bar.done()

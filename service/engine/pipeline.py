@@ -41,6 +41,9 @@ MAP_DOWNSAMPLE = 4
 REST_AHEAD_BYTES = 16 * 1024 * 1024
 #: Reference length tolerance around 3-30 s (container durations are rounded).
 LENGTH_SLACK = 0.05
+#: glibc malloc arenas for a render process (see ``preload``).
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
 
 
 def render(
@@ -72,7 +75,13 @@ def preload() -> None:
     """Load everything a render needs but no particular job: the libraries (MediaPipe
     alone takes about a second to import), the face models' code and the compiled warp
     kernel. A process that called this starts rendering at once; the local provider
-    calls it in its spare render processes before any job arrives."""
+    calls it in its spare render processes before any job arrives.
+
+    It also caps glibc's malloc arenas for the process (``MALLOC_ARENAS``): a render's
+    half-dozen threads each allocate frame-sized buffers, and with an arena per thread
+    their freed memory is not shared between them (a 30 s video render peaks ~20 MB
+    higher, no faster)."""
+    _limit_malloc_arenas(MALLOC_ARENAS)
     import av  # noqa: F401
     import cv2  # noqa: F401
     from scipy.spatial import Delaunay  # noqa: F401
@@ -81,6 +90,18 @@ def preload() -> None:
 
     landmarks.preload()
     raster.warm_up()
+
+
+def _limit_malloc_arenas(count: int) -> bool:
+    """``mallopt(M_ARENA_MAX, count)`` where the C library is glibc; True if applied."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_ARENA_MAX, count))
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
 
 
 def _check_request(req: contracts.RenderRequest) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""A character video: analysed on alternate frames, interpolated between, rigs reused."""
+"""A character video (analysed on alternate frames, rigs reused) and the render process."""
 
 from __future__ import annotations
 
@@ -103,3 +103,16 @@ def test_landmarks_are_read_from_the_wire_encoding_or_attribute_by_attribute() -
     expected = values.astype(np.float64)
     expected[9, 0] = 0.0
     assert np.array_equal(landmarks.landmark_array(message), expected)
+
+
+def test_preloading_caps_the_render_processs_malloc_arenas(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    from service.engine import pipeline
+
+    if platform.libc_ver()[0] == "glibc":
+        assert pipeline._limit_malloc_arenas(pipeline.MALLOC_ARENAS)
+    asked: list[int] = []
+    monkeypatch.setattr(pipeline, "_limit_malloc_arenas", lambda n: asked.append(n) or True)
+    pipeline.preload()
+    assert asked == [pipeline.MALLOC_ARENAS]
