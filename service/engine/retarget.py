@@ -165,6 +165,15 @@ class DriverModel:
         pts = points.astype(np.float64)
         scale, rot, trans = umeyama(self.neutral[topology.STABLE], pts[topology.STABLE])
         canonical = ((pts - trans) @ rot) / scale  # back into the neutral frame
+        # MediaPipe's depth is not metric, so the 3D fit leaves part of a head turn as a
+        # tilt of the eye line (about 1.3 px of eye-height difference per degree of yaw
+        # on a 150 px face): in the expression, that tilt would turn every yaw into a
+        # roll of the character. The head's tilt is the eye line's (below), so the
+        # expression is levelled to the neutral eye line.
+        residual = math.radians(self._eye_line(canonical) - self._eye_line0)
+        c, s = math.cos(residual), math.sin(residual)
+        pivot = self._centre[:2]
+        canonical[:, :2] = (canonical[:, :2] - pivot) @ np.array([[c, -s], [s, c]]) + pivot
         centre_now = scale * rot @ self._centre + trans
         shift = (centre_now - self._centre)[:2] / self.size
         eyes_now = self.eye_openness(canonical)

@@ -119,3 +119,27 @@ def test_preloading_caps_the_render_processs_malloc_arenas(monkeypatch: pytest.M
     monkeypatch.setattr(pipeline, "_limit_malloc_arenas", lambda n: asked.append(n) or True)
     pipeline.preload()
     assert asked == [pipeline.MALLOC_ARENAS]
+
+
+def test_a_head_turn_does_not_tilt_the_character(face: np.ndarray) -> None:
+    """MediaPipe's depth is not metric: a 3D fit of a turned head leaves a tilt of the
+    eye line that must not reach the character as a roll."""
+    import math
+
+    from service.engine import retarget
+
+    neutral = face.astype(np.float64)
+    centre = neutral.mean(axis=0)
+    turn = math.radians(12)
+    true = (neutral - centre) * (1.0, 1.0, 2.5)  # the real head is deeper than reported
+    turned = true @ np.array(
+        [[math.cos(turn), 0, -math.sin(turn)], [0, 1, 0], [math.sin(turn), 0, math.cos(turn)]]
+    )
+    driver = turned * (1.0, 1.0, 1 / 2.5) + centre  # pure yaw: no point moves up or down
+    model = retarget.DriverModel(neutral)
+    frame = model.decompose(driver)
+    assert abs(frame.angles[0]) < 0.1  # the eye line barely tilts in the picture: no roll
+    levelled = neutral + frame.expression
+    assert model._eye_line(levelled) == pytest.approx(model._eye_line(neutral), abs=0.01)
+    target = retarget.Retargeter(model, intensity=3, body_control=True).target(neutral, frame)
+    assert model._eye_line(target.points) == pytest.approx(model._eye_line(neutral), abs=0.05)
