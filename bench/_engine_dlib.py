@@ -110,6 +110,28 @@ def _signals(p: np.ndarray, w: int, h: int, box: tuple[int, int, int, int]) -> M
     )
 
 
+#: MediaPipe FaceMesh points standing in for the dlib points ``_signals`` reads (for
+#: ``mediapipe_signals``): eye corners, lids, inner lips, cheek edges, nose tip, bridge.
+_MP_FOR_DLIB = {
+    36: 33, 37: 160, 38: 158, 39: 133, 40: 153, 41: 144,
+    42: 362, 43: 385, 44: 387, 45: 263, 46: 373, 47: 380,
+    61: 82, 62: 13, 63: 312, 65: 317, 66: 14, 67: 87,
+    1: 234, 15: 454, 30: 4, 27: 168,
+}  # fmt: skip
+
+
+def mediapipe_signals(points: np.ndarray, w: int, h: int) -> Measure:
+    """The same signals read from MediaPipe landmarks (478, 2+) of a ``w`` x ``h`` frame.
+
+    Only for context: how well the two detectors agree on the same video bounds how well
+    an output animated from one can correlate with the driver as seen by the other.
+    """
+    p = np.zeros((68, 2))
+    for dlib_index, mp_index in _MP_FOR_DLIB.items():
+        p[dlib_index] = points[mp_index, :2]
+    return _signals(p, w, h, (0, 0, w, h))
+
+
 #: Points that expressions barely move: eye corners, nose bridge and nose base.
 RIGID = [36, 39, 42, 45, 27, 28, 29, 30, 31, 35]
 

@@ -15,7 +15,11 @@ roll, yaw, and x / y position. Also reported:
 * background stability (image characters): mean absolute change of the background
   (away from the person) against the first frame, in grey levels (0-255), mean / max; it
   includes the intended camera drift;
-* the render's real-time factor, for orientation (bench/render.py is the speed bench).
+* the render's real-time factor, for orientation (bench/render.py is the speed bench);
+* after the table, per driver clip, how well the engine's own detector (MediaPipe) and
+  the judge (dlib) agree on that clip's signals: where a driver barely moves, the two
+  disagree on sub-degree tilts and sub-pixel shifts, and no output can correlate with
+  the judge's reading much better than that.
 
 Pairs marked "tune" were used while tuning the engine; "held-out" ones were not.
 Goals: mouth >= 0.9, each eye >= 0.8, roll/yaw/x/y >= 0.85, drift <= 5 %.
@@ -147,6 +151,25 @@ def evaluate(
     return row
 
 
+def agreement(reference: str, count: int, drv: list[measure.Measure | None]) -> dict[str, float]:
+    """Per signal, Pearson r between the engine's detector (MediaPipe FaceMesh) and the
+    judge (dlib) on the driver clip itself: small motions the two detectors disagree on
+    cannot correlate well in any output, however faithful."""
+    from service.engine import landmarks
+
+    ours: list[measure.Measure | None] = []
+    with landmarks.FaceTracker(video=True) as tracker:
+        for frame in video.iter_frames(MEDIA / reference, 24, count):
+            points = tracker.detect(frame)
+            h, w = frame.shape[:2]
+            ours.append(None if points is None else measure.mediapipe_signals(points, w, h))
+    both = [(d, o) for d, o in zip(drv, ours, strict=False) if d is not None and o is not None]
+    return {
+        s: measure.pearson([getattr(d, s) for d, _ in both], [getattr(o, s) for _, o in both])
+        for s in measure.SIGNALS
+    }
+
+
 def _fmt(value: object, goal: float | None = None) -> str:
     if not isinstance(value, float):
         return str(value)
@@ -189,6 +212,16 @@ def main(argv: list[str]) -> int:
             flush=True,
         )
     print("goals: mouth >= 0.90, eyes >= 0.80, roll/yaw/x/y >= 0.85, drift <= 5 %  (* = below goal)")
+    print("detectors' agreement on each driver itself (MediaPipe, the engine's, vs dlib, the judge's):")
+    for reference in sorted(cache):
+        drv, _ = cache[reference]
+        info = engine.probe(MEDIA / reference)
+        assert info.duration_s is not None
+        agree = agreement(reference, max(1, round(info.duration_s * 24)), drv)
+        print(f"  {reference:42} " + " ".join(f"{_fmt(agree[s]):>6}" for s in measure.SIGNALS))
+        for row in rows:
+            if str(row["pair"]).endswith(f" x {pathlib.Path(reference).stem}"):
+                row["agreement"] = agree
     for split in ("tune", "held-out"):
         chosen = [r for r in rows if r["split"] == split]
         if chosen:
