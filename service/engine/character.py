@@ -33,6 +33,10 @@ VIDEO_SEARCH_FRAMES = 24
 #: 0.36 px from detected ones on average (p95 0.9 px at 1280x720): the detector's own
 #: frame-to-frame noise is 0.32 px.
 ANALYSE_EVERY = 3
+#: A face that moves by more than this many face widths between two analysed frames has
+#: been cut to (the video looping, an edit): nothing is interpolated across the cut and
+#: the smoothing starts afresh. Ordinary motion between analysed frames is ~0.03.
+CUT_JUMP = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +163,7 @@ class VideoCharacter:
         smoother = _Smoother(self._fps / ANALYSE_EVERY)
         held: list[np.ndarray] = []  # canvases waiting for the next analysed frame
         before: _Look | None = None
+        previous: np.ndarray | None = None  # the last analysed canvas
         shown: CharacterFrame | None = None  # the last frame yielded
         try:
             frames = video.iter_frames(self._path, self._fps, self._count, loop=True)
@@ -168,15 +173,19 @@ class VideoCharacter:
                     held.append(canvas)
                     continue
                 after = self._look(canvas, tracker, seg, smoother)
+                cut = _Look.cut(before, after)
                 for k, between in enumerate(held, 1):
-                    shown = self._frame(
-                        between, _Look.between(before, after, k / (len(held) + 1)), eyes, shown
-                    )
+                    if cut:  # each frame takes the analysis of the side of the cut it shows
+                        assert before is not None and previous is not None
+                        look = before if _nearer(between, previous, canvas) else after
+                    else:
+                        look = _Look.between(before, after, k / (len(held) + 1))
+                    shown = self._frame(between, look, eyes, shown)
                     yield shown
                 held.clear()
                 shown = self._frame(canvas, after, eyes, shown)
                 yield shown
-                before = after
+                before, previous = after, canvas
         finally:
             tracker.close()
             seg.close()
@@ -193,6 +202,10 @@ class VideoCharacter:
         import cv2
 
         found = tracker.detect(canvas)
+        if found is None and smoother.tracking:
+            # Tracking lost the face (a cut, a fast turn): MediaPipe looks for it afresh on
+            # its next call, which would otherwise come only ANALYSE_EVERY frames later.
+            found = tracker.detect(canvas)
         points = smoother(found)
         if points is None:
             return None
@@ -226,6 +239,13 @@ class _Look:
     box: tuple[int, int, int, int]
 
     @staticmethod
+    def cut(before: _Look | None, after: _Look | None) -> bool:
+        """Whether the video cut between these analysed frames (see ``CUT_JUMP``)."""
+        if before is None or after is None:
+            return False
+        return _jump(before.points, after.points) > CUT_JUMP
+
+    @staticmethod
     def between(before: _Look | None, after: _Look | None, t: float) -> _Look | None:
         """The analysis of a frame a share ``t`` of the way from ``before`` to ``after``."""
         if before is None or after is None:
@@ -242,6 +262,22 @@ class _Look:
         )
 
 
+def _jump(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean landmark displacement from face ``a`` to ``b``, in widths of ``b``."""
+    return float(np.linalg.norm(b[:, :2] - a[:, :2], axis=1).mean()) / landmarks.face_size(b)
+
+
+def _nearer(frame: np.ndarray, first: np.ndarray, second: np.ndarray) -> bool:
+    """Whether ``frame`` looks more like ``first`` than like ``second`` (thumbnails)."""
+    import cv2
+
+    def thumb(image: np.ndarray) -> np.ndarray:
+        return cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA).astype(np.int16)
+
+    small = thumb(frame)
+    return bool(np.abs(small - thumb(first)).mean() <= np.abs(small - thumb(second)).mean())
+
+
 class _Smoother:
     """One-Euro smoothing of a face track, in widths of the first face seen; holds the
     last face while none is found."""
@@ -251,9 +287,18 @@ class _Smoother:
         self._filter: landmarks.OneEuroFilter | None = None
         self._unit = 1.0
         self._last: np.ndarray | None = None
+        self._raw: np.ndarray | None = None
+
+    @property
+    def tracking(self) -> bool:
+        """Whether a face was found before."""
+        return self._raw is not None
 
     def __call__(self, found: np.ndarray | None) -> np.ndarray | None:
         if found is not None:
+            if self._raw is not None and _jump(self._raw, found) > CUT_JUMP:
+                self._filter = None  # a cut: the face is elsewhere now, not moving there
+            self._raw = found
             if self._filter is None:
                 self._unit = landmarks.face_size(found)
                 self._filter = landmarks.OneEuroFilter(self._rate, min_cutoff=1.0, beta=2.0)

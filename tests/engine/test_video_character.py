@@ -143,3 +143,44 @@ def test_a_head_turn_does_not_tilt_the_character(face: np.ndarray) -> None:
     assert model._eye_line(levelled) == pytest.approx(model._eye_line(neutral), abs=0.01)
     target = retarget.Retargeter(model, intensity=3, body_control=True).target(neutral, frame)
     assert model._eye_line(target.points) == pytest.approx(model._eye_line(neutral), abs=0.05)
+
+
+def test_smoothing_starts_afresh_when_the_face_jumps(face: np.ndarray) -> None:
+    smoother = character._Smoother(8.0)
+    for _ in range(5):
+        smoother(face)
+    nudged = smoother(face + (3.0, 0.0, 0.0))
+    assert nudged is not None and 0.0 < float(np.mean(nudged[:, 0] - face[:, 0])) < 3.0  # smoothed
+    jumped = face + (200.0, 0.0, 0.0)
+    out = smoother(jumped)
+    assert out is not None and np.allclose(out, jumped, atol=1e-3)  # a cut: no lag behind
+    still, moved = (_Look(p, p, np.zeros(1), (0, 0, 1, 1)) for p in (face, jumped))
+    assert character._Look.cut(still, moved) and not character._Look.cut(still, still)
+
+
+def test_frames_between_a_cut_take_the_analysis_of_their_own_side(
+    media: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A character video that cuts (or loops) to a shot where the face is elsewhere:
+    nothing is interpolated across the cut."""
+    import cv2
+
+    from service.engine import video
+
+    picture = cv2.resize(character.load_image(media / "character_photo.jpg"), (640, 640))
+    left = np.zeros((360, 640, 3), np.uint8)
+    left[:, :320] = cv2.resize(picture, (320, 360))
+    right = np.zeros_like(left)
+    right[:, 320:] = left[:, :320]
+    shots = [left] * 5 + [right] * 5  # the cut falls between analysed frames 3 and 6
+
+    def fake_frames(path: pathlib.Path, fps: int, count: int, **_: object):  # type: ignore[no-untyped-def]
+        for i in range(count):
+            yield shots[min(i, len(shots) - 1)].copy()
+
+    monkeypatch.setattr(video, "iter_frames", fake_frames)
+    char = character.VideoCharacter(pathlib.Path("cut.mp4"), 640, 360, len(shots), 24)
+    frames = list(char.frames())
+    xs = np.array([float(f.points[:, 0].mean()) for f in frames])
+    assert np.ptp(xs[:5]) < 5 and np.ptp(xs[5:]) < 5, xs  # each side: its own face, at once
+    assert xs[5:].min() - xs[:5].max() > 100, xs  # the face moved across the cut
