@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 PREPARE_SHARE = 0.03
 #: Share of the driver's head pose a video character takes on top of its own motion.
 VIDEO_POSE_GAIN = 0.5
+#: Video characters: the gain on the person mask where the person was (see _animate);
+#: at 3 the warped picture fully covers the person's edge (mask >= 1/3).
+VIDEO_KEEP = 8.0
 #: Warp map resolution divisor.
 MAP_DOWNSAMPLE = 4
 #: Memory for reference frames decoded ahead by the rest scan (decoding overlaps the
@@ -239,7 +242,9 @@ def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: 
     shapes, affines, valid = cf.rig.shapes(target)
     maps = warper.maps(roi, shapes, affines, valid, cf.rig.detail_rois(target), cf.rig.coarse_shapes)
     # Video: where the person was but no longer is, show the warped picture, not a ghost.
-    mask = maps.apply_coarse(cf.mask, keep=cf.background is cf.canvas)
+    # Firmly: the person's own soft edge, blended with what moved over it, would show as
+    # a faint second outline of a shoulder that moved.
+    mask = maps.apply_coarse(cf.mask, keep=VIDEO_KEEP if cf.background is cf.canvas else 0.0)
     out = cf.base.copy()
     composite.lay_person(out, roi, cf.canvas, maps.full(), cf.background, mask)
     return out

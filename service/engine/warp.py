@@ -243,17 +243,20 @@ class WarpMaps:
         mx, my = self.full()
         return remap(image, mx, my)
 
-    def apply_coarse(self, image: np.ndarray, keep: bool = False) -> np.ndarray:
+    def apply_coarse(self, image: np.ndarray, keep: float = 0.0) -> np.ndarray:
         """``image`` resampled at the coarse grid, then upsampled: for smooth images (masks).
 
-        ``keep``: the larger of the resampled and the unmoved image at each sample (a
-        person mask covering both where the person went and where they were)."""
+        ``keep`` > 0: the larger of the resampled image and the unmoved one times
+        ``keep`` (at most 1) at each sample — a person mask covering both where the
+        person went and, firmly, where they were."""
         lo = remap(image, self.lo_x, self.lo_y)
-        if keep:
+        if keep > 0:
             h_lo, w_lo = lo.shape
             gx = np.arange(w_lo, dtype=np.float32) * self.f + np.float32(self.roi.x0 + (self.f - 1) / 2)
             gy = np.arange(h_lo, dtype=np.float32) * self.f + np.float32(self.roi.y0 + (self.f - 1) / 2)
             still = remap(image, np.broadcast_to(gx, lo.shape), np.broadcast_to(gy[:, None], lo.shape))
+            if keep != 1.0:
+                np.minimum(still * np.float32(keep), np.float32(1.0), out=still)
             np.maximum(lo, still, out=lo)
         return _upsample(lo, self.f, self.roi.x1 - self.roi.x0, self.roi.y1 - self.roi.y0)
 

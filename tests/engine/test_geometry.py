@@ -171,11 +171,16 @@ def test_a_kept_coarse_mask_covers_where_the_person_went_and_where_they_were() -
     )
     square = np.array([[[0, 0], [160, 0], [0, 120]], [[160, 0], [160, 120], [0, 120]]], float)
     maps = warp.Warper(4).maps(warp.Roi(0, 0, 160, 120), square, *shift)
-    moved, kept = maps.apply_coarse(mask), maps.apply_coarse(mask, keep=True)
+    moved, kept = maps.apply_coarse(mask), maps.apply_coarse(mask, keep=1.0)
     assert moved[60, 40] > 0.99 and moved[60, 75] < 0.01  # the person went left
     assert kept[60, 40] > 0.99 and kept[60, 75] > 0.99  # kept: both places
     expected = np.maximum(moved, mask)
     assert np.abs(kept - expected).max() < 0.05
+    # Firmly kept: the person's whole soft edge where they were is covered, so it cannot
+    # show through as a faint second outline.
+    firm = maps.apply_coarse(mask, keep=8.0)
+    edge = (mask > 0.4) & (mask < 0.75)
+    assert firm[edge].min() > 0.97 and kept[edge].min() < 0.8
 
 
 def test_person_mask_blurs_the_face_outline_only_near_the_face() -> None:
