@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 PREPARE_SHARE = 0.03
 #: Share of the driver's head pose a video character takes on top of its own motion.
 VIDEO_POSE_GAIN = 0.5
-#: Video characters: the gain on the person mask where the person was (see _animate);
-#: at 3 the warped picture fully covers the person's edge (mask >= 1/3).
+#: Video characters: the gain on the person mask where the person was (see _animate):
+#: the warped picture fully covers the person's soft edge from mask 1/8 up.
 VIDEO_KEEP = 8.0
 #: Warp map resolution divisor.
 MAP_DOWNSAMPLE = 4

@@ -173,11 +173,8 @@ def _sample(
     """
     from service.engine import raster
 
-    w_lo = -(-(roi.x1 - roi.x0) // f)
-    h_lo = -(-(roi.y1 - roi.y0) // f)
-    offset = np.array([roi.x0 + (f - 1) / 2, roi.y0 + (f - 1) / 2])
-    gx = np.arange(w_lo, dtype=np.float32) * f + np.float32(offset[0])
-    gy = np.arange(h_lo, dtype=np.float32) * f + np.float32(offset[1])
+    offset, gx, gy = _grid(roi, f)
+    w_lo, h_lo = len(gx), len(gy)
     map_x = np.repeat(gx[None, :], h_lo, axis=0)
     map_y = np.repeat(gy[:, None], w_lo, axis=1)
     # Cull shapes entirely outside the grid (with a sample of slack).
@@ -192,6 +189,17 @@ def _sample(
     fixed = np.round((pieces - offset) * (raster.ONE / f)).astype(np.int64)
     raster.paint_maps(map_x, map_y, fixed, affines[inside][owner], offset[0], offset[1], float(f))
     return map_x, map_y
+
+
+def _grid(roi: Roi, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The samples every ``f`` pixels over ``roi``: the first one's (x, y) (float64) and
+    every column's x and row's y (float32). Pixel centres are aligned so that
+    ``_upsample`` (a resize by ``f``) puts each sample back where it was taken."""
+    origin = np.array([roi.x0 + (f - 1) / 2, roi.y0 + (f - 1) / 2])
+    w_lo, h_lo = -(-(roi.x1 - roi.x0) // f), -(-(roi.y1 - roi.y0) // f)
+    gx = np.arange(w_lo, dtype=np.float32) * f + np.float32(origin[0])
+    gy = np.arange(h_lo, dtype=np.float32) * f + np.float32(origin[1])
+    return origin, gx, gy
 
 
 def _triangulate(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -251,9 +259,7 @@ class WarpMaps:
         person went and, firmly, where they were."""
         lo = remap(image, self.lo_x, self.lo_y)
         if keep > 0:
-            h_lo, w_lo = lo.shape
-            gx = np.arange(w_lo, dtype=np.float32) * self.f + np.float32(self.roi.x0 + (self.f - 1) / 2)
-            gy = np.arange(h_lo, dtype=np.float32) * self.f + np.float32(self.roi.y0 + (self.f - 1) / 2)
+            _, gx, gy = _grid(self.roi, self.f)
             still = remap(image, np.broadcast_to(gx, lo.shape), np.broadcast_to(gy[:, None], lo.shape))
             if keep != 1.0:
                 np.minimum(still * np.float32(keep), np.float32(1.0), out=still)
