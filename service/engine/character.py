@@ -33,10 +33,6 @@ VIDEO_SEARCH_FRAMES = 24
 #: 0.36 px from detected ones on average (p95 0.9 px at 1280x720): the detector's own
 #: frame-to-frame noise is 0.32 px.
 ANALYSE_EVERY = 3
-#: A face that moves by more than this many face widths between two analysed frames has
-#: been cut to (the video looping, an edit): nothing is interpolated across the cut and
-#: the smoothing starts afresh. Ordinary motion between analysed frames is ~0.03.
-CUT_JUMP = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +156,7 @@ class VideoCharacter:
         tracker = landmarks.FaceTracker(video=True)
         seg = landmarks.Segmenter()
         eyes = OpenEyes()
-        smoother = _Smoother(self._fps / ANALYSE_EVERY)
+        smoother = landmarks.FaceSmoother(self._fps / ANALYSE_EVERY, min_cutoff=1.0, beta=2.0)
         held: list[np.ndarray] = []  # canvases waiting for the next analysed frame
         before: _Look | None = None
         previous: np.ndarray | None = None  # the last analysed canvas
@@ -195,7 +191,7 @@ class VideoCharacter:
         canvas: np.ndarray,
         tracker: landmarks.FaceTracker,
         seg: landmarks.Segmenter,
-        smoother: _Smoother,
+        smoother: landmarks.FaceSmoother,
     ) -> _Look | None:
         """Analyse one frame: its raw and smoothed face and the person mask (None until
         the first face is seen)."""
@@ -240,10 +236,11 @@ class _Look:
 
     @staticmethod
     def cut(before: _Look | None, after: _Look | None) -> bool:
-        """Whether the video cut between these analysed frames (see ``CUT_JUMP``)."""
+        """Whether the video cut between these analysed frames (``landmarks.CUT_JUMP``):
+        nothing is interpolated across a cut."""
         if before is None or after is None:
             return False
-        return _jump(before.points, after.points) > CUT_JUMP
+        return landmarks.face_jump(before.points, after.points) > landmarks.CUT_JUMP
 
     @staticmethod
     def between(before: _Look | None, after: _Look | None, t: float) -> _Look | None:
@@ -262,11 +259,6 @@ class _Look:
         )
 
 
-def _jump(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean landmark displacement from face ``a`` to ``b``, in widths of ``b``."""
-    return float(np.linalg.norm(b[:, :2] - a[:, :2], axis=1).mean()) / landmarks.face_size(b)
-
-
 def _nearer(frame: np.ndarray, first: np.ndarray, second: np.ndarray) -> bool:
     """Whether ``frame`` looks more like ``first`` than like ``second`` (thumbnails)."""
     import cv2
@@ -276,34 +268,6 @@ def _nearer(frame: np.ndarray, first: np.ndarray, second: np.ndarray) -> bool:
 
     small = thumb(frame)
     return bool(np.abs(small - thumb(first)).mean() <= np.abs(small - thumb(second)).mean())
-
-
-class _Smoother:
-    """One-Euro smoothing of a face track, in widths of the first face seen; holds the
-    last face while none is found."""
-
-    def __init__(self, rate: float) -> None:
-        self._rate = rate
-        self._filter: landmarks.OneEuroFilter | None = None
-        self._unit = 1.0
-        self._last: np.ndarray | None = None
-        self._raw: np.ndarray | None = None
-
-    @property
-    def tracking(self) -> bool:
-        """Whether a face was found before."""
-        return self._raw is not None
-
-    def __call__(self, found: np.ndarray | None) -> np.ndarray | None:
-        if found is not None:
-            if self._raw is not None and _jump(self._raw, found) > CUT_JUMP:
-                self._filter = None  # a cut: the face is elsewhere now, not moving there
-            self._raw = found
-            if self._filter is None:
-                self._unit = landmarks.face_size(found)
-                self._filter = landmarks.OneEuroFilter(self._rate, min_cutoff=1.0, beta=2.0)
-            self._last = self._filter(found / self._unit) * self._unit
-        return self._last
 
 
 class OpenEyes:

@@ -106,9 +106,7 @@ def stream(path: pathlib.Path, fps: int, count: int) -> Iterator[DriverSample]:
     pending = 0  # frames seen before the first detection
     missed = 0
     found_count = 0
-    smoother = landmarks.OneEuroFilter(fps, min_cutoff=MIN_CUTOFF, beta=BETA)
-    unit = 1.0
-    held: np.ndarray | None = None
+    smoother = landmarks.FaceSmoother(fps, min_cutoff=MIN_CUTOFF, beta=BETA)
     allowed_misses = count - int(np.ceil(MIN_TRACKED * count))
     with landmarks.FaceTracker(video=True) as tracker:
         for frame in video.iter_frames(path, fps, count):
@@ -117,21 +115,15 @@ def stream(path: pathlib.Path, fps: int, count: int) -> Iterator[DriverSample]:
                 missed += 1
                 if missed > allowed_misses:
                     raise _lost(found_count, count)
-                if held is None:
-                    pending += 1
-                    continue
             else:
                 found_count += 1
-                if held is None:
-                    unit = landmarks.face_size(found)
-                    first = smoother(found / unit) * unit
-                    for _ in range(pending):
-                        yield DriverSample(points=first, frame=None)
-                    pending = 0
-                    held = found
-                    yield DriverSample(points=first, frame=frame)
-                    continue
-                held = found
-            yield DriverSample(points=smoother(held / unit) * unit, frame=frame)
-    if held is None:
+            points = smoother(found)
+            if points is None:
+                pending += 1
+                continue
+            for _ in range(pending):  # frames before the first detection: its landmarks
+                yield DriverSample(points=points, frame=None)
+            pending = 0
+            yield DriverSample(points=points, frame=frame)
+    if not smoother.tracking:
         raise _lost(0, count)

@@ -146,7 +146,7 @@ def test_a_head_turn_does_not_tilt_the_character(face: np.ndarray) -> None:
 
 
 def test_smoothing_starts_afresh_when_the_face_jumps(face: np.ndarray) -> None:
-    smoother = character._Smoother(8.0)
+    smoother = landmarks.FaceSmoother(8.0, min_cutoff=1.0, beta=2.0)
     for _ in range(5):
         smoother(face)
     nudged = smoother(face + (3.0, 0.0, 0.0))
