@@ -126,6 +126,7 @@ def evaluate(
     both = [(d, o) for d, o in zip(drv, outm, strict=False) if d is not None and o is not None]
     row: dict[str, object] = {
         "pair": f"{pathlib.Path(character).stem} x {pathlib.Path(reference).stem}",
+        "reference": reference,
         "frames": count,
         "driver_det": drv_rate,
         "output_det": out_rate,
@@ -151,15 +152,16 @@ def evaluate(
     return row
 
 
-def agreement(reference: str, count: int, drv: list[measure.Measure | None]) -> dict[str, float]:
+def agreement(reference: str, drv: list[measure.Measure | None]) -> dict[str, float]:
     """Per signal, Pearson r between the engine's detector (MediaPipe FaceMesh) and the
-    judge (dlib) on the driver clip itself: small motions the two detectors disagree on
-    cannot correlate well in any output, however faithful."""
+    judge (dlib, ``drv``: one reading per 24 fps frame) on the driver clip itself: small
+    motions the two detectors disagree on cannot correlate well in any output, however
+    faithful."""
     from service.engine import landmarks
 
     ours: list[measure.Measure | None] = []
     with landmarks.FaceTracker(video=True) as tracker:
-        for frame in video.iter_frames(MEDIA / reference, 24, count):
+        for frame in video.iter_frames(MEDIA / reference, 24, len(drv)):
             points = tracker.detect(frame)
             h, w = frame.shape[:2]
             ours.append(None if points is None else measure.mediapipe_signals(points, w, h))
@@ -214,13 +216,10 @@ def main(argv: list[str]) -> int:
     print("goals: mouth >= 0.90, eyes >= 0.80, roll/yaw/x/y >= 0.85, drift <= 5 %  (* = below goal)")
     print("detectors' agreement on each driver itself (MediaPipe, the engine's, vs dlib, the judge's):")
     for reference in sorted(cache):
-        drv, _ = cache[reference]
-        info = engine.probe(MEDIA / reference)
-        assert info.duration_s is not None
-        agree = agreement(reference, max(1, round(info.duration_s * 24)), drv)
+        agree = agreement(reference, cache[reference][0])
         print(f"  {reference:42} " + " ".join(f"{_fmt(agree[s]):>6}" for s in measure.SIGNALS))
         for row in rows:
-            if str(row["pair"]).endswith(f" x {pathlib.Path(reference).stem}"):
+            if row["reference"] == reference:
                 row["agreement"] = agree
     for split in ("tune", "held-out"):
         chosen = [r for r in rows if r["split"] == split]
