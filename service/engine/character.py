@@ -169,13 +169,9 @@ class VideoCharacter:
                     held.append(canvas)
                     continue
                 after = self._look(canvas, tracker, seg, smoother)
-                cut = _Look.cut(before, after)
-                for k, between in enumerate(held, 1):
-                    if cut:  # each frame takes the analysis of the side of the cut it shows
-                        assert before is not None and previous is not None
-                        look = before if _nearer(between, previous, canvas) else after
-                    else:
-                        look = _Look.between(before, after, k / (len(held) + 1))
+                for between, look in zip(
+                    held, _looks_between(held, before, after, previous, canvas), strict=True
+                ):
                     shown = self._frame(between, look, eyes, shown)
                     yield shown
                 held.clear()
@@ -259,15 +255,33 @@ class _Look:
         )
 
 
-def _nearer(frame: np.ndarray, first: np.ndarray, second: np.ndarray) -> bool:
-    """Whether ``frame`` looks more like ``first`` than like ``second`` (thumbnails)."""
+def _looks_between(
+    held: list[np.ndarray],
+    before: _Look | None,
+    after: _Look | None,
+    before_canvas: np.ndarray | None,
+    after_canvas: np.ndarray,
+) -> list[_Look | None]:
+    """The analyses of the ``held`` frames between two analysed ones: interpolated, or,
+    across a cut, each frame takes the side of the cut it looks like (64x36 thumbnails)."""
+    if not held:
+        return []
+    if not _Look.cut(before, after):
+        n = len(held) + 1
+        return [_Look.between(before, after, k / n) for k in range(1, n)]
+    assert before_canvas is not None
+    first, second = _thumb(before_canvas), _thumb(after_canvas)
+    looks = []
+    for frame in held:
+        small = _thumb(frame)
+        looks.append(before if np.abs(small - first).mean() <= np.abs(small - second).mean() else after)
+    return looks
+
+
+def _thumb(image: np.ndarray) -> np.ndarray:
     import cv2
 
-    def thumb(image: np.ndarray) -> np.ndarray:
-        return cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA).astype(np.int16)
-
-    small = thumb(frame)
-    return bool(np.abs(small - thumb(first)).mean() <= np.abs(small - thumb(second)).mean())
+    return cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA).astype(np.int16)
 
 
 class OpenEyes:
