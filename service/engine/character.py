@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from service.engine import composite, contracts, framing, landmarks, rig, topology, video
+from service.engine import composite, contracts, eyefit, framing, landmarks, rig, topology, video
 
 NO_FACE = "No human-like face was found in the character {kind}."
 #: A video character's eyes: how fast the remembered usual opening fades per frame (a
@@ -101,7 +101,7 @@ class StillCharacter:
         step()
         fr = framing.choose(image.shape[1], image.shape[0], points, width, height)
         canvas = framing.render(image, fr)
-        points = fr.to_canvas(points)
+        points = eyefit.fit_drawn_eyes(canvas, fr.to_canvas(points))
         with landmarks.Segmenter() as seg:
             mask = composite.person_mask(seg.mask(canvas), points)
         step()
