@@ -11,10 +11,12 @@ distance, the dark line of the drawn lower lid. Real eyes show nothing like it t
 (measured on the shared photo, the character video and three performers: at most a
 0.15 drop against 0.41-0.68 on the cartoon). Only for such an eye is the contour moved
 out: the lower lid onto the drawn lid line, the corners onto the drawn corners, the
-upper lid to just inside the top of the drawn lashes; the face mesh around the eye
-follows with a smooth fall-off, so the rings of points beyond the contour stay outside
-the drawing and carry skin, not white, when the lids close. Real eyes are left as
-they are.
+upper lid to the bottom of the drawn lashes (so they come down with the lid), each lid
+as one smooth arc; the face mesh around the eye follows with a smooth fall-off, so the
+rings of points beyond the contour stay outside the drawing and carry skin, not white,
+when the lids close. Real eyes are left as they are; should dark make-up under a real
+eye pass for a drawn lid, its upper lid, with no white between contour and lashes,
+still stays.
 """
 
 from __future__ import annotations
@@ -127,29 +129,36 @@ def _eye_moves(
     if skin <= 0:
         return {}
     reach = (REACH + LINE) * width
-    lids = [_drawn_lid(_profile(light, points[i, :2], down, reach), width, skin) for i in lower]
-    if sum(d is not None for d in lids) < DRAWN_SHARE * len(lower):
+    hits = [_drawn_lid(_profile(light, points[i, :2], down, reach), width, skin) for i in lower]
+    if sum(d is not None for d in hits) < DRAWN_SHARE * len(lower):
         return {}
     limit = MAX_MOVE * width
-    low = np.clip(_smooth(lids), 0.0, limit)
+    low = np.clip(_smooth(hits), 0.0, limit)
     # Upper lid: to the top of the first dark run (the drawn lashes, which may lie over
     # the iris), less the lashes' own thickness where it can be seen (white below
     # them): the lashes then come down with the lid, as a drawn closed eye shows them.
     runs = [_dark_end(_profile(light, points[i, :2], -down, reach), skin) for i in upper]
+    # A drawn eye shows white between its upper contour and the lashes somewhere; where
+    # no point does (the contour already on the lashes, as on a real eye under dark
+    # lower make-up), the upper lid stays, and holds the mesh above it in place.
     seen = [end - start for start, end in (run for run in runs if run is not None) if start > 0]
-    lash = float(np.median(seen)) if seen else 0.0
-    up = np.clip(_smooth([None if run is None else run[1] - lash for run in runs]), 0.0, limit)
+    lids: list[tuple[np.ndarray, np.ndarray]] = [(lower, low)]
+    if seen:
+        lash = float(np.median(seen))
+        up = np.clip(_smooth([None if run is None else run[1] - lash for run in runs]), 0.0, limit)
+        lids.append((upper, -up))
     # Corners: along the eye's axis, onto the drawn corner if a drawn lid line is there.
     ends = []
     for index, outward in ((corners[0], -along), (corners[1], along)):
         hit = _drawn_lid(_profile(light, points[index, :2], outward, reach), width, skin)
         ends.append(0.0 if hit is None else min(hit, limit))
     moves = {corners[0]: -along * ends[0], corners[1]: along * ends[1]}
+    moves.update({int(i): np.zeros(2) for i in upper})
     # The drawn lids are smooth arcs: each lid's new points are fitted with one parabola
     # (across the eye, as a function of the distance along it) through the moved corners.
     ends_rel = np.array([-along * ends[0], outer - inner + along * ends[1]])
     weight = np.concatenate([np.ones(len(upper)), np.full(2, 10.0)])
-    for lid, offset in ((upper, -up), (lower, low)):
+    for lid, offset in lids:
         rel = points[lid, :2] - inner
         coeffs = np.polyfit(
             np.concatenate([rel @ along, ends_rel @ along]),

@@ -112,3 +112,27 @@ def test_a_still_character_uses_the_fitted_eyes(media: pathlib.Path) -> None:
     _, found = _framed(media / "character_cartoon.jpg")
     assert not np.allclose(still.frame.points, found)
     assert np.allclose(still.frame.rig.source[:, :2], still.frame.points[:, :2])
+
+
+def test_dark_make_up_under_a_real_eye_leaves_its_upper_lid_alone(
+    photo: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Light skin then a dark line just under a real eye (make-up) passes for a drawn
+    lid; the upper lid, whose contour already lies on the lashes (no white between), is
+    not moved."""
+    import cv2
+
+    canvas, points = photo[0].copy(), photo[1]
+    for _, _, lower, corners in EYES:
+        width = float(np.linalg.norm(points[corners[0], :2] - points[corners[1], :2]))
+        line = points[lower, :2] + [0.0, 0.08 * width]
+        cheek = np.round(points[lower, :2].mean(axis=0) + [0.0, 0.4 * width]).astype(int)
+        skin = canvas[cheek[1], cheek[0]].tolist()
+        band = np.vstack([points[lower, :2], line[::-1]])
+        cv2.fillPoly(canvas, [np.round(band).astype(np.int32)], skin, cv2.LINE_AA)
+        cv2.polylines(canvas, [np.round(line).astype(np.int32)], False, (30, 30, 40), 3, cv2.LINE_AA)
+    moves = eyefit.contour_moves(canvas, points)
+    fitted = eyefit.fit_drawn_eyes(canvas, points)
+    for _, upper, lower, _ in EYES:
+        assert all(int(i) in moves for i in lower)  # taken for a drawn lid...
+        assert np.abs(fitted[upper, 1] - points[upper, 1]).max() < 0.5  # ...the upper lid stays
