@@ -157,14 +157,13 @@ def _eye_moves(
     # The drawn lids are smooth arcs: each lid's new points are fitted with one parabola
     # (across the eye, as a function of the distance along it) through the moved corners.
     ends_rel = np.array([-along * ends[0], outer - inner + along * ends[1]])
-    weight = np.concatenate([np.ones(len(upper)), np.full(2, 10.0)])
     for lid, offset in lids:
         rel = points[lid, :2] - inner
         coeffs = np.polyfit(
             np.concatenate([rel @ along, ends_rel @ along]),
             np.concatenate([rel @ down + offset, ends_rel @ down]),
             2,
-            w=weight,
+            w=np.concatenate([np.ones(len(lid)), np.full(2, 10.0)]),  # the corners hold
         )
         shift = np.clip(np.polyval(coeffs, rel @ along) - rel @ down, -limit, limit)
         moves.update({int(i): down * d for i, d in zip(lid, shift, strict=True)})
