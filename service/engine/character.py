@@ -295,11 +295,6 @@ class OpenEyes:
     with the eye's corners, feathered into the face) together with its landmarks.
     """
 
-    _EYES = (
-        (topology.RIGHT_EYE_UPPER, topology.RIGHT_EYE_LOWER, topology.RIGHT_EYE_CORNERS, topology.RIGHT_IRIS),
-        (topology.LEFT_EYE_UPPER, topology.LEFT_EYE_LOWER, topology.LEFT_EYE_CORNERS, topology.LEFT_IRIS),
-    )
-
     def __init__(self) -> None:
         self._usual = [0.0, 0.0]  # usual opening per eye, in eye widths
         self._views: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = [None, None]
@@ -313,7 +308,7 @@ class OpenEyes:
         """
         out = points
         seen = points if raw is None else raw
-        for eye, (upper, lower, corners, iris) in enumerate(self._EYES):
+        for eye, (_, upper, lower, corners, iris) in enumerate(topology.EYES):
             ends = points[list(corners), :2].astype(np.float64)
             width = float(np.linalg.norm(ends[1] - ends[0])) or 1.0
             raw_ends = seen[list(corners), :2]

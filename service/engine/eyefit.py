@@ -44,13 +44,6 @@ MAX_MOVE = 0.3
 _STEP = 0.5  # px between samples along a scan line
 
 
-def _eyes() -> tuple[tuple[np.ndarray, np.ndarray, tuple[int, int]], ...]:
-    return (
-        (topology.RIGHT_EYE_UPPER, topology.RIGHT_EYE_LOWER, topology.RIGHT_EYE_CORNERS),
-        (topology.LEFT_EYE_UPPER, topology.LEFT_EYE_LOWER, topology.LEFT_EYE_CORNERS),
-    )
-
-
 def _profile(light: np.ndarray, start: np.ndarray, direction: np.ndarray, length: float) -> np.ndarray:
     """Lightness sampled every ``_STEP`` px from ``start`` along unit ``direction``."""
     import cv2
@@ -106,15 +99,14 @@ def contour_moves(image: np.ndarray, points: np.ndarray) -> dict[int, np.ndarray
 
     light = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32)
     moves: dict[int, np.ndarray] = {}
-    for upper, lower, corners in _eyes():
-        moves.update(_eye_moves(light, points, upper, lower, corners))
+    for eye in topology.EYES:
+        moves.update(_eye_moves(light, points, eye))
     return moves
 
 
-def _eye_moves(
-    light: np.ndarray, points: np.ndarray, upper: np.ndarray, lower: np.ndarray, corners: tuple[int, int]
-) -> dict[int, np.ndarray]:
+def _eye_moves(light: np.ndarray, points: np.ndarray, eye: topology.Eye) -> dict[int, np.ndarray]:
     """``contour_moves`` for one eye (``light``: the picture's lightness)."""
+    _, upper, lower, corners, _ = eye
     inner, outer = points[corners[0], :2].astype(np.float64), points[corners[1], :2].astype(np.float64)
     width = float(np.linalg.norm(outer - inner))
     if width < 8:
@@ -182,7 +174,7 @@ def fit_drawn_eyes(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     anchors = points[index, :2].astype(np.float64)
     widths = [
         float(np.linalg.norm(points[a, :2] - points[b, :2]))
-        for a, b in (topology.RIGHT_EYE_CORNERS, topology.LEFT_EYE_CORNERS)
+        for a, b in (eye.corners for eye in topology.EYES)
     ]
     reach = FALLOFF * float(np.mean(widths))
     mesh = np.setdiff1d(np.arange(468), index)

@@ -90,17 +90,15 @@ def from_euler(roll: float, yaw: float, pitch: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def _eye_openness(
-    points: np.ndarray, upper: np.ndarray, lower: np.ndarray, corners: tuple[int, int]
-) -> float:
-    width = np.linalg.norm(points[corners[0]] - points[corners[1]]) or 1.0
-    return float(np.linalg.norm(points[upper] - points[lower], axis=1).mean() / width)
+def _eye_openness(points: np.ndarray, eye: topology.Eye) -> float:
+    width = np.linalg.norm(points[eye.corners[0]] - points[eye.corners[1]]) or 1.0
+    return float(np.linalg.norm(points[eye.upper] - points[eye.lower], axis=1).mean() / width)
 
 
-def _gaze(points: np.ndarray, iris: np.ndarray, corners: tuple[int, int]) -> np.ndarray:
-    a, b = points[corners[0], :2], points[corners[1], :2]
+def _gaze(points: np.ndarray, eye: topology.Eye) -> np.ndarray:
+    a, b = points[eye.corners[0], :2], points[eye.corners[1], :2]
     width = np.linalg.norm(a - b) or 1.0
-    return (points[iris[0], :2] - (a + b) / 2) / width
+    return (points[eye.iris[0], :2] - (a + b) / 2) / width
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,23 +141,11 @@ class DriverModel:
     @staticmethod
     def eye_openness(points: np.ndarray) -> tuple[float, float]:
         """(right, left) eye opening: mean lid distance over eye width."""
-        return (
-            _eye_openness(
-                points, topology.RIGHT_EYE_UPPER, topology.RIGHT_EYE_LOWER, topology.RIGHT_EYE_CORNERS
-            ),
-            _eye_openness(
-                points, topology.LEFT_EYE_UPPER, topology.LEFT_EYE_LOWER, topology.LEFT_EYE_CORNERS
-            ),
-        )
+        return (_eye_openness(points, topology.RIGHT_EYE), _eye_openness(points, topology.LEFT_EYE))
 
     @staticmethod
     def _gazes(points: np.ndarray) -> np.ndarray:
-        return np.stack(
-            [
-                _gaze(points, topology.RIGHT_IRIS, topology.RIGHT_EYE_CORNERS),
-                _gaze(points, topology.LEFT_IRIS, topology.LEFT_EYE_CORNERS),
-            ]
-        )
+        return np.stack([_gaze(points, eye) for eye in topology.EYES])
 
     def decompose(self, points: np.ndarray) -> DriverFrame:
         pts = points.astype(np.float64)
@@ -250,14 +236,7 @@ class Retargeter:
         head = np.hstack([s2 * r2, t2[:, None]])
         gaze = np.clip(frame.gaze, -GAZE_MAX, GAZE_MAX)
         eye_w = np.array(
-            [
-                np.linalg.norm(
-                    char[topology.RIGHT_EYE_CORNERS[0], :2] - char[topology.RIGHT_EYE_CORNERS[1], :2]
-                ),
-                np.linalg.norm(
-                    char[topology.LEFT_EYE_CORNERS[0], :2] - char[topology.LEFT_EYE_CORNERS[1], :2]
-                ),
-            ]
+            [np.linalg.norm(char[e.corners[0], :2] - char[e.corners[1], :2]) for e in topology.EYES]
         )
         gaze_px = (gaze * eye_w[:, None]) @ (s2 * r2).T
         torso = shift2 * TORSO_FOLLOW if self._body else np.zeros(2)
@@ -269,10 +248,7 @@ class Retargeter:
         The lids close toward a line a little above the lower lid, scaled to the
         character's own eye opening, so the eye closes fully whatever its size.
         """
-        for ratio, upper, lower, corners in (
-            (eyes[0], topology.RIGHT_EYE_UPPER, topology.RIGHT_EYE_LOWER, topology.RIGHT_EYE_CORNERS),
-            (eyes[1], topology.LEFT_EYE_UPPER, topology.LEFT_EYE_LOWER, topology.LEFT_EYE_CORNERS),
-        ):
+        for ratio, (_, upper, lower, corners, _) in zip(eyes, topology.EYES, strict=True):
             if ratio < 1.0:
                 ratio = max(0.0, (ratio - EYE_SHUT_RATIO) / (1.0 - EYE_SHUT_RATIO))
             r = float(np.clip(1.0 + self._gain * (ratio - 1.0), 0.0, 1.35))

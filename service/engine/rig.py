@@ -167,23 +167,7 @@ class Rig:
         inv_head = _invert(target.head)
         head_scale = float(np.sqrt(abs(warp.det2(target.head[:, :2])))) or 1.0
         hole_polys, hole_affines = [], []
-        eyes = (
-            (
-                topology.RIGHT_EYE_RING,
-                topology.RIGHT_EYE_CORNERS,
-                topology.RIGHT_EYE_UPPER,
-                topology.RIGHT_EYE_LOWER,
-                target.gaze_px[0],
-            ),
-            (
-                topology.LEFT_EYE_RING,
-                topology.LEFT_EYE_CORNERS,
-                topology.LEFT_EYE_UPPER,
-                topology.LEFT_EYE_LOWER,
-                target.gaze_px[1],
-            ),
-        )
-        for ring, corners, upper, lower, gaze in eyes:
+        for (ring, upper, lower, corners, _), gaze in zip(topology.EYES, target.gaze_px, strict=True):
             src_c = self.source[list(corners), :2]
             dst_c = dst_face[list(corners)]
             # A widened eye stretches the eyeball to fill it rather than showing the lids.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
@@ -64,6 +65,24 @@ RIGHT_EYE_RING = np.array(
 LEFT_EYE_RING = np.array(
     [263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249], dtype=np.int32
 )
+
+
+class Eye(NamedTuple):
+    """One eye's landmark indices: its opening (``ring``), lids, corners (inner, outer)
+    and iris (centre first)."""
+
+    ring: np.ndarray
+    upper: np.ndarray
+    lower: np.ndarray
+    corners: tuple[int, int]
+    iris: np.ndarray
+
+
+RIGHT_EYE = Eye(RIGHT_EYE_RING, RIGHT_EYE_UPPER, RIGHT_EYE_LOWER, RIGHT_EYE_CORNERS, RIGHT_IRIS)
+LEFT_EYE = Eye(LEFT_EYE_RING, LEFT_EYE_UPPER, LEFT_EYE_LOWER, LEFT_EYE_CORNERS, LEFT_IRIS)
+#: Both eyes, the subject's right first (the order every per-eye pair follows).
+EYES = (RIGHT_EYE, LEFT_EYE)
+
 INNER_LIPS = np.array(
     [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95],
     dtype=np.int32,

@@ -9,10 +9,7 @@ import pytest
 
 from service.engine import character, eyefit, framing, retarget, topology
 
-EYES = (
-    (topology.RIGHT_EYE_RING, topology.RIGHT_EYE_UPPER, topology.RIGHT_EYE_LOWER, topology.RIGHT_EYE_CORNERS),
-    (topology.LEFT_EYE_RING, topology.LEFT_EYE_UPPER, topology.LEFT_EYE_LOWER, topology.LEFT_EYE_CORNERS),
-)
+EYES = topology.EYES
 
 
 def _framed(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +56,7 @@ def test_a_drawn_eye_larger_than_the_contour_gets_its_contour_on_the_drawing(
     canvas, points = photo[0].copy(), photo[1]
     outlines = _paint_drawn_eyes(canvas, points, (1.25, 1.8))
     fitted = eyefit.fit_drawn_eyes(canvas, points)
-    for (ring, upper, lower, corners), outline in zip(EYES, outlines, strict=True):
+    for (ring, upper, lower, corners, _), outline in zip(EYES, outlines, strict=True):
         width = float(np.linalg.norm(points[corners[0], :2] - points[corners[1], :2]))
         # The lower lid lands on the drawn line (within 5 % of the eye's width)...
         before = np.abs(points[lower, 1] - outline[np.isin(ring, lower), 1]).mean()
@@ -86,7 +83,7 @@ def test_a_drawn_eye_larger_than_the_contour_gets_its_contour_on_the_drawing(
 def test_the_shared_cartoons_eyes_are_fitted_and_then_close_fully(media: pathlib.Path) -> None:
     canvas, points = _framed(media / "character_cartoon.jpg")
     fitted = eyefit.fit_drawn_eyes(canvas, points)
-    for _, upper, lower, corners in EYES:
+    for _, upper, lower, corners, _ in EYES:
         width = float(np.linalg.norm(points[corners[0], :2] - points[corners[1], :2]))
         opening = np.linalg.norm(points[upper, :2] - points[lower, :2], axis=1).mean()
         fitted_opening = np.linalg.norm(fitted[upper, :2] - fitted[lower, :2], axis=1).mean()
@@ -102,7 +99,7 @@ def test_the_shared_cartoons_eyes_are_fitted_and_then_close_fully(media: pathlib
         gaze=np.zeros((2, 2)),
     )
     target = retarget.Retargeter(model, intensity=3, body_control=True).target(fitted, shut)
-    for _, upper, lower, _ in EYES:
+    for _, upper, lower, _, _ in EYES:
         gap = np.linalg.norm(target.points[upper, :2] - target.points[lower, :2], axis=1)
         assert gap.max() < 1.0
 
@@ -123,7 +120,7 @@ def test_dark_make_up_under_a_real_eye_leaves_its_upper_lid_alone(
     import cv2
 
     canvas, points = photo[0].copy(), photo[1]
-    for _, _, lower, corners in EYES:
+    for _, _, lower, corners, _ in EYES:
         width = float(np.linalg.norm(points[corners[0], :2] - points[corners[1], :2]))
         line = points[lower, :2] + [0.0, 0.08 * width]
         cheek = np.round(points[lower, :2].mean(axis=0) + [0.0, 0.4 * width]).astype(int)
@@ -133,6 +130,6 @@ def test_dark_make_up_under_a_real_eye_leaves_its_upper_lid_alone(
         cv2.polylines(canvas, [np.round(line).astype(np.int32)], False, (30, 30, 40), 3, cv2.LINE_AA)
     moves = eyefit.contour_moves(canvas, points)
     fitted = eyefit.fit_drawn_eyes(canvas, points)
-    for _, upper, lower, _ in EYES:
+    for _, upper, lower, _, _ in EYES:
         assert all(int(i) in moves for i in lower)  # taken for a drawn lid...
         assert np.abs(fitted[upper, 1] - points[upper, 1]).max() < 0.5  # ...the upper lid stays

@@ -220,10 +220,7 @@ def _eyes_face(opening: float) -> np.ndarray:
     from service.engine import topology as t
 
     pts = np.zeros((478, 3), dtype=np.float32)
-    for (a, b), upper, lower, iris, cx in (
-        (t.RIGHT_EYE_CORNERS, t.RIGHT_EYE_UPPER, t.RIGHT_EYE_LOWER, t.RIGHT_IRIS, 100.0),
-        (t.LEFT_EYE_CORNERS, t.LEFT_EYE_UPPER, t.LEFT_EYE_LOWER, t.LEFT_IRIS, 200.0),
-    ):
+    for (_, upper, lower, (a, b), iris), cx in zip(t.EYES, (100.0, 200.0), strict=True):
         pts[a, :2], pts[b, :2] = (cx - 20, 100), (cx + 20, 100)
         xs = np.linspace(cx - 15, cx + 15, len(upper))
         pts[upper, 0], pts[upper, 1] = xs, 100 - 20 * opening
