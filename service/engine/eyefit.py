@@ -81,15 +81,9 @@ def _dark_end(profile: np.ndarray, skin: float) -> tuple[float, float] | None:
     return first * _STEP, last * _STEP
 
 
-def _smooth(values: list[float | None]) -> np.ndarray:
-    """Fill missing values from their neighbours and take a 3-point median."""
-    arr = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    known = np.nonzero(~np.isnan(arr))[0]
-    if len(known) == 0:
-        return np.zeros(len(arr))
-    arr = np.interp(np.arange(len(arr)), known, arr[known])
-    padded = np.concatenate([arr[:1], arr, arr[-1:]])
-    return np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+def _found(values: list[float | None], limit: float) -> np.ndarray:
+    """Distances found along scan lines, clipped to 0..``limit``; NaN where none was."""
+    return np.clip(np.array([np.nan if v is None else v for v in values], dtype=np.float64), 0.0, limit)
 
 
 def contour_moves(image: np.ndarray, points: np.ndarray) -> dict[int, np.ndarray]:
@@ -125,7 +119,7 @@ def _eye_moves(light: np.ndarray, points: np.ndarray, eye: topology.Eye) -> dict
     if sum(d is not None for d in hits) < DRAWN_SHARE * len(lower):
         return {}
     limit = MAX_MOVE * width
-    low = np.clip(_smooth(hits), 0.0, limit)
+    lids = [(lower, _found(hits, limit))]
     # Upper lid: to the top of the first dark run (the drawn lashes, which may lie over
     # the iris), less the lashes' own thickness where it can be seen (white below
     # them): the lashes then come down with the lid, as a drawn closed eye shows them.
@@ -134,32 +128,32 @@ def _eye_moves(light: np.ndarray, points: np.ndarray, eye: topology.Eye) -> dict
     # no point does (the contour already on the lashes, as on a real eye under dark
     # lower make-up), the upper lid stays, and holds the mesh above it in place.
     seen = [end - start for start, end in (run for run in runs if run is not None) if start > 0]
-    lids: list[tuple[np.ndarray, np.ndarray]] = [(lower, low)]
     if seen:
         lash = float(np.median(seen))
-        up = np.clip(_smooth([None if run is None else run[1] - lash for run in runs]), 0.0, limit)
-        lids.append((upper, -up))
+        lids.append((upper, -_found([None if run is None else run[1] - lash for run in runs], limit)))
     # Corners: along the eye's axis, onto the drawn corner if a drawn lid line is there.
     ends = []
     for index, outward in ((corners[0], -along), (corners[1], along)):
         hit = _drawn_lid(_profile(light, points[index, :2], outward, reach), width, skin)
         ends.append(0.0 if hit is None else min(hit, limit))
-    moves = {corners[0]: -along * ends[0], corners[1]: along * ends[1]}
-    moves.update({int(i): np.zeros(2) for i in upper})
-    # The drawn lids are smooth arcs: each lid's new points are fitted with one parabola
-    # (across the eye, as a function of the distance along it) through the moved corners.
+    moves = {int(corners[0]): -along * ends[0], int(corners[1]): along * ends[1]}
+    moves.update({int(i): np.zeros(2) for i in upper})  # stays unless fitted below
+    # The drawn lids are smooth arcs: each lid is one parabola (across the eye, as a
+    # function of the distance along it) through the moved corners and the points found
+    # on it; every point of the lid, found or not, goes onto it.
     ends_rel = np.array([-along * ends[0], outer - inner + along * ends[1]])
     for lid, offset in lids:
         rel = points[lid, :2] - inner
+        found = ~np.isnan(offset)
         coeffs = np.polyfit(
-            np.concatenate([rel @ along, ends_rel @ along]),
-            np.concatenate([rel @ down + offset, ends_rel @ down]),
+            np.concatenate([rel[found] @ along, ends_rel @ along]),
+            np.concatenate([rel[found] @ down + offset[found], ends_rel @ down]),
             2,
-            w=np.concatenate([np.ones(len(lid)), np.full(2, 10.0)]),  # the corners hold
+            w=np.concatenate([np.ones(int(found.sum())), np.full(2, 10.0)]),  # the corners hold
         )
         shift = np.clip(np.polyval(coeffs, rel @ along) - rel @ down, -limit, limit)
         moves.update({int(i): down * d for i, d in zip(lid, shift, strict=True)})
-    return {int(i): m for i, m in moves.items()}
+    return moves
 
 
 def fit_drawn_eyes(image: np.ndarray, points: np.ndarray) -> np.ndarray:
