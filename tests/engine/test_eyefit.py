@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from service.engine import character, eyefit, framing, retarget, topology
+from service.engine import character, eyefit, framing, retarget, rig, topology
 
 EYES = topology.EYES
 
@@ -71,10 +71,9 @@ def test_a_drawn_eye_larger_than_the_contour_gets_its_contour_on_the_drawing(
     tri = topology.face_triangles()
 
     def areas(p: np.ndarray) -> np.ndarray:
-        a, b = p[tri[:, 1], :2] - p[tri[:, 0], :2], p[tri[:, 2], :2] - p[tri[:, 0], :2]
-        return a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+        return rig._signed_areas(p.astype(np.float64)[tri, :2])
 
-    assert (np.sign(areas(fitted.astype(np.float64))) == np.sign(areas(points.astype(np.float64)))).all()
+    assert (np.sign(areas(fitted)) == np.sign(areas(points))).all()
     # Away from the eyes nothing moved.
     far = np.linalg.norm(points[:468, :2] - points[topology.STABLE[4], :2], axis=1) > 3 * width
     assert np.array_equal(fitted[:468][far], points[:468][far])
