@@ -15,14 +15,16 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from service.engine import composite, contracts, eyefit, framing, landmarks, rig, topology, video
+from service.engine import composite, contracts, eyefit, framing, landmarks, retarget, rig, topology, video
 
 NO_FACE = "No human-like face was found in the character {kind}."
 #: A video character's eyes: how fast the remembered usual opening fades per frame (a
 #: long squint becomes the new usual) and the share of it below which an eye counts as
-#: shut and is re-opened from the last open view of it.
+#: closing and is re-opened from the last open view of it. A blink shuts in two or three
+#: frames but opens again over ten or more, so an eye only partly open is re-opened too:
+#: the performer's lids then close it from fully open.
 OPEN_EYE_DECAY = 0.995
-OPEN_EYE_REFRESH = 0.7
+OPEN_EYE_REFRESH = 0.88
 #: Longest side used to look for the face in a picture (detector input is small anyway).
 DETECT_MAX_SIDE = 1280
 #: How many opening frames of a character video may be searched for a face.
@@ -203,14 +205,15 @@ class VideoCharacter:
             return None
         half = cv2.resize(canvas, (self._w // 2, self._h // 2), interpolation=cv2.INTER_AREA)
         mask = composite.person_mask(seg.mask(half), points, (self._h, self._w))
-        return _Look(raw=found, points=points, mask=mask, box=composite.mask_box(mask))
+        opening = None if found is None else np.array(retarget.DriverModel.eye_openness(found))
+        return _Look(opening=opening, points=points, mask=mask, box=composite.mask_box(mask))
 
     def _frame(
         self, canvas: np.ndarray, look: _Look | None, eyes: OpenEyes, previous: CharacterFrame | None
     ) -> CharacterFrame:
         if look is None:  # no face yet: show the frame as it is
             return _passthrough(canvas)
-        points = eyes.apply(canvas, look.points, look.raw)
+        points = eyes.apply(canvas, look.points, look.opening)
         return CharacterFrame(
             canvas=canvas,
             points=points,
@@ -225,8 +228,10 @@ class VideoCharacter:
 class _Look:
     """What the analysis of one character video frame found."""
 
-    raw: np.ndarray | None  # this frame's own detection, if any
-    points: np.ndarray  # smoothed landmarks (the last ones seen when ``raw`` is None)
+    #: Each eye's opening (lid distance over eye width) in this frame's own detection, if
+    #: any: smoothing flattens a blink in ``points``.
+    opening: np.ndarray | None
+    points: np.ndarray  # smoothed landmarks (the last ones seen when there is no detection)
     mask: np.ndarray
     box: tuple[int, int, int, int]
 
@@ -240,18 +245,25 @@ class _Look:
 
     @staticmethod
     def between(before: _Look | None, after: _Look | None, t: float) -> _Look | None:
-        """The analysis of a frame a share ``t`` of the way from ``before`` to ``after``."""
+        """The analysis of a frame a share ``t`` of the way from ``before`` to ``after``.
+
+        Each eye takes the smaller of the two openings: a blink seen on either side may
+        already (or still) be closing the eye in the frames between.
+        """
         if before is None or after is None:
             return after or before
-        if before.raw is None or after.raw is None:
-            raw = after.raw if before.raw is None else before.raw
+        if before.opening is None or after.opening is None:
+            opening = after.opening if before.opening is None else before.opening
         else:
-            raw = before.raw + (after.raw - before.raw) * t
+            opening = np.minimum(before.opening, after.opening)
         # The nearer frame's person mask: it is feathered over more pixels than a person
         # moves in a frame, and blending two would cost more than the rest of this.
         near = before if t < 0.5 else after
         return _Look(
-            raw=raw, points=before.points + (after.points - before.points) * t, mask=near.mask, box=near.box
+            opening=opening,
+            points=before.points + (after.points - before.points) * t,
+            mask=near.mask,
+            box=near.box,
         )
 
 
@@ -299,26 +311,24 @@ class OpenEyes:
         self._usual = [0.0, 0.0]  # usual opening per eye, in eye widths
         self._views: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = [None, None]
 
-    def apply(self, canvas: np.ndarray, points: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
-        """Re-open shut eyes in ``canvas`` (in place); the landmarks to use with it.
+    def apply(self, canvas: np.ndarray, points: np.ndarray, opening: np.ndarray | None = None) -> np.ndarray:
+        """Re-open closing eyes in ``canvas`` (in place); the landmarks to use with it.
 
-        ``points`` are the smoothed landmarks the render uses, ``raw`` this frame's own
-        detection if any: a blink lasts a few frames, which smoothing flattens, so
-        whether an eye is shut is read from ``raw``.
+        ``points`` are the smoothed landmarks the render uses, ``opening`` each eye's
+        opening as this frame's own detection saw it (``_Look.opening``; default: read
+        from ``points``): a blink lasts a few frames, which smoothing flattens.
         """
         out = points
-        seen = points if raw is None else raw
+        openings = retarget.DriverModel.eye_openness(points) if opening is None else opening
         for eye, (_, upper, lower, corners, iris) in enumerate(topology.EYES):
             ends = points[list(corners), :2].astype(np.float64)
             width = float(np.linalg.norm(ends[1] - ends[0])) or 1.0
-            raw_ends = seen[list(corners), :2]
-            raw_width = float(np.linalg.norm(raw_ends[1] - raw_ends[0])) or 1.0
-            opening = float(np.linalg.norm(seen[upper, :2] - seen[lower, :2], axis=1).mean()) / raw_width
+            now = float(openings[eye])
             usual = self._usual[eye] * OPEN_EYE_DECAY
-            self._usual[eye] = max(usual, opening)
+            self._usual[eye] = max(usual, now)
             moving = np.concatenate([upper, lower, iris])
             view = self._views[eye]
-            if opening >= OPEN_EYE_REFRESH * usual:
+            if now >= OPEN_EYE_REFRESH * usual:
                 self._views[eye] = self._remember(canvas, points, ends, width, moving)
             elif view is not None:
                 if out is points:

@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 #: Share of the progress bar spent preparing the character before the first frame.
 PREPARE_SHARE = 0.03
-#: Share of the driver's head pose a video character takes on top of its own motion.
-VIDEO_POSE_GAIN = 0.5
 #: Video characters: the gain on the person mask where the person was (see _animate):
 #: the warped picture fully covers the person's soft edge from mask 1/8 up.
 VIDEO_KEEP = 8.0
@@ -188,12 +186,7 @@ def _render(
             "No face was found in the reference video; the performer's face must be clearly visible."
         )
     model = retarget.DriverModel(rest.points, rest.eyes)
-    retargeter = retarget.Retargeter(
-        model,
-        intensity=req.expression_intensity,
-        body_control=req.body_control,
-        pose_gain=1.0 if req.character_type == "image" else VIDEO_POSE_GAIN,
-    )
+    retargeter = retarget.Retargeter(model, intensity=req.expression_intensity, body_control=req.body_control)
     neutral_gap = composite.mouth_gap(rest.points)
     ticker.tick(PREPARE_SHARE)
 

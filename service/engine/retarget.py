@@ -197,16 +197,10 @@ class TargetFace:
 class Retargeter:
     """Maps driver frames onto one character face (fixed or per-frame for video)."""
 
-    def __init__(
-        self, driver: DriverModel, *, intensity: int, body_control: bool, pose_gain: float = 1.0
-    ) -> None:
-        """``pose_gain`` scales the head pose transfer: 1 for a still character; less for a
-        video character, which keeps its own head motion and has no clean background to
-        reveal behind a moving head."""
+    def __init__(self, driver: DriverModel, *, intensity: int, body_control: bool) -> None:
         self._driver = driver
         self._gain = INTENSITY_GAIN[intensity]
         self._body = body_control
-        self._pose_gain = pose_gain
 
     def target(self, char: np.ndarray, frame: DriverFrame) -> TargetFace:
         """Destination landmarks for character landmarks ``char`` (478, 3) driven by ``frame``."""
@@ -218,15 +212,15 @@ class Retargeter:
         self._place_eyelids(char, moved, frame.eyes)
         # Pose: the change from rest, damped and clamped, applied in the camera frame
         # around the character's head centre (so a tilt is a tilt whatever the rest pose).
-        roll, yaw, pitch = (a * self._pose_gain for a in frame.angles)
+        roll, yaw, pitch = frame.angles
         rot = from_euler(
             float(np.clip(roll * ROLL_GAIN, -ROLL_MAX, ROLL_MAX)),
             float(np.clip(yaw * YAW_GAIN, -YAW_MAX, YAW_MAX)),
             float(np.clip(pitch * PITCH_GAIN, -PITCH_MAX, PITCH_MAX)),
         )
-        scale = float(np.clip(1.0 + (frame.scale - 1.0) * self._pose_gain, SCALE_MIN, SCALE_MAX))
+        scale = float(np.clip(frame.scale, SCALE_MIN, SCALE_MAX))
         size = landmarks.face_size(char)
-        gain = (TRANSLATION_GAIN_BODY if self._body else TRANSLATION_GAIN_HEAD_ONLY) * self._pose_gain
+        gain = TRANSLATION_GAIN_BODY if self._body else TRANSLATION_GAIN_HEAD_ONLY
         shift2 = np.clip(frame.centre_shift * gain, -TRANSLATION_MAX, TRANSLATION_MAX) * size
         centre = char[stable].mean(axis=0)
         shift = np.array([shift2[0], shift2[1], 0.0])

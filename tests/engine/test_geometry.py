@@ -240,7 +240,7 @@ def test_a_video_characters_own_blink_is_reopened_from_its_last_open_view() -> N
 
     shut_canvas = np.full((200, 300, 3), 90, dtype=np.uint8)  # lid skin over the eye
     shut = _eyes_face(0.03)
-    points = eyes.apply(shut_canvas, shut, shut)
+    points = eyes.apply(shut_canvas, shut)
     opening = np.abs(
         points[character.topology.RIGHT_EYE_UPPER, 1] - points[character.topology.RIGHT_EYE_LOWER, 1]
     )
@@ -253,8 +253,32 @@ def test_a_slight_narrowing_is_not_taken_for_a_blink() -> None:
 
     eyes = character.OpenEyes()
     eyes.apply(np.zeros((200, 300, 3), np.uint8), _eyes_face(0.25))
-    narrower = _eyes_face(0.22)
-    assert eyes.apply(np.zeros((200, 300, 3), np.uint8), narrower, narrower) is narrower
+    narrower = _eyes_face(0.235)
+    assert eyes.apply(np.zeros((200, 300, 3), np.uint8), narrower) is narrower
+
+
+def test_an_eye_still_opening_after_a_blink_is_reopened_too() -> None:
+    """A blink shuts fast and reopens over ten or more frames; an eye at three quarters of its
+    usual opening is still the blink's, and the performer's lids must start from open."""
+    from service.engine import character
+
+    eyes = character.OpenEyes()
+    eyes.apply(np.zeros((200, 300, 3), np.uint8), _eyes_face(0.25))
+    reopening = _eyes_face(0.19)
+    points = eyes.apply(np.zeros((200, 300, 3), np.uint8), reopening)
+    assert points is not reopening
+    opening = np.abs(points[topology.RIGHT_EYE_UPPER, 1] - points[topology.RIGHT_EYE_LOWER, 1])
+    assert opening.mean() == pytest.approx(10.0, abs=0.5)
+
+
+def test_how_open_an_eye_is_can_come_from_its_own_detection() -> None:
+    """The smoothed landmarks flatten a blink: the frame's own detection decides."""
+    from service.engine import character
+
+    eyes = character.OpenEyes()
+    eyes.apply(np.zeros((200, 300, 3), np.uint8), _eyes_face(0.25))
+    smoothed = _eyes_face(0.24)
+    assert eyes.apply(np.zeros((200, 300, 3), np.uint8), smoothed, np.array([0.05, 0.5])) is not smoothed
 
 
 def test_eye_ratios_are_taken_against_the_usual_opening_when_given() -> None:

@@ -7,29 +7,38 @@ import pathlib
 import numpy as np
 import pytest
 
-from service.engine import character, landmarks, rig
+from service.engine import character, landmarks, rig, topology
 from service.engine.character import _Look
 
 
-def _look(value: float, raw: bool = True) -> _Look:
+def _look(value: float, seen: tuple[float, float] | None = (0.3, 0.3)) -> _Look:
     points = np.full((478, 3), value, dtype=np.float32)
     mask = np.full((4, 4), value, dtype=np.float32)
-    return _Look(raw=points.copy() if raw else None, points=points, mask=mask, box=(0, 0, int(value), 4))
+    opening = None if seen is None else np.array(seen)
+    return _Look(opening=opening, points=points, mask=mask, box=(0, 0, int(value), 4))
 
 
 def test_an_in_between_frame_interpolates_the_face_and_takes_the_nearer_mask() -> None:
     before, after = _look(10.0), _look(20.0)
     early = _Look.between(before, after, 0.25)
-    assert early is not None and early.raw is not None
-    assert np.allclose(early.points, 12.5) and np.allclose(early.raw, 12.5)
+    assert early is not None
+    assert np.allclose(early.points, 12.5)
     assert early.mask is before.mask and early.box == before.box
     late = _Look.between(before, after, 0.75)
     assert late is not None and late.mask is after.mask
 
 
+def test_an_eye_closing_on_either_side_counts_as_closing_in_the_frames_between() -> None:
+    """A blink shuts within a frame or two: the frames between an open and a shut
+    analysed frame are already closing, so each eye takes the smaller opening."""
+    between = _Look.between(_look(10.0, (0.30, 0.05)), _look(20.0, (0.06, 0.31)), 0.5)
+    assert between is not None and between.opening is not None
+    assert np.allclose(between.opening, (0.06, 0.05))
+
+
 def test_an_in_between_frame_keeps_the_one_detection_it_has() -> None:
-    lost = _Look.between(_look(10.0), _look(20.0, raw=False), 0.5)
-    assert lost is not None and lost.raw is not None and np.allclose(lost.raw, 10.0)
+    lost = _Look.between(_look(10.0, (0.3, 0.2)), _look(20.0, seen=None), 0.5)
+    assert lost is not None and lost.opening is not None and np.allclose(lost.opening, (0.3, 0.2))
     appears = _look(20.0)
     assert _Look.between(None, appears, 0.5) is appears  # no face before: the one after
     assert _Look.between(None, None, 0.5) is None
@@ -154,7 +163,7 @@ def test_smoothing_starts_afresh_when_the_face_jumps(face: np.ndarray) -> None:
     jumped = face + (200.0, 0.0, 0.0)
     out = smoother(jumped)
     assert out is not None and np.allclose(out, jumped, atol=1e-3)  # a cut: no lag behind
-    still, moved = (_Look(p, p, np.zeros(1), (0, 0, 1, 1)) for p in (face, jumped))
+    still, moved = (_Look(None, p, np.zeros(1), (0, 0, 1, 1)) for p in (face, jumped))
     assert character._Look.cut(still, moved) and not character._Look.cut(still, still)
 
 
@@ -184,3 +193,29 @@ def test_frames_between_a_cut_take_the_analysis_of_their_own_side(
     xs = np.array([float(f.points[:, 0].mean()) for f in frames])
     assert np.ptp(xs[:5]) < 5 and np.ptp(xs[5:]) < 5, xs  # each side: its own face, at once
     assert xs[5:].min() - xs[:5].max() > 100, xs  # the face moved across the cut
+
+
+def test_the_character_takes_the_drivers_whole_head_tilt(face: np.ndarray) -> None:
+    """Still or video, the character's head follows the performer's: a video character's
+    own motion stays underneath, but the performer's tilt is not damped."""
+    import math
+
+    from service.engine import retarget
+
+    neutral = face.astype(np.float64)
+    centre = neutral[topology.STABLE].mean(axis=0)
+    tilt = math.radians(10)
+    rot = np.array([[math.cos(tilt), -math.sin(tilt), 0], [math.sin(tilt), math.cos(tilt), 0], [0, 0, 1]])
+    tilted = (neutral - centre) @ rot.T + centre
+    model = retarget.DriverModel(neutral)
+    retargeter = retarget.Retargeter(model, intensity=3, body_control=True)
+    character_face = neutral * 1.5 + (40.0, 10.0, 0.0)
+    target = retargeter.target(character_face, model.decompose(tilted))
+
+    def eye_line(points: np.ndarray) -> float:
+        a = points[list(topology.RIGHT_EYE_CORNERS), :2].mean(axis=0)
+        b = points[list(topology.LEFT_EYE_CORNERS), :2].mean(axis=0)
+        return math.degrees(math.atan2(b[1] - a[1], b[0] - a[0]))
+
+    turned = eye_line(target.points) - eye_line(character_face)
+    assert turned == pytest.approx(10.0, abs=0.5)
