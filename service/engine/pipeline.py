@@ -186,7 +186,12 @@ def _render(
             "No face was found in the reference video; the performer's face must be clearly visible."
         )
     model = retarget.DriverModel(rest.points, rest.eyes)
-    retargeter = retarget.Retargeter(model, intensity=req.expression_intensity, body_control=req.body_control)
+    retargeter = retarget.Retargeter(
+        model,
+        intensity=req.expression_intensity,
+        body_control=req.body_control,
+        video=req.character_type == "video",
+    )
     neutral_gap = composite.mouth_gap(rest.points)
     ticker.tick(PREPARE_SHARE)
 

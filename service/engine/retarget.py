@@ -27,6 +27,15 @@ INTENSITY_GAIN = {1: 0.35, 2: 0.7, 3: 1.0, 4: 1.3, 5: 1.6}
 ROLL_GAIN, YAW_GAIN, PITCH_GAIN = 1.0, 1.0, 0.8
 ROLL_MAX, YAW_MAX, PITCH_MAX = 35.0, 30.0, 22.0
 SCALE_MIN, SCALE_MAX = 0.85, 1.18
+#: A video character's share of the driver's turns out of the picture's plane (yaw,
+#: pitch) and of its travel (translation, scale), on top of its own motion; its tilt is
+#: taken whole. It has no clean background to show behind a travelling head, which
+#: would drag its scene along; and a turn re-projects the edge of its face, where hair
+#: often falls in front of the cheek: past about half the driver's turn on the shared
+#: character video, a sliver of the face's edge showed through the hair. A tilt turns
+#: the head in the plane of the picture and cannot fold it.
+VIDEO_TURN_GAIN = 0.5
+VIDEO_MOVE_GAIN = 0.5
 #: FaceMesh's relative depth is deeper than a real head's; turning a picture with it
 #: over-foreshortens the face (measured with an independent detector), so depth is
 #: flattened by this factor for the pose rotation.
@@ -197,10 +206,16 @@ class TargetFace:
 class Retargeter:
     """Maps driver frames onto one character face (fixed or per-frame for video)."""
 
-    def __init__(self, driver: DriverModel, *, intensity: int, body_control: bool) -> None:
+    def __init__(
+        self, driver: DriverModel, *, intensity: int, body_control: bool, video: bool = False
+    ) -> None:
+        """``video``: the character is a video, which keeps its own head motion and takes
+        part of the driver's (``VIDEO_TURN_GAIN``, ``VIDEO_MOVE_GAIN``)."""
         self._driver = driver
         self._gain = INTENSITY_GAIN[intensity]
         self._body = body_control
+        self._turn_gain = VIDEO_TURN_GAIN if video else 1.0
+        self._move_gain = VIDEO_MOVE_GAIN if video else 1.0
 
     def target(self, char: np.ndarray, frame: DriverFrame) -> TargetFace:
         """Destination landmarks for character landmarks ``char`` (478, 3) driven by ``frame``."""
@@ -213,14 +228,15 @@ class Retargeter:
         # Pose: the change from rest, damped and clamped, applied in the camera frame
         # around the character's head centre (so a tilt is a tilt whatever the rest pose).
         roll, yaw, pitch = frame.angles
+        yaw, pitch = yaw * self._turn_gain, pitch * self._turn_gain
         rot = from_euler(
             float(np.clip(roll * ROLL_GAIN, -ROLL_MAX, ROLL_MAX)),
             float(np.clip(yaw * YAW_GAIN, -YAW_MAX, YAW_MAX)),
             float(np.clip(pitch * PITCH_GAIN, -PITCH_MAX, PITCH_MAX)),
         )
-        scale = float(np.clip(frame.scale, SCALE_MIN, SCALE_MAX))
+        scale = float(np.clip(1.0 + (frame.scale - 1.0) * self._move_gain, SCALE_MIN, SCALE_MAX))
         size = landmarks.face_size(char)
-        gain = TRANSLATION_GAIN_BODY if self._body else TRANSLATION_GAIN_HEAD_ONLY
+        gain = (TRANSLATION_GAIN_BODY if self._body else TRANSLATION_GAIN_HEAD_ONLY) * self._move_gain
         shift2 = np.clip(frame.centre_shift * gain, -TRANSLATION_MAX, TRANSLATION_MAX) * size
         centre = char[stable].mean(axis=0)
         shift = np.array([shift2[0], shift2[1], 0.0])

@@ -195,27 +195,33 @@ def test_frames_between_a_cut_take_the_analysis_of_their_own_side(
     assert xs[5:].min() - xs[:5].max() > 100, xs  # the face moved across the cut
 
 
-def test_the_character_takes_the_drivers_whole_head_tilt(face: np.ndarray) -> None:
-    """Still or video, the character's head follows the performer's: a video character's
-    own motion stays underneath, but the performer's tilt is not damped."""
+def test_the_character_takes_the_drivers_whole_head_tilt_and_a_video_half_its_turn(face: np.ndarray) -> None:
+    """A still character follows the performer's head whole. A video character keeps its
+    own motion and takes the performer's tilt whole (it cannot fold the face) but only
+    part of a turn out of the picture's plane (``retarget.VIDEO_TURN_GAIN``)."""
     import math
 
     from service.engine import retarget
 
     neutral = face.astype(np.float64)
     centre = neutral[topology.STABLE].mean(axis=0)
-    tilt = math.radians(10)
-    rot = np.array([[math.cos(tilt), -math.sin(tilt), 0], [math.sin(tilt), math.cos(tilt), 0], [0, 0, 1]])
-    tilted = (neutral - centre) @ rot.T + centre
     model = retarget.DriverModel(neutral)
-    retargeter = retarget.Retargeter(model, intensity=3, body_control=True)
     character_face = neutral * 1.5 + (40.0, 10.0, 0.0)
-    target = retargeter.target(character_face, model.decompose(tilted))
+
+    def moved(rot: np.ndarray, video: bool) -> np.ndarray:
+        driver = (neutral - centre) @ rot.T + centre
+        retargeter = retarget.Retargeter(model, intensity=3, body_control=True, video=video)
+        return retargeter.target(character_face, model.decompose(driver)).points
 
     def eye_line(points: np.ndarray) -> float:
         a = points[list(topology.RIGHT_EYE_CORNERS), :2].mean(axis=0)
         b = points[list(topology.LEFT_EYE_CORNERS), :2].mean(axis=0)
         return math.degrees(math.atan2(b[1] - a[1], b[0] - a[0]))
 
-    turned = eye_line(target.points) - eye_line(character_face)
-    assert turned == pytest.approx(10.0, abs=0.5)
+    tilt = retarget.from_euler(10.0, 0.0, 0.0)
+    for video in (False, True):
+        assert eye_line(moved(tilt, video)) - eye_line(character_face) == pytest.approx(10.0, abs=0.5)
+    turn = retarget.from_euler(0.0, 12.0, 0.0)
+    still_turn = np.ptp(moved(turn, False)[:, 0] - character_face[:, 0])
+    video_turn = np.ptp(moved(turn, True)[:, 0] - character_face[:, 0])
+    assert video_turn == pytest.approx(still_turn * retarget.VIDEO_TURN_GAIN, rel=0.1)
