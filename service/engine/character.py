@@ -205,7 +205,7 @@ class VideoCharacter:
             return None
         half = cv2.resize(canvas, (self._w // 2, self._h // 2), interpolation=cv2.INTER_AREA)
         mask = composite.person_mask(seg.mask(half), points, (self._h, self._w))
-        opening = None if found is None else np.array(retarget.DriverModel.eye_openness(found))
+        opening = None if found is None else np.array(retarget.eye_openness(found))
         return _Look(opening=opening, points=points, mask=mask, box=composite.mask_box(mask))
 
     def _frame(
@@ -319,7 +319,7 @@ class OpenEyes:
         from ``points``): a blink lasts a few frames, which smoothing flattens.
         """
         out = points
-        openings = retarget.DriverModel.eye_openness(points) if opening is None else opening
+        openings = retarget.eye_openness(points) if opening is None else opening
         for eye, (_, upper, lower, corners, iris) in enumerate(topology.EYES):
             ends = points[list(corners), :2].astype(np.float64)
             width = float(np.linalg.norm(ends[1] - ends[0])) or 1.0

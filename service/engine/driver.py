@@ -91,7 +91,7 @@ def rest_pose(
                     found.append(points)
     if not found:
         return None
-    per_eye = np.array([retarget.DriverModel.eye_openness(p) for p in found])
+    per_eye = np.array([retarget.eye_openness(p) for p in found])
     eyes = per_eye.sum(axis=1)
     gaps = np.array([composite.mouth_gap(p) for p in found])
     usual = np.abs(eyes / np.median(eyes) - 1.0) <= 0.12

@@ -99,6 +99,11 @@ def from_euler(roll: float, yaw: float, pitch: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
+def eye_openness(points: np.ndarray) -> tuple[float, float]:
+    """(right, left) eye opening of a face: mean lid distance over eye width."""
+    return (_eye_openness(points, topology.RIGHT_EYE), _eye_openness(points, topology.LEFT_EYE))
+
+
 def _eye_openness(points: np.ndarray, eye: topology.Eye) -> float:
     width = np.linalg.norm(points[eye.corners[0]] - points[eye.corners[1]]) or 1.0
     return float(np.linalg.norm(points[eye.upper] - points[eye.lower], axis=1).mean() / width)
@@ -136,7 +141,7 @@ class DriverModel:
         self.neutral = neutral.astype(np.float64)
         self.size = landmarks.face_size(self.neutral)
         self._centre = self.neutral[topology.STABLE].mean(axis=0)
-        self._eyes0 = eyes if eyes is not None else self.eye_openness(self.neutral)
+        self._eyes0 = eyes if eyes is not None else eye_openness(self.neutral)
         self._gaze0 = self._gazes(self.neutral)
         self._eye_line0 = self._eye_line(self.neutral)
 
@@ -146,11 +151,6 @@ class DriverModel:
         a = points[list(topology.RIGHT_EYE_CORNERS), :2].mean(axis=0)
         b = points[list(topology.LEFT_EYE_CORNERS), :2].mean(axis=0)
         return math.degrees(math.atan2(b[1] - a[1], b[0] - a[0]))
-
-    @staticmethod
-    def eye_openness(points: np.ndarray) -> tuple[float, float]:
-        """(right, left) eye opening: mean lid distance over eye width."""
-        return (_eye_openness(points, topology.RIGHT_EYE), _eye_openness(points, topology.LEFT_EYE))
 
     @staticmethod
     def _gazes(points: np.ndarray) -> np.ndarray:
@@ -171,7 +171,7 @@ class DriverModel:
         canonical[:, :2] = (canonical[:, :2] - pivot) @ np.array([[c, -s], [s, c]]) + pivot
         centre_now = scale * rot @ self._centre + trans
         shift = (centre_now - self._centre)[:2] / self.size
-        eyes_now = self.eye_openness(canonical)
+        eyes_now = eye_openness(canonical)
         eyes = (eyes_now[0] / max(self._eyes0[0], 1e-6), eyes_now[1] / max(self._eyes0[1], 1e-6))
         # Roll is read from the eye line in the image: the 3D fit's roll mixes in yaw and
         # pitch (and depth noise), while the eye line is what a viewer sees tilt.
@@ -214,8 +214,12 @@ class Retargeter:
         self._driver = driver
         self._gain = INTENSITY_GAIN[intensity]
         self._body = body_control
-        self._turn_gain = VIDEO_TURN_GAIN if video else 1.0
-        self._move_gain = VIDEO_MOVE_GAIN if video else 1.0
+        turn = VIDEO_TURN_GAIN if video else 1.0
+        self._move = VIDEO_MOVE_GAIN if video else 1.0
+        self._angle_gains = (ROLL_GAIN, YAW_GAIN * turn, PITCH_GAIN * turn)
+        self._travel_gain = (
+            TRANSLATION_GAIN_BODY if body_control else TRANSLATION_GAIN_HEAD_ONLY
+        ) * self._move
 
     def target(self, char: np.ndarray, frame: DriverFrame) -> TargetFace:
         """Destination landmarks for character landmarks ``char`` (478, 3) driven by ``frame``."""
@@ -227,17 +231,15 @@ class Retargeter:
         self._place_eyelids(char, moved, frame.eyes)
         # Pose: the change from rest, damped and clamped, applied in the camera frame
         # around the character's head centre (so a tilt is a tilt whatever the rest pose).
-        roll, yaw, pitch = frame.angles
-        yaw, pitch = yaw * self._turn_gain, pitch * self._turn_gain
+        (roll, yaw, pitch), (g_roll, g_yaw, g_pitch) = frame.angles, self._angle_gains
         rot = from_euler(
-            float(np.clip(roll * ROLL_GAIN, -ROLL_MAX, ROLL_MAX)),
-            float(np.clip(yaw * YAW_GAIN, -YAW_MAX, YAW_MAX)),
-            float(np.clip(pitch * PITCH_GAIN, -PITCH_MAX, PITCH_MAX)),
+            float(np.clip(roll * g_roll, -ROLL_MAX, ROLL_MAX)),
+            float(np.clip(yaw * g_yaw, -YAW_MAX, YAW_MAX)),
+            float(np.clip(pitch * g_pitch, -PITCH_MAX, PITCH_MAX)),
         )
-        scale = float(np.clip(1.0 + (frame.scale - 1.0) * self._move_gain, SCALE_MIN, SCALE_MAX))
+        scale = float(np.clip(1.0 + (frame.scale - 1.0) * self._move, SCALE_MIN, SCALE_MAX))
         size = landmarks.face_size(char)
-        gain = (TRANSLATION_GAIN_BODY if self._body else TRANSLATION_GAIN_HEAD_ONLY) * self._move_gain
-        shift2 = np.clip(frame.centre_shift * gain, -TRANSLATION_MAX, TRANSLATION_MAX) * size
+        shift2 = np.clip(frame.centre_shift * self._travel_gain, -TRANSLATION_MAX, TRANSLATION_MAX) * size
         centre = char[stable].mean(axis=0)
         shift = np.array([shift2[0], shift2[1], 0.0])
         offsets = (moved - centre) * np.array([1.0, 1.0, DEPTH_SCALE])

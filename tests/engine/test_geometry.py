@@ -286,7 +286,7 @@ def test_eye_ratios_are_taken_against_the_usual_opening_when_given() -> None:
     face[:, 2] = 0.0
     for i in topology.STABLE:  # spread the skull points so the pose fit is well posed
         face[i, :2] = [150 + 60 * np.cos(i), 120 + 60 * np.sin(i)]
-    right, left = retarget.DriverModel.eye_openness(face)
+    right, left = retarget.eye_openness(face)
     squint = retarget.DriverModel(face)  # the rest frame caught the eyes narrower than usual
     usual = retarget.DriverModel(face, eyes=(right * 1.2, left * 1.2))  # the clip's median
     assert squint.decompose(face).eyes == pytest.approx((1.0, 1.0))
