@@ -123,7 +123,7 @@ def evaluate(
         driver_cache[reference] = (drv, drv_rate)
     drv, drv_rate = driver_cache[reference]
     outm, out_rate, greys = measure_video(out, count)
-    both = [(d, o) for d, o in zip(drv, outm, strict=False) if d is not None and o is not None]
+    both = _paired(drv, outm)
     row: dict[str, object] = {
         "pair": f"{pathlib.Path(character).stem} x {pathlib.Path(reference).stem}",
         "reference": reference,
@@ -132,8 +132,7 @@ def evaluate(
         "output_det": out_rate,
         "rtf": rtf,
     }
-    for name in measure.SIGNALS:
-        row[name] = measure.pearson([getattr(d, name) for d, _ in both], [getattr(o, name) for _, o in both])
+    row.update(_correlations(both))
     # Shape drift: how much more squashed/stretched the output face is than the driver's
     # over the same frames (the driver's own foreshortening from turning is allowed).
     d0, o0 = both[0]
@@ -165,9 +164,20 @@ def agreement(reference: str, drv: list[measure.Measure | None]) -> dict[str, fl
             points = tracker.detect(frame)
             h, w = frame.shape[:2]
             ours.append(None if points is None else measure.mediapipe_signals(points, w, h))
-    both = [(d, o) for d, o in zip(drv, ours, strict=False) if d is not None and o is not None]
+    return _correlations(_paired(drv, ours))
+
+
+def _paired(
+    a: list[measure.Measure | None], b: list[measure.Measure | None]
+) -> list[tuple[measure.Measure, measure.Measure]]:
+    """The frames where both readings found a face, as pairs."""
+    return [(x, y) for x, y in zip(a, b, strict=False) if x is not None and y is not None]
+
+
+def _correlations(pairs: list[tuple[measure.Measure, measure.Measure]]) -> dict[str, float]:
+    """Pearson r of each signal over paired readings."""
     return {
-        s: measure.pearson([getattr(d, s) for d, _ in both], [getattr(o, s) for _, o in both])
+        s: measure.pearson([getattr(x, s) for x, _ in pairs], [getattr(y, s) for _, y in pairs])
         for s in measure.SIGNALS
     }
 
