@@ -303,8 +303,9 @@ class OpenEyes:
     character's own open eye; a character that blinks by itself would both blur the
     performance and leave nothing to open (the lids' texture is shut in that frame). So
     each eye's last open view — the pixels around it and its lid and iris landmarks — is
-    remembered, and in frames where the eye is shut it is laid back over the eye (moved
-    with the eye's corners, feathered into the face) together with its landmarks.
+    remembered, and in frames where the eye is shut or not yet open again (below
+    ``OPEN_EYE_REFRESH`` of its usual opening) it is laid back over the eye (moved with
+    the eye's corners, feathered into the face) together with its landmarks.
     """
 
     def __init__(self) -> None:
