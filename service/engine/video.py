@@ -76,42 +76,37 @@ def prefetch(source: Iterable[T], depth: int = QUEUE_DEPTH) -> Generator[T, None
 
 
 def iter_frames(
-    path: pathlib.Path, fps: int, count: int, *, loop: bool = False, stride: int = 1
+    path: pathlib.Path, fps: int, count: int, *, hold: bool = True, stride: int = 1
 ) -> Iterator[np.ndarray]:
-    """Yield exactly ``count`` BGR frames of ``path`` sampled at ``fps``.
+    """Yield ``count`` BGR frames of ``path`` sampled at ``fps``.
 
     Output frame i shows the source frame on screen at time i/fps. When the source ends
-    early, ``loop`` restarts it from the beginning (the character-video case); otherwise
-    the last frame is repeated (covers containers whose duration overstates the stream).
-    With ``stride`` > 1 only output frames 0, stride, 2*stride, ... are yielded (the
-    others are decoded, as they must be, but not converted). Raises ASSET.INVALID if the
-    file cannot be decoded at all.
+    early, its last frame is repeated (``hold``: covers containers whose duration
+    overstates the stream), or, with ``hold=False``, the frames simply stop there (the
+    character-video case, which plays its frames back itself). With ``stride`` > 1 only
+    output frames 0, stride, 2*stride, ... are yielded (the others are decoded, as they
+    must be, but not converted). Raises ASSET.INVALID if the file cannot be decoded at
+    all.
     """
     produced = 0
-    offset = 0.0  # seconds already played in previous loop passes
     last: np.ndarray | None = None
-    while produced < count:
-        pass_start = produced
-        for frame, t_end in _timed_frames(path):
-            frame_bgr = None
-            while produced < count and (produced / fps) < offset + t_end:
-                if produced % stride == 0:
-                    if frame_bgr is None:  # convert only frames that are shown
-                        frame_bgr = frame.to_ndarray(format="bgr24")
-                    yield frame_bgr
-                    last = frame_bgr
-                produced += 1
-            if produced >= count:
-                return
-        if last is None:
-            raise contracts.asset_invalid("The video contains no decodable frames.")
-        if loop and produced > pass_start:
-            offset = produced / fps
-            continue
-        while produced < count:  # source shorter than claimed: hold the last frame
+    for frame, t_end in _timed_frames(path):
+        frame_bgr = None
+        while produced < count and (produced / fps) < t_end:
             if produced % stride == 0:
-                yield last
+                if frame_bgr is None:  # convert only frames that are shown
+                    frame_bgr = frame.to_ndarray(format="bgr24")
+                yield frame_bgr
+                last = frame_bgr
             produced += 1
+        if produced >= count:
+            return
+    if last is None:
+        raise contracts.asset_invalid("The video contains no decodable frames.")
+    while hold and produced < count:  # source shorter than claimed: hold the last frame
+        if produced % stride == 0:
+            yield last
+        produced += 1
 
 
 def _timed_frames(path: pathlib.Path) -> Iterator[tuple[Any, float]]:

@@ -1,4 +1,4 @@
-"""render(): output format, determinism, controls, looping, failures, cancellation."""
+"""render(): output format, determinism, controls, playing past the end, failures, cancellation."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_body_control_moves_the_shoulders(render_once: Render) -> None:
     assert max(diffs) > 2.0  # the torso followed the performer only with body control
 
 
-def test_video_character_loops_past_its_end(
+def test_video_character_plays_on_past_its_end(
     tmp_path: pathlib.Path, reference: pathlib.Path, short_character_video: pathlib.Path
 ) -> None:
     out = tmp_path / "video_char.mp4"

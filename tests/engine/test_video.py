@@ -23,3 +23,9 @@ def test_stride_holds_the_last_frame_past_a_short_stream(reference: pathlib.Path
     sampled = list(video.iter_frames(reference, 24, 120, stride=7))
     assert len(sampled) == len(range(0, 120, 7))
     np.testing.assert_array_equal(sampled[-1], sampled[-2])
+
+
+def test_without_hold_the_frames_stop_where_the_stream_ends(reference: pathlib.Path) -> None:
+    frames = list(video.iter_frames(reference, 24, 120, hold=False))
+    assert len(frames) == 84  # 3.5 s at 24 fps
+    np.testing.assert_array_equal(frames[-1], list(video.iter_frames(reference, 24, 84))[-1])

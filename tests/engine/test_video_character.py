@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pathlib
 
 import numpy as np
@@ -75,6 +76,59 @@ def test_a_character_video_is_analysed_on_alternate_frames(
         for between in frames[k + 1 : k + step]:
             inside = (between.points[:, :2] >= lo - 1e-3) & (between.points[:, :2] <= hi + 1e-3)
             assert inside.mean() > 0.95  # (re-opened eyes may move a few lid points)
+
+
+def test_a_short_character_video_plays_back_and_forth_from_the_frames_it_kept(
+    short_character_video: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its end the video plays backwards (no cut back to its opening shot), from
+    its kept frames: nothing is decoded, tracked or segmented again."""
+    from service.engine import video
+
+    count = 80  # the clip has 36 frames at 24 fps
+    own = len(list(video.iter_frames(short_character_video, 24, count, hold=False)))
+    assert own == 36
+    char = character.VideoCharacter(short_character_video, 640, 360, count, 24, duration_s=1.5)
+    calls = {"tracked": 0}
+    detect = landmarks.FaceTracker.detect
+
+    def counted_detect(self: landmarks.FaceTracker, bgr: np.ndarray) -> np.ndarray | None:
+        calls["tracked"] += 1
+        return detect(self, bgr)
+
+    monkeypatch.setattr(landmarks.FaceTracker, "detect", counted_detect)
+    frames = list(char.frames())
+    assert len(frames) == count
+    assert calls["tracked"] <= len(range(0, own, character.ANALYSE_EVERY)) + 2  # the first pass only
+    played = [own - 2 - k for k in range(own - 1)] + [1 + k for k in range(count - 2 * own + 1)]
+    assert len(played) == count - own
+    for shown, index in zip(frames[own:], played, strict=True):
+        kept = frames[index]
+        assert np.abs(shown.canvas.astype(int) - kept.canvas).mean() < 2.0  # JPEG-kept
+        np.testing.assert_array_equal(shown.points, kept.points)
+        assert np.abs(shown.mask - kept.mask).mean() < 0.01
+        assert shown.rig is not None and shown.rig.person_box == kept.rig.person_box
+
+
+def test_a_character_video_long_enough_keeps_no_frames(
+    short_character_video: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(image: np.ndarray) -> np.ndarray:
+        raise AssertionError("a frame was compressed for playing back")
+
+    monkeypatch.setattr(character, "_compress", refuse)
+    char = character.VideoCharacter(short_character_video, 640, 360, 30, 24, duration_s=1.5)
+    assert len(list(char.frames())) == 30
+    # A header that overstates the length: the last frame is held, as before.
+    char = character.VideoCharacter(short_character_video, 640, 360, 40, 24, duration_s=2.0)
+    frames = list(char.frames())
+    assert len(frames) == 40 and all(f is frames[35] for f in frames[36:])
+
+
+def test_playing_back_and_forth_turns_at_each_end_without_showing_it_twice() -> None:
+    assert list(itertools.islice(character._bounce(4), 9)) == [2, 1, 0, 1, 2, 3, 2, 1, 0]
+    assert list(itertools.islice(character._bounce(2), 4)) == [0, 1, 0, 1]
+    assert list(itertools.islice(character._bounce(1), 3)) == [0, 0, 0]
 
 
 @pytest.fixture(scope="module")
