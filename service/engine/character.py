@@ -60,6 +60,8 @@ class CharacterFrame:
     mask: np.ndarray
     background: np.ndarray
     base: np.ndarray
+    #: Draws the character's drawn eyes shut as they close (None: real eyes).
+    shut_eyes: eyefit.ShutEyes | None = None
 
 
 def load_image(path: pathlib.Path) -> np.ndarray:
@@ -112,7 +114,9 @@ class StillCharacter:
         step()
         fr = framing.choose(image.shape[1], image.shape[0], points, width, height)
         canvas = framing.render(image, fr)
-        points = eyefit.fit_drawn_eyes(canvas, fr.to_canvas(points))
+        found = fr.to_canvas(points)
+        moves = eyefit.contour_moves(canvas, found)
+        points = eyefit.fit_drawn_eyes(canvas, found, moves)
         with landmarks.Segmenter() as seg:
             mask = composite.person_mask(seg.mask(canvas), points)
         step()
@@ -126,6 +130,7 @@ class StillCharacter:
             mask=mask,
             background=plate,
             base=base,
+            shut_eyes=eyefit.ShutEyes.drawn(canvas, points, moves),
         )
 
     def frames(self) -> Iterator[CharacterFrame]:

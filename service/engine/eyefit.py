@@ -156,10 +156,14 @@ def _eye_moves(light: np.ndarray, points: np.ndarray, eye: topology.Eye) -> dict
     return moves
 
 
-def fit_drawn_eyes(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+def fit_drawn_eyes(
+    image: np.ndarray, points: np.ndarray, moves: dict[int, np.ndarray] | None = None
+) -> np.ndarray:
     """``points`` (478, 3) with the contour of any eye drawn larger than it moved onto the
-    drawing, and the face mesh around it following smoothly (a copy; real eyes: equal)."""
-    moves = contour_moves(image, points)
+    drawing, and the face mesh around it following smoothly (a copy; real eyes: equal).
+    ``moves``: ``contour_moves(image, points)``, if already known."""
+    if moves is None:
+        moves = contour_moves(image, points)
     out = points.copy()
     if not moves:
         return out
@@ -182,3 +186,123 @@ def fit_drawn_eyes(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     out[mesh, :2] += (blended * fade[:, None]).astype(out.dtype)
     out[index, :2] += shift.astype(out.dtype)
     return out
+
+
+class ShutEyes:
+    """Draws a drawn eye shut: a stylised eye cannot be closed by moving its lids alone.
+
+    A drawn open eye shows no lid: its lashes sit right on the eye's top edge. Closing it
+    as a real eye is closed (the lids slide to a line and the skin above stretches down
+    over the eyeball) stretches the drawn lashes into a tall brown band. So as such an
+    eye closes (below ``FROM`` of its opening, fully at ``FULL``) the region just
+    beyond its lids (one mesh ring out, which on a fitted drawn eye holds skin) is filled
+    from the skin around it, and the lashes are drawn along the closed lid: one tapered
+    stroke, as thick and as dark as the drawing's own lashes. Only eyes that
+    ``contour_moves`` found drawn get this; real eyes close by the warp alone.
+    """
+
+    #: Eye opening (share of the character's own) where drawing the eye shut begins...
+    FROM = 0.35
+    #: ...and where it is complete.
+    FULL = 0.1
+
+    def __init__(self, image: np.ndarray, points: np.ndarray, drawn: list[int]) -> None:
+        """``points``: the fitted landmarks (``fit_drawn_eyes``) of ``image``; ``drawn``:
+        indices into ``topology.EYES`` of the drawn eyes."""
+        import cv2
+
+        light = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32)
+        self._eyes: list[tuple[int, np.ndarray, float, np.ndarray]] = []
+        for k in drawn:
+            eye = topology.EYES[k]
+            inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
+            width = float(np.linalg.norm(outer - inner)) or 1.0
+            along = (outer - inner) / width
+            up = np.array([along[1], -along[0]])
+            if up[1] > 0:
+                up = -up
+            below = [_profile(light, points[i, :2] - up * 0.3 * width, -up, 0.2 * width) for i in eye.lower]
+            skin = float(np.median(np.concatenate(below)))
+            runs = [_dark_end(_profile(light, points[i, :2], up, REACH * width), skin) for i in eye.upper]
+            thick = [end - start for start, end in (r for r in runs if r is not None) if end > start]
+            lash = float(np.median(thick)) if thick else 0.05 * width
+            lash = float(np.clip(lash, 0.03 * width, 0.12 * width))
+            at = (points[eye.upper, :2] + up * lash / 2).astype(np.float32)
+            colour = cv2.remap(image, at[:, :1], at[:, 1:], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            # The surrounding ring, in order around the eye.
+            ring = topology.eye_surround(k)
+            rel = points[ring, :2] - points[eye.ring, :2].mean(axis=0)
+            ring = ring[np.argsort(np.arctan2(rel[:, 1], rel[:, 0]))]
+            self._eyes.append((k, ring, lash / width, np.median(colour[:, 0], axis=0)))
+
+    @classmethod
+    def drawn(cls, image: np.ndarray, points: np.ndarray, moves: dict[int, np.ndarray]) -> ShutEyes | None:
+        """For the eyes ``contour_moves`` found drawn (``moves``), with ``points`` already
+        fitted; None if no eye is drawn."""
+        drawn = [k for k, eye in enumerate(topology.EYES) if int(eye.lower[0]) in moves]
+        return cls(image, points, drawn) if drawn else None
+
+    def paint(self, out: np.ndarray, source: np.ndarray, target: np.ndarray) -> None:
+        """Draw the closing drawn eyes of ``out`` (in place): ``source`` are the
+        character's landmarks, ``target`` where the warp put them in ``out``."""
+        import cv2
+
+        from service.engine import retarget
+
+        rest, now = retarget.eye_openness(source), retarget.eye_openness(target)
+        h, w = out.shape[:2]
+        for k, ring, lash, colour in self._eyes:
+            shut = (self.FROM - now[k] / max(rest[k], 1e-6)) / (self.FROM - self.FULL)
+            if shut <= 0:
+                continue
+            shut = min(1.0, shut)
+            eye = topology.EYES[k]
+            inner, outer = (target[c, :2].astype(np.float64) for c in eye.corners)
+            width = float(np.linalg.norm(outer - inner)) or 1.0
+            poly = target[ring, :2].astype(np.float64)
+            feather = max(3, int(0.12 * width)) | 1
+            x0, y0 = np.floor(poly.min(axis=0)).astype(int) - feather
+            x1, y1 = np.ceil(poly.max(axis=0)).astype(int) + feather + 1
+            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+            if x1 - x0 < 4 or y1 - y0 < 4:
+                continue
+            box = out[y0:y1, x0:x1]
+            # The region, reaching half a feather past the ring so that the blend is
+            # whole over the ring itself, filled from the skin around it (at half size:
+            # the fill is smooth, and it costs a quarter).
+            hole = np.zeros(box.shape[:2], dtype=np.uint8)
+            cv2.fillPoly(hole, [np.round(poly - [x0, y0]).astype(np.int32)], (255,))
+            grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (feather // 2 * 2 + 1,) * 2)
+            hole = cv2.dilate(hole, grow)
+            size = (max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2))
+            small = cv2.inpaint(
+                cv2.resize(box, size, interpolation=cv2.INTER_AREA),
+                cv2.resize(hole, size, interpolation=cv2.INTER_NEAREST),
+                3,
+                cv2.INPAINT_TELEA,
+            )
+            closed = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+            stroke = _lash_stroke(target, eye, lash * width) - [x0, y0]
+            cv2.fillPoly(closed, [np.round(stroke * 16).astype(np.int32)], colour.tolist(), cv2.LINE_AA, 4)
+            alpha = cv2.GaussianBlur(hole, (feather, feather), 0).astype(np.float32)[..., None]
+            alpha *= np.float32(shut / 255)
+            box[:] = (closed * alpha + box * (1 - alpha)).astype(np.uint8)
+
+
+def _lash_stroke(points: np.ndarray, eye: topology.Eye, thickness: float) -> np.ndarray:
+    """The outline (N, 2) of a closed eye's lashes along its upper lid, corner to corner:
+    thickest in the middle, tapering to a third at the corners, mostly above the lid."""
+    lid = np.vstack([points[eye.corners[0], :2], points[eye.upper, :2], points[eye.corners[1], :2]])
+    inner, outer = lid[0].astype(np.float64), lid[-1].astype(np.float64)
+    width = float(np.linalg.norm(outer - inner)) or 1.0
+    along = (outer - inner) / width
+    up = np.array([along[1], -along[0]])
+    if up[1] > 0:
+        up = -up
+    rel = lid - inner
+    coeffs = np.polyfit(rel @ along, rel @ up, 2)  # the lid as one smooth arc
+    t = np.linspace(0.0, 1.0, 24)
+    u = t * width
+    line = inner + u[:, None] * along + np.polyval(coeffs, u)[:, None] * up
+    thick = thickness * (1 / 3 + 2 / 3 * np.sin(np.pi * t))
+    return np.vstack([line + up * (0.75 * thick[:, None]), (line - up * (0.25 * thick[:, None]))[::-1]])

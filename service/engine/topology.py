@@ -173,3 +173,12 @@ def face_triangles() -> np.ndarray:
         if sum(edge_use[e] > 2 for e in ((t[0], t[1]), (t[0], t[2]), (t[1], t[2]))) < 2
     ]
     return np.array(triangles, dtype=np.int32)
+
+
+@functools.cache
+def eye_surround(eye_index: int) -> np.ndarray:
+    """The mesh points one triangle out from eye ``eye_index``'s opening (0: right, 1:
+    left): the ring just beyond its lids, in index order."""
+    ring = {int(i) for i in EYES[eye_index].ring}
+    touching = {int(v) for t in face_triangles() if ring & {int(v) for v in t} for v in t}
+    return np.array(sorted(touching - ring), dtype=np.int32)

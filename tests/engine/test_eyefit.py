@@ -1,4 +1,5 @@
-"""Drawn eyes larger than FaceMesh's eye contour: the contour is fitted to the drawing."""
+"""Drawn eyes larger than FaceMesh's eye contour: the contour is fitted to the drawing,
+and a drawn eye is drawn shut as it closes."""
 
 from __future__ import annotations
 
@@ -132,3 +133,61 @@ def test_dark_make_up_under_a_real_eye_leaves_its_upper_lid_alone(
     for _, upper, lower, _, _ in EYES:
         assert all(int(i) in moves for i in lower)  # taken for a drawn lid...
         assert np.abs(fitted[upper, 1] - points[upper, 1]).max() < 0.5  # ...the upper lid stays
+
+
+def _white(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+    return (hsv[..., 2] > 170) & (hsv[..., 1] < 60)
+
+
+def _closed(points: np.ndarray, eye: topology.Eye) -> np.ndarray:
+    """``points`` with ``eye``'s lids shut on the line the retargeter closes them to."""
+    out = points.copy()
+    mid = points[eye.lower] + retarget.EYE_CLOSE_POINT * (points[eye.upper] - points[eye.lower])
+    out[eye.upper], out[eye.lower] = mid, mid
+    return out
+
+
+def test_a_drawn_eye_is_drawn_shut_and_a_real_one_is_left_to_the_warp(media: pathlib.Path) -> None:
+    """The shared cartoon's eyes, shut, show skin with the drawing's dark lashes along the
+    closed lid, not the eye's white and iris; an eye still open is left untouched, and a
+    photo's real eyes get no such painting."""
+    import cv2
+
+    assert character.StillCharacter(media / "character_photo.jpg", 1280, 720).frame.shut_eyes is None
+    frame = character.StillCharacter(media / "character_cartoon.jpg", 1280, 720).frame
+    shut_eyes = frame.shut_eyes
+    assert shut_eyes is not None
+    canvas, points = frame.canvas, frame.points
+    right = EYES[0]
+    target = _closed(points, right)
+    out = canvas.copy()
+    shut_eyes.paint(out, points, target)
+    opening = np.zeros(canvas.shape[:2], np.uint8)
+    cv2.fillPoly(opening, [np.round(points[right.ring, :2]).astype(np.int32)], (255,))
+    inside = opening > 0
+    grey = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY).astype(int)
+    skin = grey[
+        np.round(points[topology.CHEEKS, 1]).astype(int), np.round(points[topology.CHEEKS, 0]).astype(int)
+    ]
+    # No white or blue left where the eye was open: every pixel is skin-like or lash-dark.
+    hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV)
+    blue = cv2.cvtColor(canvas, cv2.COLOR_BGR2HSV)[..., 0][inside] > 90  # (OpenCV hue: 100-120)
+    assert (hsv[..., 0][inside] > 90).mean() < 0.02 < 0.2 < blue.mean()  # iris before
+    assert _white(out)[inside].mean() < 0.02 < 0.2 < _white(canvas)[inside].mean()  # white before
+    # The lashes: a dark stroke along the closed lid.
+    lid = np.round(target[right.upper, :2] + [0.0, -1.0]).astype(int)
+    assert grey[lid[:, 1], lid[:, 0]].mean() < 0.6 * np.median(skin)
+    # The other eye is open: untouched; and an eye only narrowed is left to the warp.
+    away = np.ones(canvas.shape[:2], bool)
+    x0, y0 = points[topology.eye_surround(0), :2].min(axis=0).astype(int) - 40
+    x1, y1 = points[topology.eye_surround(0), :2].max(axis=0).astype(int) + 40
+    away[y0:y1, x0:x1] = False
+    assert np.array_equal(out[away], canvas[away])
+    narrowed = points.copy()
+    narrowed[right.upper] = points[right.lower] + 0.6 * (points[right.upper] - points[right.lower])
+    same = canvas.copy()
+    shut_eyes.paint(same, points, narrowed)
+    assert np.array_equal(same, canvas)
