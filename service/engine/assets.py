@@ -15,7 +15,7 @@ import os
 import pathlib
 import struct
 
-from service.engine import contracts
+from service.engine import contracts, video
 
 #: Largest image accepted, in pixels (a decompression-bomb guard).
 MAX_IMAGE_PIXELS = 40_000_000
@@ -184,6 +184,8 @@ def _probe_video(path: pathlib.Path) -> contracts.MediaInfo:
         frame = next(container.decode(stream), None)
         if frame is None:
             raise contracts.asset_invalid("The video contains no decodable frames.")
+        if video.quarter_turns(frame) % 2:  # shown turned (a phone's portrait video)
+            width, height = height, width
     return contracts.MediaInfo(
         kind="video",
         format=fmt,

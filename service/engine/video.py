@@ -95,7 +95,7 @@ def iter_frames(
         while produced < count and (produced / fps) < t_end:
             if produced % stride == 0:
                 if frame_bgr is None:  # convert only frames that are shown
-                    frame_bgr = frame.to_ndarray(format="bgr24")
+                    frame_bgr = upright(frame)
                 yield frame_bgr
                 last = frame_bgr
             produced += 1
@@ -107,6 +107,23 @@ def iter_frames(
         if produced % stride == 0:
             yield last
         produced += 1
+
+
+def upright(frame: Any) -> np.ndarray:
+    """A decoded ``av.VideoFrame`` as the BGR picture players show.
+
+    Phones store portrait video as landscape frames with a display matrix that turns them
+    on playback; PyAV reports its rotation (degrees counterclockwise, as FFmpeg's
+    ``av_display_rotation_get``), and the frame is turned by it here too.
+    """
+    image = frame.to_ndarray(format="bgr24")
+    turns = quarter_turns(frame)
+    return image if turns == 0 else np.ascontiguousarray(np.rot90(image, turns))
+
+
+def quarter_turns(frame: Any) -> int:
+    """How many quarter turns counterclockwise (0-3) ``frame``'s display matrix asks for."""
+    return round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
 
 
 def _timed_frames(path: pathlib.Path) -> Iterator[tuple[Any, float]]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from service import storage, tasks
 from service.db import Database
+from service.engine import video
 from service.media import refs
 from service.runtime import Runtime
 from service.web import queries
@@ -36,7 +37,7 @@ def _first_frame(path: Path) -> np.ndarray | None:
         return image
     with contextlib.suppress(Exception), av.open(str(path)) as container:
         for frame in container.decode(video=0):
-            return frame.to_ndarray(format="bgr24")
+            return video.upright(frame)
     return None
 
 

@@ -10,6 +10,7 @@ import fractions
 import hashlib
 import os
 import pathlib
+import struct
 from collections.abc import Iterator
 
 import av
@@ -91,6 +92,33 @@ def synthetic(
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
+    return dst
+
+
+def turned(src: pathlib.Path, dst: pathlib.Path, *, seconds: float = 1.0) -> pathlib.Path:
+    """The first ``seconds`` of ``src`` as a phone stores a portrait video: each frame
+    turned a quarter counterclockwise, with a display matrix (MP4 ``tkhd``) that turns it
+    back upright on playback."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
+        vin = inp.streams.video[0]
+        rate = vin.average_rate or fractions.Fraction(30)
+        vout = out.add_stream("libx264", rate=rate)
+        vout.width, vout.height, vout.pix_fmt = vin.codec_context.height, vin.codec_context.width, "yuv420p"
+        vout.options = {"preset": "ultrafast", "crf": "12"}
+        for n, frame in enumerate(inp.decode(vin)):
+            if frame.time is None or frame.time >= seconds:
+                break
+            stored = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), 1))
+            vf = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            vf.pts, vf.time_base = n, 1 / rate
+            out.mux(vout.encode(vf))
+        out.mux(vout.encode(None))
+    data = bytearray(dst.read_bytes())
+    identity = struct.pack(">9i", 65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
+    quarter = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+    at = data.index(identity, data.index(b"tkhd"))
+    data[at : at + len(identity)] = quarter
+    dst.write_bytes(bytes(data))
     return dst
 
 

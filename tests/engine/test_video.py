@@ -1,12 +1,17 @@
-"""Streaming decode: sampling every n-th output frame."""
+"""Streaming decode: sampling every n-th output frame, stopping or holding at the end, and
+turning frames stored turned (phones' portrait videos) upright."""
 
 from __future__ import annotations
 
 import pathlib
 
+import av
 import numpy as np
 
-from service.engine import video
+from service import engine
+from service.engine import driver, video
+
+from . import clips
 
 
 def test_stride_yields_every_nth_frame_of_the_full_stream(reference: pathlib.Path) -> None:
@@ -29,3 +34,35 @@ def test_without_hold_the_frames_stop_where_the_stream_ends(reference: pathlib.P
     frames = list(video.iter_frames(reference, 24, 120, hold=False))
     assert len(frames) == 84  # 3.5 s at 24 fps
     np.testing.assert_array_equal(frames[-1], list(video.iter_frames(reference, 24, 84))[-1])
+
+
+def test_a_portrait_video_stored_turned_is_decoded_and_probed_upright(
+    reference: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    wide = np.zeros((256, 320, 3), np.uint8)  # (reference is square: use a wide synthetic)
+    source = tmp_path / "wide.mp4"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 320, 256, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "12"}
+        for i in range(12):
+            frame = wide.copy()
+            frame[:64] = (0, 0, 255)  # a red band along the top
+            frame[:, :16] = (255, 0, 0)  # a blue one down the left
+            vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
+            vf.pts = i
+            out.mux(stream.encode(vf))
+        out.mux(stream.encode(None))
+    portrait = clips.turned(source, tmp_path / "portrait.mp4")
+    info = engine.probe(portrait)
+    assert (info.width, info.height) == (320, 256)  # as shown, not as stored (256x320)
+    shown = next(video.iter_frames(portrait, 24, 1))
+    assert shown.shape == (256, 320, 3)
+    assert shown[:48, 32:, 2].mean() > 200 and shown[80:, 32:, 2].mean() < 40  # red on top
+    assert shown[80:, :12, 0].mean() > 200  # blue on the left
+    # Faces too: the performer in a turned clip is found as in the upright one.
+    turned_face = clips.turned(reference, tmp_path / "face.mp4")
+    upright = driver.rest_pose(reference, 24, 24)
+    found = driver.rest_pose(turned_face, 24, 24)
+    assert upright is not None and found is not None
+    assert np.abs(found.points[:, :2] - upright.points[:, :2]).mean() < 3.0

@@ -238,6 +238,20 @@ def test_a_thumbnail_is_a_small_jpeg_of_an_image_or_a_videos_first_frame(name: s
     assert data is not None and data[:3] == b"\xff\xd8\xff" and len(data) < 60_000
 
 
+def test_a_video_stored_turned_gets_an_upright_thumbnail(tmp_path: Path) -> None:
+    """A phone's portrait video stores its frames turned, with a display matrix."""
+    import cv2
+    import numpy as np
+
+    from tests.engine import clips
+
+    turned = clips.turned(MEDIA / "character_video.mp4", tmp_path / "turned.mp4", seconds=0.2)
+    data = thumbs.make(turned)
+    assert data is not None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[:2] == (135, 240)  # as shown: 1280x720, not the stored 720x1280
+
+
 def test_an_undecodable_file_has_no_thumbnail(tmp_path: Path) -> None:
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"not media" * 100)
