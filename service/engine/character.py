@@ -32,6 +32,9 @@ OPEN_EYE_DECAY = 0.995
 OPEN_EYE_REFRESH = 0.88
 #: Longest side used to look for the face in a picture (detector input is small anyway).
 DETECT_MAX_SIDE = 1280
+#: A face narrower than this (px) in the reduced picture is looked at again in the
+#: full-size one.
+SMALL_FACE = 160
 #: How many opening frames of a character video may be searched for a face.
 VIDEO_SEARCH_FRAMES = 24
 #: A video character's face and person mask are found on every this many frames and
@@ -97,7 +100,15 @@ def find_face(image: np.ndarray) -> np.ndarray | None:
     )
     with landmarks.FaceTracker(video=False) as tracker:
         points = tracker.detect(small)
-    return None if points is None else points / factor
+        if points is None:
+            return None
+        points = points / factor
+        if factor < 1 and np.ptp(points[:, 0]) * factor < SMALL_FACE:
+            # A face small in the reduced picture: its landmarks again, from the full one.
+            again = tracker.detect_around(image, points)
+            if again is not None:
+                points = again
+    return points
 
 
 class StillCharacter:

@@ -273,18 +273,18 @@ class ShutEyes:
             hole = np.zeros(box.shape[:2], dtype=np.uint8)
             cv2.fillPoly(hole, [np.round(poly - [x0, y0]).astype(np.int32)], (255,))
             grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (feather // 2 * 2 + 1,) * 2)
-            hole = cv2.dilate(hole, grow)
+            region = cv2.dilate(hole, grow)
             size = (max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2))
             small = cv2.inpaint(
                 cv2.resize(box, size, interpolation=cv2.INTER_AREA),
-                cv2.resize(hole, size, interpolation=cv2.INTER_NEAREST),
+                cv2.resize(region, size, interpolation=cv2.INTER_NEAREST),
                 3,
                 cv2.INPAINT_TELEA,
             )
             closed = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
             stroke = _lash_stroke(target, eye, lash * width) - [x0, y0]
             cv2.fillPoly(closed, [np.round(stroke * 16).astype(np.int32)], colour.tolist(), cv2.LINE_AA, 4)
-            alpha = cv2.GaussianBlur(hole, (feather, feather), 0).astype(np.float32)[..., None]
+            alpha = cv2.GaussianBlur(region, (feather, feather), 0).astype(np.float32)[..., None]
             alpha *= np.float32(shut / 255)
             box[:] = (closed * alpha + box * (1 - alpha)).astype(np.uint8)
 

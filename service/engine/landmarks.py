@@ -31,16 +31,40 @@ def preload() -> None:
     _solutions()
 
 
+#: Faces too small for FaceMesh's own detector (it finds none under about a tenth of the
+#: picture's width): MediaPipe's full-range face detector looks for one (down to about
+#: 40 px), and FaceMesh then runs on a square crop ``ZOOM_WINDOW`` times the face's size
+#: around it, scaled to ``ZOOM_SIDE`` px. Only faces smaller than ``ZOOM_BELOW`` of the
+#: picture's shorter side are zoomed in on.
+ZOOM_WINDOW = 2.4
+ZOOM_SIDE = 384
+ZOOM_BELOW = 0.25
+#: A video where the face is nowhere looks for a small one only on every this many frames.
+ZOOM_RETRY = 6
+
+
 class FaceTracker:
     """FaceMesh (478 points, iris refined) for one image or one video stream.
 
     ``video=True`` uses MediaPipe's tracking mode (the previous frame's face seeds the next
-    one), which is both faster and steadier; use one tracker per stream.
+    one), which is both faster and steadier; use one tracker per stream. A face too small
+    for FaceMesh to find is zoomed in on (``ZOOM_WINDOW``); in a video the zoom then
+    follows it from frame to frame.
     """
 
     def __init__(self, *, video: bool, min_confidence: float = 0.5) -> None:
-        self._mesh = _solutions().face_mesh.FaceMesh(
-            static_image_mode=not video,
+        self._mesh = self._face_mesh(static=not video, min_confidence=min_confidence)
+        self._min_confidence = min_confidence
+        self._video = video
+        self._zoom_mesh: Any = None  # FaceMesh on zoomed crops (made when first needed)
+        self._finder: Any = None  # the full-range face detector (made when first needed)
+        self._window: tuple[float, float, float] | None = None  # a small face's last crop
+        self._since_search = ZOOM_RETRY  # frames since the detector last looked
+
+    @staticmethod
+    def _face_mesh(*, static: bool, min_confidence: float) -> Any:
+        return _solutions().face_mesh.FaceMesh(
+            static_image_mode=static,
             max_num_faces=1,
             refine_landmarks=True,
             min_detection_confidence=min_confidence,
@@ -49,24 +73,106 @@ class FaceTracker:
 
     def detect(self, bgr: np.ndarray) -> np.ndarray | None:
         """Landmarks (478, 3) in pixels, or None when no face is found."""
+        if self._window is not None:  # following a small face
+            points = _mesh_points(self._zoom(), bgr, self._window)
+            if points is not None:
+                self._window = _window_around(points)
+                return points
+            self._window = None
+        points = _mesh_points(self._mesh, bgr)
+        return points if points is not None else self._search(bgr)
+
+    def detect_around(self, bgr: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+        """Landmarks found again in a zoomed crop of ``bgr`` around a face seen at
+        ``points`` (as in a smaller copy of the picture, scaled to ``bgr``), or None."""
+        return _mesh_points(self._zoom(), bgr, _window_around(points))
+
+    def _search(self, bgr: np.ndarray) -> np.ndarray | None:
+        """Look for a small face (in a video, on every ``ZOOM_RETRY``-th frame only)."""
+        if self._video and self._since_search < ZOOM_RETRY - 1:
+            self._since_search += 1
+            return None
+        self._since_search = 0
+        window = self._find_small_face(bgr)
+        if window is None:
+            return None
+        points = _mesh_points(self._zoom(), bgr, window)
+        self._window = None if points is None else _window_around(points)
+        return points
+
+    def _zoom(self) -> Any:
+        if self._zoom_mesh is None:
+            # Tracking, in a video: the crop follows the face, which stays at its centre.
+            self._zoom_mesh = self._face_mesh(static=not self._video, min_confidence=self._min_confidence)
+        return self._zoom_mesh
+
+    def _find_small_face(self, bgr: np.ndarray) -> tuple[float, float, float] | None:
+        """The crop around the largest face the full-range detector sees, if it is small."""
         import cv2
 
+        if self._finder is None:
+            self._finder = _solutions().face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=self._min_confidence
+            )
         height, width = bgr.shape[:2]
-        result = self._mesh.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        if not result.multi_face_landmarks:
+        result = self._finder.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        if not result.detections:
             return None
-        xyz = landmark_array(result.multi_face_landmarks[0])
-        xyz *= (width, height, width)
-        return xyz.astype(np.float32)
+        boxes = [d.location_data.relative_bounding_box for d in result.detections]
+        box = max(boxes, key=lambda b: b.width * b.height)
+        side = max(box.width * width, box.height * height)
+        if side <= 0 or side >= ZOOM_BELOW * min(width, height):
+            return None  # a face this large FaceMesh would have found: not a face
+        cx, cy = (box.xmin + box.width / 2) * width, (box.ymin + box.height / 2) * height
+        return cx, cy, side * ZOOM_WINDOW
 
     def close(self) -> None:
         self._mesh.close()
+        for part in (self._zoom_mesh, self._finder):
+            if part is not None:
+                part.close()
 
     def __enter__(self) -> FaceTracker:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _mesh_points(
+    mesh: Any, bgr: np.ndarray, window: tuple[float, float, float] | None = None
+) -> np.ndarray | None:
+    """FaceMesh's landmarks (478, 3) in pixels of ``bgr``, or None. With ``window``
+    (centre x, centre y, side), FaceMesh sees only that square, scaled to ``ZOOM_SIDE``."""
+    import cv2
+
+    height, width = bgr.shape[:2]
+    if window is None:
+        image, scale, origin = bgr, 1.0, (0.0, 0.0)
+    else:
+        cx, cy, side = window
+        scale = ZOOM_SIDE / side
+        origin = (cx - side / 2, cy - side / 2)
+        crop = np.array([[scale, 0.0, -origin[0] * scale], [0.0, scale, -origin[1] * scale]])
+        image = cv2.warpAffine(bgr, crop, (ZOOM_SIDE, ZOOM_SIDE), flags=cv2.INTER_LINEAR)
+    result = mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    if not result.multi_face_landmarks:
+        return None
+    xyz = landmark_array(result.multi_face_landmarks[0])
+    h, w = image.shape[:2]
+    xyz *= (w, h, w)
+    if window is not None:
+        xyz /= scale
+        xyz[:, 0] += origin[0]
+        xyz[:, 1] += origin[1]
+    return xyz.astype(np.float32)
+
+
+def _window_around(points: np.ndarray) -> tuple[float, float, float]:
+    """The zoom crop for a face at ``points``: ``ZOOM_WINDOW`` times its size, centred."""
+    lo, hi = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
+    centre = (lo + hi) / 2
+    return float(centre[0]), float(centre[1]), float(max(hi - lo)) * ZOOM_WINDOW
 
 
 #: One landmark of a serialised ``NormalizedLandmarkList``: the list's field 1 (a

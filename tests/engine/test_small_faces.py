@@ -1,0 +1,63 @@
+"""Faces too small for FaceMesh's own detector: found with the full-range detector and
+followed in a zoomed crop."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from service.engine import character, landmarks, video
+
+
+def _placed(picture: np.ndarray, side: int, at: tuple[int, int]) -> np.ndarray:
+    """``picture`` scaled to ``side`` px square on a plain 1280x720 frame at ``at``."""
+    import cv2
+
+    frame = np.full((720, 1280, 3), 190, np.uint8)
+    x, y = at
+    frame[y : y + side, x : x + side] = cv2.resize(picture, (side, side), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+def test_a_small_face_in_a_picture_is_found(media: pathlib.Path) -> None:
+    photo = character.load_image(media / "character_photo.jpg")  # 512 px, face ~220 px
+    big = character.find_face(photo)
+    assert big is not None
+    frame = _placed(photo, 190, (700, 400))  # face ~80 px: FaceMesh alone finds nothing
+    with landmarks.FaceTracker(video=False) as tracker:
+        assert landmarks._mesh_points(tracker._mesh, frame) is None
+    found = character.find_face(frame)
+    assert found is not None
+    expected = big[:, :2] * 190 / 512 + [700, 400]
+    assert np.abs(found[:, :2] - expected).mean() < 1.0
+
+
+def test_a_small_face_in_a_video_is_followed_as_it_moves(reference: pathlib.Path) -> None:
+    frames = list(video.iter_frames(reference, 24, 48))  # 256 px, face ~115 px
+    with landmarks.FaceTracker(video=True) as near, landmarks.FaceTracker(video=True) as far:
+        for i, frame in enumerate(frames):
+            at = (500 + 4 * i, 300)  # travelling right, face ~55 px wide
+            seen, small = near.detect(frame), far.detect(_placed(frame, 120, at))
+            assert seen is not None and small is not None, i
+            expected = seen[:, :2] * 120 / 256 + at
+            assert np.abs(small[:, :2] - expected).mean() < 1.5, i
+
+
+def test_a_video_without_a_face_looks_for_a_small_one_only_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    looks: list[np.ndarray] = []
+
+    def find(self: landmarks.FaceTracker, bgr: np.ndarray) -> None:
+        looks.append(bgr)
+
+    monkeypatch.setattr(landmarks.FaceTracker, "_find_small_face", find)
+    blank = np.full((360, 640, 3), 120, np.uint8)
+    with landmarks.FaceTracker(video=True) as tracker:
+        assert all(tracker.detect(blank) is None for _ in range(2 * landmarks.ZOOM_RETRY))
+    assert len(looks) == 2
+    with landmarks.FaceTracker(video=False) as tracker:  # a picture: always
+        assert tracker.detect(blank) is None
+    assert len(looks) == 3
