@@ -171,9 +171,12 @@ class VideoCharacter:
     ) -> None:
         """Find the face in the opening frames; ``step()`` runs between frames.
         ``duration_s``: the video's length, if known: frames are kept for playing back
-        only if it is shorter than ``count`` frames (or unknown)."""
+        only if it is shorter than ``count`` frames (or unknown), and then only those
+        that will be played back (with a second's margin for a header's rounding)."""
         self._path, self._w, self._h, self._count, self._fps = path, width, height, count, fps
         self._bounces = duration_s is None or duration_s * fps < count
+        own = count if duration_s is None else int(duration_s * fps)
+        self._keep_from = max(0, own - 1 - (count - own) - fps)
         first_face = None
         first_shape = None
         with landmarks.FaceTracker(video=False) as tracker:
@@ -191,7 +194,7 @@ class VideoCharacter:
     def frames(self) -> Iterator[CharacterFrame]:
         """``count`` frames: the video's own, then, if it ends first, the same played
         backwards and forwards again."""
-        reel = _Reel(self._w, self._h) if self._bounces else None
+        reel = _Reel(self._w, self._h, self._keep_from) if self._bounces else None
         shown: CharacterFrame | None = None
         produced = 0
         for shown in self._played():
@@ -200,7 +203,7 @@ class VideoCharacter:
             yield shown
             produced += 1
         assert shown is not None  # iter_frames raises on a video with no frames
-        if reel is None:  # longer than the render by its header, but it ended early
+        if reel is None or not reel.kept:  # longer by its header than it turned out
             for _ in range(produced, self._count):
                 yield shown
             return
@@ -391,21 +394,34 @@ class _Reel:
     """The frames a character video has shown, JPEG-compressed, for playing them again.
 
     A frame keeps its canvas, landmarks and person mask (at half size: it is feathered
-    wider than that, and consecutive frames often share one); its rig is rebuilt.
+    wider than that, and consecutive frames often share one); its rig is rebuilt. Frames
+    before ``first`` are not kept (they will not be played back); asked for, the first
+    kept one stands in.
     """
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, first: int = 0) -> None:
         self._w, self._h = width, height
+        self._first = first
+        self._seen = 0
         self._frames: list[_Kept] = []
         self._mask: tuple[np.ndarray, np.ndarray] | None = None  # the last (mask, kept)
         self._restored: tuple[np.ndarray, np.ndarray] | None = None  # the last (kept, mask)
 
     def __len__(self) -> int:
+        """Frames shown so far, kept or not."""
+        return self._seen
+
+    @property
+    def kept(self) -> int:
         return len(self._frames)
 
     def keep(self, frame: CharacterFrame) -> None:
+        """The next frame shown (kept if it may be played back)."""
         import cv2
 
+        self._seen += 1
+        if self._seen <= self._first:
+            return
         canvas = _compress(frame.canvas)
         if frame.rig is None:  # no face yet: shown as it is
             self._frames.append(_Kept(canvas, None, None, (0, 0, self._w, self._h)))
@@ -419,7 +435,7 @@ class _Reel:
         """Kept frame ``index`` again; ``previous``: the frame shown before it."""
         import cv2
 
-        kept = self._frames[index]
+        kept = self._frames[max(0, index - self._first)]
         canvas = cv2.imdecode(kept.canvas, cv2.IMREAD_COLOR)
         if kept.points is None or kept.mask is None:
             return _passthrough(canvas)

@@ -125,6 +125,28 @@ def test_a_character_video_long_enough_keeps_no_frames(
     assert len(frames) == 40 and all(f is frames[35] for f in frames[36:])
 
 
+def test_a_video_a_little_shorter_than_the_render_keeps_only_the_frames_played_back(
+    short_character_video: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compress = character._compress
+    canvases: list[int] = []
+
+    def counted(image: np.ndarray) -> np.ndarray:
+        if image.ndim == 3:
+            canvases.append(1)
+        return compress(image)
+
+    monkeypatch.setattr(character, "_compress", counted)
+    count = 40  # 36 frames of its own, then 4 played back: frames 34 down to 31
+    frames = list(
+        character.VideoCharacter(short_character_video, 640, 360, count, 24, duration_s=1.5).frames()
+    )
+    assert len(frames) == count
+    assert len(canvases) == 36 - (35 - 4 - 24)  # from frame 35 - 4 - a second's margin on
+    for shown, index in zip(frames[36:], [34, 33, 32, 31], strict=True):
+        np.testing.assert_array_equal(shown.points, frames[index].points)
+
+
 def test_playing_back_and_forth_turns_at_each_end_without_showing_it_twice() -> None:
     assert list(itertools.islice(character._bounce(4), 9)) == [2, 1, 0, 1, 2, 3, 2, 1, 0]
     assert list(itertools.islice(character._bounce(2), 4)) == [0, 1, 0, 1]
