@@ -163,8 +163,8 @@ class Rig:
 
         # Openings: each eyeball spans its eye's corners (so a turned head foreshortens it
         # along the eye) at the head's scale across it, shifted by the gaze; the lids then
-        # slide over it instead of squashing it. The mouth opening rides with the head.
-        inv_head = _invert(target.head)
+        # slide over it instead of squashing it. The mouth opening rides with the head and
+        # the upper lip (``_mouth_affine``).
         head_scale = float(np.sqrt(abs(warp.det2(target.head[:, :2])))) or 1.0
         hole_polys, hole_affines = [], []
         for (ring, upper, lower, corners, _), gaze in zip(topology.EYES, target.gaze_px, strict=True):
@@ -177,7 +177,7 @@ class Rig:
             hole_polys.append(dst_face[ring])
             hole_affines.append(_eyeball_affine(src_c, dst_c + gaze, across))
         hole_polys.append(dst_face[topology.INNER_LIPS])
-        hole_affines.append(inv_head)
+        hole_affines.append(self._mouth_affine(target, dst_face))
         # Fan-triangulate each opening (fillConvexPoly needs convex pieces).
         fan_dst, fan_aff = [], []
         for poly, aff in zip(hole_polys, hole_affines, strict=True):
@@ -191,6 +191,20 @@ class Rig:
         all_aff = np.concatenate([affines[:n_bg], np.concatenate(fan_aff), affines[n_bg:]])
         all_valid = np.concatenate([valid[:n_bg], np.ones(len(holes), dtype=bool), valid[n_bg:]])
         return all_dst, all_aff, all_valid
+
+    def _mouth_affine(self, target: retarget.TargetFace, dst_face: np.ndarray) -> np.ndarray:
+        """dst -> src affine of the mouth opening: it moves with the head, and as far again
+        as the middle of the upper lip moved beyond the head. The interior stays under the
+        upper lip, as the upper teeth do, and is never stretched; lips that part where the
+        picture had lips show what the picture had between them, not its lips again (a
+        pout or a smirk arches the lips: riding with the head alone, the opening showed
+        lip where it had risen above the picture's own opening)."""
+        upper = list(topology.UPPER_INNER_LIP_MIDDLE)
+        src = self.source[upper, :2].mean(axis=0)
+        moved = _apply(target.head, src)
+        delta = dst_face[upper].mean(axis=0) - moved
+        inv = _invert(target.head)
+        return np.hstack([inv[:, :2], (inv[:, 2] - inv[:, :2] @ delta)[:, None]])
 
     @property
     def coarse_shapes(self) -> int:

@@ -90,6 +90,8 @@ INNER_LIPS = np.array(
 #: Inner-lip (upper, lower) pairs across the opening, left to right.
 MOUTH_PAIRS = np.array([[81, 178], [13, 14], [311, 402], [82, 87], [312, 317]], dtype=np.int32)
 MOUTH_CORNERS = (78, 308)
+#: The middle of the upper inner lip.
+UPPER_INNER_LIP_MIDDLE = (82, 13, 312)
 OUTER_LIPS = np.array(
     [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146],
     dtype=np.int32,

@@ -301,3 +301,29 @@ def test_the_character_takes_the_drivers_whole_head_tilt_and_a_video_half_its_tu
     still_turn = np.ptp(moved(turn, False)[:, 0] - character_face[:, 0])
     video_turn = np.ptp(moved(turn, True)[:, 0] - character_face[:, 0])
     assert video_turn == pytest.approx(still_turn * retarget.VIDEO_TURN_GAIN, rel=0.1)
+
+
+def test_the_mouth_opening_moves_with_the_head_and_the_upper_lip(face: np.ndarray) -> None:
+    """The picture's mouth interior stays under the upper lip: a lip that rises beyond the
+    head's motion (a pout, a smirk) takes the interior with it, so the opening does not
+    show the picture's own upper lip."""
+    from service.engine import retarget
+
+    shaper = rig.Rig(face, 1280, 720)
+    head = np.array([[1.0, 0.0, 5.0], [0.0, 1.0, -3.0]])
+    moved = face.copy()
+    moved[:, :2] += head[:, 2]
+    mouth_at = shaper.coarse_shapes + len(topology.RIGHT_EYE_RING) + len(topology.LEFT_EYE_RING)
+    middle = list(topology.UPPER_INNER_LIP_MIDDLE)
+    for rise in (0.0, 6.0):
+        points = moved.copy()
+        points[topology.INNER_LIPS, 1] -= rise  # the lips arch up beyond the head
+        target = retarget.TargetFace(
+            points=points, head=head, gaze_px=np.zeros((2, 2)), torso_shift=np.zeros(2)
+        )
+        _, affines, _ = shaper.shapes(target)
+        mouth = affines[mouth_at]
+        np.testing.assert_allclose(mouth, affines[mouth_at + len(topology.INNER_LIPS) - 1])  # one affine
+        dst = points[middle, :2].mean(axis=0)
+        np.testing.assert_allclose(mouth[:, :2] @ dst + mouth[:, 2], face[middle, :2].mean(axis=0), atol=1e-4)
+        np.testing.assert_allclose(mouth[:, :2], np.eye(2), atol=1e-9)  # never stretched
