@@ -184,7 +184,7 @@ def _probe_video(path: pathlib.Path) -> contracts.MediaInfo:
         frame = next(container.decode(stream), None)
         if frame is None:
             raise contracts.asset_invalid("The video contains no decodable frames.")
-        if video.quarter_turns(frame) % 2:  # shown turned (a phone's portrait video)
+        if video.sideways(video.display_matrix(frame)):  # shown turned (a phone's portrait video)
             width, height = height, width
     return contracts.MediaInfo(
         kind="video",

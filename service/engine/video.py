@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import fractions
+import math
 import pathlib
 import queue
+import struct
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, TypeVar
@@ -112,18 +114,56 @@ def iter_frames(
 def upright(frame: Any) -> np.ndarray:
     """A decoded ``av.VideoFrame`` as the BGR picture players show.
 
-    Phones store portrait video as landscape frames with a display matrix that turns them
-    on playback; PyAV reports its rotation (degrees counterclockwise, as FFmpeg's
-    ``av_display_rotation_get``), and the frame is turned by it here too.
+    Phones store portrait video as landscape frames with a display matrix that turns (and
+    for a mirrored selfie, flips) them on playback; players apply it, and so does this,
+    the way FFmpeg's own ``autorotate`` does.
     """
-    image = frame.to_ndarray(format="bgr24")
-    turns = quarter_turns(frame)
-    return image if turns == 0 else np.ascontiguousarray(np.rot90(image, turns))
+    return orient(frame.to_ndarray(format="bgr24"), display_matrix(frame))
 
 
-def quarter_turns(frame: Any) -> int:
-    """How many quarter turns counterclockwise (0-3) ``frame``'s display matrix asks for."""
-    return round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
+def display_matrix(frame: Any) -> tuple[int, ...] | None:
+    """The frame's display matrix (9 fixed-point values, FFmpeg's layout), if it has one."""
+    side = getattr(frame, "side_data", None)
+    data = None if side is None else side.get("DISPLAYMATRIX")
+    if data is None:
+        return None
+    raw = bytes(data)
+    return struct.unpack("<9i", raw[:36]) if len(raw) >= 36 else None
+
+
+def _display_angle(matrix: tuple[int, ...]) -> float:
+    """The turn the matrix asks for, in degrees clockwise, 0 <= angle < 360 (FFmpeg's
+    ``get_rotation``: minus ``av_display_rotation_get``, rounded)."""
+    a, b, c, d = (v / 65536 for v in (matrix[0], matrix[1], matrix[3], matrix[4]))
+    if math.hypot(a, c) == 0 or math.hypot(b, d) == 0:
+        return 0.0
+    theta = -round(-math.degrees(math.atan2(b / math.hypot(b, d), a / math.hypot(a, c))))
+    return theta - 360 * math.floor(theta / 360 + 0.9 / 360)
+
+
+def sideways(matrix: tuple[int, ...] | None) -> bool:
+    """Whether the matrix turns the picture a quarter (its width and height swap)."""
+    return matrix is not None and min(abs(_display_angle(matrix) - q) for q in (90, 270)) < 1.0
+
+
+def orient(image: np.ndarray, matrix: tuple[int, ...] | None) -> np.ndarray:
+    """``image`` (rows, columns, ...) turned and flipped as ``matrix`` asks, by quarter
+    turns only (FFmpeg's ``autorotate``: other angles are left as stored)."""
+    if matrix is None:
+        return image
+    theta = _display_angle(matrix)
+    if abs(theta - 90) < 1.0:  # clockwise; or, with a flip, FFmpeg's "cclock_flip"
+        out = image.swapaxes(0, 1) if matrix[3] > 0 else np.rot90(image, -1)
+    elif abs(theta - 270) < 1.0:  # counterclockwise; or "clock_flip"
+        out = np.rot90(image, 1) if matrix[3] >= 0 else np.flipud(np.rot90(image, -1))
+    elif abs(theta - 180) < 1.0:
+        out = image[:, ::-1] if matrix[0] < 0 else image
+        out = out[::-1] if matrix[4] < 0 else out
+    elif abs(theta) < 1.0 or abs(theta - 360) < 1.0:
+        out = image[::-1] if matrix[4] < 0 else image
+    else:
+        return image
+    return out if out is image else np.ascontiguousarray(out)
 
 
 def _timed_frames(path: pathlib.Path) -> Iterator[tuple[Any, float]]:

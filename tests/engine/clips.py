@@ -11,7 +11,7 @@ import hashlib
 import os
 import pathlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import av
 import cv2
@@ -95,29 +95,43 @@ def synthetic(
     return dst
 
 
-def turned(src: pathlib.Path, dst: pathlib.Path, *, seconds: float = 1.0) -> pathlib.Path:
-    """The first ``seconds`` of ``src`` as a phone stores a portrait video: each frame
-    turned a quarter counterclockwise, with a display matrix (MP4 ``tkhd``) that turns it
-    back upright on playback."""
+#: Display matrices (MP4 ``tkhd``, 16.16 fixed point) and how to store a picture so that
+#: each shows it upright: a phone's portrait video (stored turned a quarter
+#: counterclockwise, shown turned clockwise), a mirrored one, one upside down.
+QUARTER = ((0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30), lambda img: np.rot90(img, 1))
+MIRROR = ((-65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30), lambda img: img[:, ::-1])
+HALF = ((-65536, 0, 0, 0, -65536, 0, 0, 0, 1 << 30), lambda img: img[::-1, ::-1])
+
+
+def turned(
+    src: pathlib.Path,
+    dst: pathlib.Path,
+    *,
+    seconds: float = 1.0,
+    how: tuple[tuple[int, ...], Callable[[np.ndarray], np.ndarray]] = QUARTER,
+) -> pathlib.Path:
+    """The first ``seconds`` of ``src`` stored turned (or flipped) with a display matrix
+    that shows it upright again: ``how`` is (matrix, how to store a picture)."""
+    matrix, store = how
     with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
         vin = inp.streams.video[0]
         rate = vin.average_rate or fractions.Fraction(30)
         vout = out.add_stream("libx264", rate=rate)
-        vout.width, vout.height, vout.pix_fmt = vin.codec_context.height, vin.codec_context.width, "yuv420p"
+        shape = store(np.zeros((vin.codec_context.height, vin.codec_context.width))).shape
+        vout.width, vout.height, vout.pix_fmt = shape[1], shape[0], "yuv420p"
         vout.options = {"preset": "ultrafast", "crf": "12"}
         for n, frame in enumerate(inp.decode(vin)):
             if frame.time is None or frame.time >= seconds:
                 break
-            stored = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), 1))
+            stored = np.ascontiguousarray(store(frame.to_ndarray(format="rgb24")))
             vf = av.VideoFrame.from_ndarray(stored, format="rgb24")
             vf.pts, vf.time_base = n, 1 / rate
             out.mux(vout.encode(vf))
         out.mux(vout.encode(None))
     data = bytearray(dst.read_bytes())
     identity = struct.pack(">9i", 65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
-    quarter = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
     at = data.index(identity, data.index(b"tkhd"))
-    data[at : at + len(identity)] = quarter
+    data[at : at + len(identity)] = struct.pack(">9i", *matrix)
     dst.write_bytes(bytes(data))
     return dst
 

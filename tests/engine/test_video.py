@@ -53,13 +53,14 @@ def test_a_portrait_video_stored_turned_is_decoded_and_probed_upright(
             vf.pts = i
             out.mux(stream.encode(vf))
         out.mux(stream.encode(None))
-    portrait = clips.turned(source, tmp_path / "portrait.mp4")
-    info = engine.probe(portrait)
-    assert (info.width, info.height) == (320, 256)  # as shown, not as stored (256x320)
-    shown = next(video.iter_frames(portrait, 24, 1))
-    assert shown.shape == (256, 320, 3)
-    assert shown[:48, 32:, 2].mean() > 200 and shown[80:, 32:, 2].mean() < 40  # red on top
-    assert shown[80:, :12, 0].mean() > 200  # blue on the left
+    for how in (clips.QUARTER, clips.MIRROR, clips.HALF):
+        stored = clips.turned(source, tmp_path / "stored.mp4", how=how)
+        info = engine.probe(stored)
+        assert (info.width, info.height) == (320, 256)  # as shown (a quarter: stored 256x320)
+        shown = next(video.iter_frames(stored, 24, 1))
+        assert shown.shape == (256, 320, 3)
+        assert shown[:48, 32:, 2].mean() > 200 and shown[80:, 32:, 2].mean() < 40  # red on top
+        assert shown[80:, :12, 0].mean() > 200 and shown[80:, 24:, 0].mean() < 40  # blue on the left
     # Faces too: the performer in a turned clip is found as in the upright one.
     turned_face = clips.turned(reference, tmp_path / "face.mp4")
     upright = driver.rest_pose(reference, 24, 24)

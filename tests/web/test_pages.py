@@ -250,6 +250,10 @@ def test_a_video_stored_turned_gets_an_upright_thumbnail(tmp_path: Path) -> None
     assert data is not None
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape[:2] == (135, 240)  # as shown: 1280x720, not the stored 720x1280
+    original = thumbs.make(MEDIA / "character_video.mp4")
+    assert original is not None
+    expected = cv2.imdecode(np.frombuffer(original, np.uint8), cv2.IMREAD_COLOR)
+    assert np.abs(image.astype(int) - expected).mean() < 8  # upright, not upside down
 
 
 def test_an_undecodable_file_has_no_thumbnail(tmp_path: Path) -> None:
