@@ -10,6 +10,7 @@ forwards again (ping-pong) from the frames it has shown, kept compressed.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import pathlib
@@ -170,12 +171,15 @@ class VideoCharacter:
         duration_s: float | None = None,
     ) -> None:
         """Find the face in the opening frames; ``step()`` runs between frames.
-        ``duration_s``: the video's length, if known: frames are kept for playing back
-        only if it is shorter than ``count`` frames (or unknown), and then only those
-        that will be played back (with a second's margin for a header's rounding)."""
+        ``duration_s``: the video's length (default: its video stream's, by its header).
+        Frames are kept for playing back only if it is shorter than ``count`` frames (or
+        of unknown length), and from the first the turn back may reach by it, less a
+        second's margin; the ``_Reel`` lets go of any that turn out not to be needed."""
         self._path, self._w, self._h, self._count, self._fps = path, width, height, count, fps
+        if duration_s is None:
+            duration_s = video.stream_seconds(path)
         self._bounces = duration_s is None or duration_s * fps < count
-        own = count if duration_s is None else int(duration_s * fps)
+        own = int(duration_s * fps) if duration_s is not None else 0
         self._keep_from = max(0, own - 1 - (count - own) - fps)
         first_face = None
         first_shape = None
@@ -194,7 +198,7 @@ class VideoCharacter:
     def frames(self) -> Iterator[CharacterFrame]:
         """``count`` frames: the video's own, then, if it ends first, the same played
         backwards and forwards again."""
-        reel = _Reel(self._w, self._h, self._keep_from) if self._bounces else None
+        reel = _Reel(self._w, self._h, self._count, self._keep_from) if self._bounces else None
         shown: CharacterFrame | None = None
         produced = 0
         for shown in self._played():
@@ -203,7 +207,7 @@ class VideoCharacter:
             yield shown
             produced += 1
         assert shown is not None  # iter_frames raises on a video with no frames
-        if reel is None or not reel.kept:  # longer by its header than it turned out
+        if reel is None or not reel.kept or len(reel) == 1:  # (longer by its header, or a still)
             for _ in range(produced, self._count):
                 yield shown
             return
@@ -394,16 +398,19 @@ class _Reel:
     """The frames a character video has shown, JPEG-compressed, for playing them again.
 
     A frame keeps its canvas, landmarks and person mask (at half size: it is feathered
-    wider than that, and consecutive frames often share one); its rig is rebuilt. Frames
-    before ``first`` are not kept (they will not be played back); asked for, the first
-    kept one stands in.
+    wider than that, and consecutive frames often share one); its rig is rebuilt. Of a
+    render of ``count`` frames, once ``s`` have been shown the turn back can reach no
+    lower than frame ``2s - 1 - count``: frames below that are let go, and frames before
+    ``first`` are not kept at all. Asked for a frame not kept, the nearest kept one stands
+    in.
     """
 
-    def __init__(self, width: int, height: int, first: int = 0) -> None:
+    def __init__(self, width: int, height: int, count: int, first: int = 0) -> None:
         self._w, self._h = width, height
-        self._first = first
+        self._count, self._first = count, first
         self._seen = 0
-        self._frames: list[_Kept] = []
+        self._frames: collections.deque[_Kept] = collections.deque()
+        self._offset = 0  # the index of the first frame kept
         self._mask: tuple[np.ndarray, np.ndarray] | None = None  # the last (mask, kept)
         self._restored: tuple[np.ndarray, np.ndarray] | None = None  # the last (kept, mask)
 
@@ -419,9 +426,16 @@ class _Reel:
         """The next frame shown (kept if it may be played back)."""
         import cv2
 
+        index = self._seen
         self._seen += 1
-        if self._seen <= self._first:
+        low = 2 * self._seen - 1 - self._count
+        while self._frames and self._offset < low:
+            self._frames.popleft()
+            self._offset += 1
+        if index < self._first:
             return
+        if not self._frames:
+            self._offset = index
         canvas = _compress(frame.canvas)
         if frame.rig is None:  # no face yet: shown as it is
             self._frames.append(_Kept(canvas, None, None, (0, 0, self._w, self._h)))
@@ -435,7 +449,7 @@ class _Reel:
         """Kept frame ``index`` again; ``previous``: the frame shown before it."""
         import cv2
 
-        kept = self._frames[max(0, index - self._first)]
+        kept = self._frames[min(max(0, index - self._offset), len(self._frames) - 1)]
         canvas = cv2.imdecode(kept.canvas, cv2.IMREAD_COLOR)
         if kept.points is None or kept.mask is None:
             return _passthrough(canvas)

@@ -178,7 +178,6 @@ def _render(
                 count,
                 fps,
                 step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2)),
-                duration_s=char_info.duration_s,
             )
             drift = None
         rest = scan.result(lambda done: ticker.tick(PREPARE_SHARE / 2 * (1 + done)))

@@ -166,6 +166,23 @@ def orient(image: np.ndarray, matrix: tuple[int, ...] | None) -> np.ndarray:
     return out if out is image else np.ascontiguousarray(out)
 
 
+def stream_seconds(path: pathlib.Path) -> float | None:
+    """The video stream's own length by its header, or None if it gives none. (Not the
+    container's, which an audio track longer than the picture stretches.)"""
+    import av
+
+    try:
+        with av.open(str(path), mode="r") as container:
+            stream = container.streams.video[0]
+            if stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+            if stream.frames and stream.average_rate:
+                return stream.frames / float(stream.average_rate)
+    except (av.error.FFmpegError, IndexError):
+        pass
+    return None
+
+
 def _timed_frames(path: pathlib.Path) -> Iterator[tuple[Any, float]]:
     """Yield (decoded av.VideoFrame, time its display ends in s from the stream's start).
 

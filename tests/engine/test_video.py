@@ -33,6 +33,8 @@ def test_stride_holds_the_last_frame_past_a_short_stream(reference: pathlib.Path
 def test_without_hold_the_frames_stop_where_the_stream_ends(reference: pathlib.Path) -> None:
     frames = list(video.iter_frames(reference, 24, 120, hold=False))
     assert len(frames) == 84  # 3.5 s at 24 fps
+    seconds = video.stream_seconds(reference)  # the picture's own length, by its header
+    assert seconds is not None and abs(seconds - 3.5) < 0.05
     np.testing.assert_array_equal(frames[-1], list(video.iter_frames(reference, 24, 84))[-1])
 
 

@@ -119,7 +119,7 @@ def test_a_character_video_long_enough_keeps_no_frames(
     monkeypatch.setattr(character, "_compress", refuse)
     char = character.VideoCharacter(short_character_video, 640, 360, 30, 24, duration_s=1.5)
     assert len(list(char.frames())) == 30
-    # A header that overstates the length: the last frame is held, as before.
+    # A video stream whose header overstates its own length: its last frame is held.
     char = character.VideoCharacter(short_character_video, 640, 360, 40, 24, duration_s=2.0)
     frames = list(char.frames())
     assert len(frames) == 40 and all(f is frames[35] for f in frames[36:])
@@ -145,6 +145,33 @@ def test_a_video_a_little_shorter_than_the_render_keeps_only_the_frames_played_b
     assert len(canvases) == 36 - (35 - 4 - 24)  # from frame 35 - 4 - a second's margin on
     for shown, index in zip(frames[36:], [34, 33, 32, 31], strict=True):
         np.testing.assert_array_equal(shown.points, frames[index].points)
+
+
+def test_a_video_of_unknown_length_keeps_its_frames_and_plays_them_back(
+    short_character_video: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.engine import video
+
+    monkeypatch.setattr(video, "stream_seconds", lambda path: None)
+    frames = list(character.VideoCharacter(short_character_video, 640, 360, 60, 24).frames())
+    assert len(frames) == 60
+    for shown, index in zip(frames[36:], range(34, 10, -1), strict=True):
+        np.testing.assert_array_equal(shown.points, frames[index].points)
+
+
+def test_the_reel_lets_go_of_frames_the_turn_back_cannot_reach() -> None:
+    count, own = 40, 36  # 4 frames played back: 34 down to 31
+    reel = character._Reel(64, 36, count)
+    shown = []
+    for i in range(own):
+        canvas = np.full((36, 64, 3), i * 7 % 256, np.uint8)
+        frame = character._passthrough(canvas)
+        reel.keep(frame)
+        shown.append(frame)
+    assert len(reel) == own and reel.kept == own - (2 * own - 1 - count)  # frames 31-35
+    for index in (34, 33, 32, 31):
+        again = reel.frame(index, shown[-1])
+        assert np.abs(again.canvas.astype(int) - shown[index].canvas).max() <= 2
 
 
 def test_playing_back_and_forth_turns_at_each_end_without_showing_it_twice() -> None:
