@@ -286,7 +286,7 @@ class ShutEyes:
             cv2.fillPoly(closed, [np.round(stroke * 16).astype(np.int32)], colour.tolist(), cv2.LINE_AA, 4)
             alpha = cv2.GaussianBlur(region, (feather, feather), 0).astype(np.float32)[..., None]
             alpha *= np.float32(shut / 255)
-            box[:] = (closed * alpha + box * (1 - alpha)).astype(np.uint8)
+            box[:] = (closed * alpha + box * (1 - alpha) + 0.5).astype(np.uint8)
 
 
 def _lash_stroke(points: np.ndarray, eye: topology.Eye, thickness: float) -> np.ndarray:

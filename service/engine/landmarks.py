@@ -1,7 +1,8 @@
 """Face landmarks, person segmentation and temporal smoothing.
 
 Only MediaPipe 0.10.21's bundled legacy solutions are used (Apache-2.0 weights that ship
-in the wheel): FaceMesh with iris refinement and SelfieSegmentation. Landmarks are
+in the wheel): FaceMesh with iris refinement, the full-range FaceDetection (to find faces
+too small for FaceMesh's own detector) and SelfieSegmentation. Landmarks are
 returned as float32 (478, 3) arrays in pixels of the analysed image: x right, y down, z
 toward the camera is negative, on the same scale as x (MediaPipe's convention).
 """
@@ -60,6 +61,7 @@ class FaceTracker:
         self._finder: Any = None  # the full-range face detector (made when first needed)
         self._window: tuple[float, float, float] | None = None  # a small face's last crop
         self._since_search = ZOOM_RETRY  # frames since the detector last looked
+        self._following = 0  # frames a small face has been followed
 
     @staticmethod
     def _face_mesh(*, static: bool, min_confidence: float) -> Any:
@@ -74,6 +76,15 @@ class FaceTracker:
     def detect(self, bgr: np.ndarray) -> np.ndarray | None:
         """Landmarks (478, 3) in pixels, or None when no face is found."""
         if self._window is not None:  # following a small face
+            self._following += 1
+            if self._following % ZOOM_RETRY == 0:
+                # Now and then the whole frame as well: a face FaceMesh finds by itself
+                # (the performer, back from turning away) wins over a small one (which
+                # may be someone in the background).
+                points = _mesh_points(self._mesh, bgr)
+                if points is not None:
+                    self._window = None
+                    return points
             points = _mesh_points(self._zoom(), bgr, self._window)
             if points is not None:
                 self._window = _window_around(points)
@@ -143,18 +154,34 @@ def _mesh_points(
     mesh: Any, bgr: np.ndarray, window: tuple[float, float, float] | None = None
 ) -> np.ndarray | None:
     """FaceMesh's landmarks (478, 3) in pixels of ``bgr``, or None. With ``window``
-    (centre x, centre y, side), FaceMesh sees only that square, scaled to ``ZOOM_SIDE``."""
+    (centre x, centre y, side), FaceMesh sees only that square, scaled to ``ZOOM_SIDE``
+    (beyond the picture's edge: black)."""
     import cv2
 
-    height, width = bgr.shape[:2]
     if window is None:
         image, scale, origin = bgr, 1.0, (0.0, 0.0)
     else:
         cx, cy, side = window
-        scale = ZOOM_SIDE / side
-        origin = (cx - side / 2, cy - side / 2)
-        crop = np.array([[scale, 0.0, -origin[0] * scale], [0.0, scale, -origin[1] * scale]])
-        image = cv2.warpAffine(bgr, crop, (ZOOM_SIDE, ZOOM_SIDE), flags=cv2.INTER_LINEAR)
+        if side <= ZOOM_SIDE:  # enlarged
+            scale, origin = ZOOM_SIDE / side, (cx - side / 2, cy - side / 2)
+            crop = np.array([[scale, 0.0, -origin[0] * scale], [0.0, scale, -origin[1] * scale]])
+            image = cv2.warpAffine(bgr, crop, (ZOOM_SIDE, ZOOM_SIDE), flags=cv2.INTER_LINEAR)
+        else:  # shrunk (a large picture's face found again at full size): by area
+            size = int(np.ceil(side))
+            x0, y0 = int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2))
+            part = bgr[max(0, y0) : max(0, y0 + size), max(0, x0) : max(0, x0 + size)]
+            if part.size == 0:
+                return None
+            part = cv2.copyMakeBorder(
+                part,
+                max(0, -y0),
+                size - part.shape[0] - max(0, -y0),
+                max(0, -x0),
+                size - part.shape[1] - max(0, -x0),
+                cv2.BORDER_CONSTANT,
+            )
+            scale, origin = ZOOM_SIDE / size, (float(x0), float(y0))
+            image = cv2.resize(part, (ZOOM_SIDE, ZOOM_SIDE), interpolation=cv2.INTER_AREA)
     result = mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
     if not result.multi_face_landmarks:
         return None

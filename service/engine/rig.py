@@ -193,8 +193,8 @@ class Rig:
         return all_dst, all_aff, all_valid
 
     def _mouth_affine(self, target: retarget.TargetFace, dst_face: np.ndarray) -> np.ndarray:
-        """dst -> src affine of the mouth opening: it moves with the head, and as far again
-        as the middle of the upper lip moved beyond the head. The interior stays under the
+        """dst -> src affine of the mouth opening: it moves with the head, plus however far
+        the middle of the upper lip moved beyond the head's motion. The interior stays under the
         upper lip, as the upper teeth do, and is never stretched; lips that part where the
         picture had lips show what the picture had between them, not its lips again (a
         pout or a smirk arches the lips: riding with the head alone, the opening showed

@@ -183,4 +183,6 @@ def eye_surround(eye_index: int) -> np.ndarray:
     left): the ring just beyond its lids, in index order."""
     ring = {int(i) for i in EYES[eye_index].ring}
     touching = {int(v) for t in face_triangles() if ring & {int(v) for v in t} for v in t}
-    return np.array(sorted(touching - ring), dtype=np.int32)
+    around = np.array(sorted(touching - ring), dtype=np.int32)
+    around.setflags(write=False)  # cached: shared by every caller
+    return around

@@ -37,7 +37,8 @@ def reference(media: pathlib.Path, clip_dir: pathlib.Path) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def short_character_video(media: pathlib.Path, clip_dir: pathlib.Path) -> pathlib.Path:
-    """1.5 s of the character video at 640x360: shorter than the reference, so it must loop."""
+    """1.5 s of the character video at 640x360: shorter than the reference, so it must play on
+    past its end."""
     return clips.cut(
         media / "character_video.mp4",
         clip_dir / "character_short.mp4",

@@ -21,6 +21,31 @@ def _placed(picture: np.ndarray, side: int, at: tuple[int, int]) -> np.ndarray:
     return frame
 
 
+def test_a_small_face_in_a_large_picture_is_found_again_at_full_size(
+    media: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A picture larger than the search size is searched reduced; a face small there has
+    its landmarks found again in the full picture (shrunk by area into the crop)."""
+    import cv2
+
+    photo = character.load_image(media / "character_photo.jpg")
+    big = character.find_face(photo)
+    assert big is not None
+    frame = cv2.resize(_placed(photo, 300, (600, 300)), (2560, 1440), interpolation=cv2.INTER_CUBIC)
+    again = []
+    around = landmarks.FaceTracker.detect_around
+
+    def counted(self: landmarks.FaceTracker, bgr: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+        again.append(bgr.shape)
+        return around(self, bgr, points)
+
+    monkeypatch.setattr(landmarks.FaceTracker, "detect_around", counted)
+    found = character.find_face(frame)  # face ~260 px here, ~130 px in the 1280 px search
+    assert found is not None and again == [(1440, 2560, 3)]
+    expected = (big[:, :2] * 300 / 512 + [600, 300]) * 2
+    assert np.abs(found[:, :2] - expected).mean() < 2.0
+
+
 def test_a_small_face_in_a_picture_is_found(media: pathlib.Path) -> None:
     photo = character.load_image(media / "character_photo.jpg")  # 512 px, face ~220 px
     big = character.find_face(photo)
@@ -61,3 +86,24 @@ def test_a_video_without_a_face_looks_for_a_small_one_only_now_and_then(
     with landmarks.FaceTracker(video=False) as tracker:  # a picture: always
         assert tracker.detect(blank) is None
     assert len(looks) == 3
+
+
+def test_a_face_facemesh_finds_by_itself_wins_over_a_small_one_being_followed(
+    reference: pathlib.Path,
+) -> None:
+    """Following a small face (someone in the background, while the performer was turned
+    away), the tracker still looks at the whole frame now and then."""
+    import cv2
+
+    frames = list(video.iter_frames(reference, 24, 2 * landmarks.ZOOM_RETRY + 2))
+    xs: list[float] = []
+    with landmarks.FaceTracker(video=True) as tracker:
+        for i, frame in enumerate(frames):
+            picture = _placed(frame, 120, (60, 60))  # small, top left
+            if i >= 2:  # the performer comes back, large, on the right
+                picture[150:550, 700:1100] = cv2.resize(frame, (400, 400), interpolation=cv2.INTER_AREA)
+            points = tracker.detect(picture)
+            assert points is not None
+            xs.append(float(points[:, 0].mean()))
+    assert xs[0] < 200 and xs[1] < 200  # the small face, followed
+    assert xs[-1] > 700  # the large face, by the end
