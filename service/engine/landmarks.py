@@ -299,8 +299,8 @@ class OneEuroFilter:
 
 
 #: A face that moves by more than this many face widths from one look to the next was
-#: cut to (a video looping, an edit), not moved there. Ordinary motion, even between
-#: frames analysed 1/8 s apart, is ~0.03.
+#: cut to (an edit), not moved there. Ordinary motion, even between frames analysed 1/8 s
+#: apart, is ~0.03.
 CUT_JUMP = 0.25
 
 

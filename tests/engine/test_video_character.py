@@ -273,7 +273,7 @@ def test_smoothing_starts_afresh_when_the_face_jumps(face: np.ndarray) -> None:
 def test_frames_between_a_cut_take_the_analysis_of_their_own_side(
     media: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A character video that cuts (or loops) to a shot where the face is elsewhere:
+    """A character video that cuts to a shot where the face is elsewhere:
     nothing is interpolated across the cut."""
     import cv2
 
