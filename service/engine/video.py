@@ -92,12 +92,15 @@ def iter_frames(
     """
     produced = 0
     last: np.ndarray | None = None
-    for frame, t_end in _timed_frames(path):
+    matrix: tuple[int, ...] | None = None
+    for n, (frame, t_end) in enumerate(_timed_frames(path)):
+        if n == 0:  # read once: a frame's side data holds the frame in a reference cycle
+            matrix = display_matrix(frame)
         frame_bgr = None
         while produced < count and (produced / fps) < t_end:
             if produced % stride == 0:
                 if frame_bgr is None:  # convert only frames that are shown
-                    frame_bgr = upright(frame)
+                    frame_bgr = orient(frame.to_ndarray(format="bgr24"), matrix)
                 yield frame_bgr
                 last = frame_bgr
             produced += 1
@@ -122,7 +125,12 @@ def upright(frame: Any) -> np.ndarray:
 
 
 def display_matrix(frame: Any) -> tuple[int, ...] | None:
-    """The frame's display matrix (9 fixed-point values, FFmpeg's layout), if it has one."""
+    """The frame's display matrix (9 fixed-point values, FFmpeg's layout), if it has one.
+
+    Reading a frame's side data ties the frame into a reference cycle (PyAV 18): only
+    the cyclic collector frees it then, so read it once per stream, not per frame (per
+    frame, decoding the shared character video held 300 MB more).
+    """
     side = getattr(frame, "side_data", None)
     data = None if side is None else side.get("DISPLAYMATRIX")
     if data is None:
