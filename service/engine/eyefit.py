@@ -189,21 +189,28 @@ def fit_drawn_eyes(
 
 
 class ShutEyes:
-    """Draws a drawn eye shut: a stylised eye cannot be closed by moving its lids alone.
+    """Draws the lids of a drawn eye as it narrows and shuts: a stylised eye cannot be
+    closed by moving its lids alone.
 
     A drawn open eye shows no lid: its lashes sit right on the eye's top edge. Closing it
-    as a real eye is closed (the lids slide to a line and the skin above stretches down
-    over the eyeball) stretches the drawn lashes into a tall brown band. So as such an
-    eye closes (below ``FROM`` of its opening, fully at ``FULL``) the region just
-    beyond its lids (one mesh ring out, which on a fitted drawn eye holds skin) is filled
-    from the skin around it, and the lashes are drawn along the closed lid: one tapered
-    stroke, as thick and as dark as the drawing's own lashes. Only eyes that
-    ``contour_moves`` found drawn get this; real eyes close by the warp alone.
+    as a real eye is closed (the lids slide down and the skin above stretches over the
+    eyeball) stretches the drawn lashes into a tall brown band. So as such an eye
+    narrows (below ``LID_FROM`` of its opening, wholly at ``LID_FULL``) the region
+    between its upper lid and the mesh ring just beyond the eye (which on a fitted drawn
+    eye holds skin) is filled from the skin around it, and the lashes are drawn along the
+    upper lid: one tapered stroke, as thick and as dark as the drawing's own. The eye
+    below the lid shows as the warp leaves it. As it shuts (below ``FROM``, wholly at
+    ``FULL``) the rest of the eye, down to the ring below it, is filled too. Only eyes
+    that ``contour_moves`` found drawn get this; real eyes close by the warp alone.
     """
 
-    #: Eye opening (share of the character's own) where drawing the eye shut begins...
+    #: Eye opening (share of the character's own) where the upper lid starts being drawn...
+    LID_FROM = 0.85
+    #: ...and where it is drawn whole.
+    LID_FULL = 0.6
+    #: Eye opening where the whole eye starts being filled (drawn shut)...
     FROM = 0.35
-    #: ...and where it is complete.
+    #: ...and where it is filled whole.
     FULL = 0.1
 
     def __init__(self, image: np.ndarray, points: np.ndarray, drawn: list[int]) -> None:
@@ -212,15 +219,12 @@ class ShutEyes:
         import cv2
 
         light = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32)
-        self._eyes: list[tuple[int, np.ndarray, float, np.ndarray]] = []
+        self._eyes: list[tuple[int, np.ndarray, np.ndarray, float, np.ndarray]] = []
         for k in drawn:
             eye = topology.EYES[k]
             inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
             width = float(np.linalg.norm(outer - inner)) or 1.0
-            along = (outer - inner) / width
-            up = np.array([along[1], -along[0]])
-            if up[1] > 0:
-                up = -up
+            along, up = _eye_axes(inner, outer)
             below = [_profile(light, points[i, :2] - up * 0.3 * width, -up, 0.2 * width) for i in eye.lower]
             skin = float(np.median(np.concatenate(below)))
             runs = [_dark_end(_profile(light, points[i, :2], up, REACH * width), skin) for i in eye.upper]
@@ -229,11 +233,14 @@ class ShutEyes:
             lash = float(np.clip(lash, 0.03 * width, 0.12 * width))
             at = (points[eye.upper, :2] + up * lash / 2).astype(np.float32)
             colour = cv2.remap(image, at[:, :1], at[:, 1:], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            # The surrounding ring, in order around the eye.
+            # The ring around the eye, split into its arcs above and below the eye's
+            # axis, each from the inner corner's side to the outer's.
             ring = topology.eye_surround(k)
             rel = points[ring, :2] - points[eye.ring, :2].mean(axis=0)
-            ring = ring[np.argsort(np.arctan2(rel[:, 1], rel[:, 0]))]
-            self._eyes.append((k, ring, lash / width, np.median(colour[:, 0], axis=0)))
+            above = rel @ up > 0
+            upper_arc = ring[above][np.argsort(rel[above] @ along)]
+            lower_arc = ring[~above][np.argsort(rel[~above] @ along)]
+            self._eyes.append((k, upper_arc, lower_arc, lash / width, np.median(colour[:, 0], axis=0)))
 
     @classmethod
     def drawn(cls, image: np.ndarray, points: np.ndarray, moves: dict[int, np.ndarray]) -> ShutEyes | None:
@@ -243,50 +250,86 @@ class ShutEyes:
         return cls(image, points, drawn) if drawn else None
 
     def paint(self, out: np.ndarray, source: np.ndarray, target: np.ndarray) -> None:
-        """Draw the closing drawn eyes of ``out`` (in place): ``source`` are the
-        character's landmarks, ``target`` where the warp put them in ``out``."""
+        """Draw the lids of the narrowing drawn eyes of ``out`` (in place): ``source`` are
+        the character's landmarks, ``target`` where the warp put them in ``out``."""
         import cv2
 
         from service.engine import retarget
 
         rest, now = retarget.eye_openness(source), retarget.eye_openness(target)
         h, w = out.shape[:2]
-        for k, ring, lash, colour in self._eyes:
-            shut = (self.FROM - now[k] / max(rest[k], 1e-6)) / (self.FROM - self.FULL)
-            if shut <= 0:
+        for k, upper_arc, lower_arc, lash, colour in self._eyes:
+            opening = now[k] / max(rest[k], 1e-6)
+            lid_share = _ramp(opening, self.LID_FROM, self.LID_FULL)
+            if lid_share <= 0:
                 continue
-            shut = min(1.0, shut)
+            shut_share = _ramp(opening, self.FROM, self.FULL)
             eye = topology.EYES[k]
             inner, outer = (target[c, :2].astype(np.float64) for c in eye.corners)
             width = float(np.linalg.norm(outer - inner)) or 1.0
-            poly = target[ring, :2].astype(np.float64)
+            lid = np.vstack([inner, target[eye.upper, :2], outer])
+            low = np.vstack([inner, target[eye.lower, :2], outer])
+            ring = np.vstack([target[upper_arc, :2], target[lower_arc[::-1], :2]]).astype(np.float64)
             feather = max(3, int(0.12 * width)) | 1
-            x0, y0 = np.floor(poly.min(axis=0)).astype(int) - feather
-            x1, y1 = np.ceil(poly.max(axis=0)).astype(int) + feather + 1
+            x0, y0 = np.floor(ring.min(axis=0)).astype(int) - feather
+            x1, y1 = np.ceil(ring.max(axis=0)).astype(int) + feather + 1
             x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
             if x1 - x0 < 4 or y1 - y0 < 4:
                 continue
             box = out[y0:y1, x0:x1]
-            # The region, reaching half a feather past the ring so that the blend is
-            # whole over the ring itself, filled from the skin around it (at half size:
-            # the fill is smooth, and it costs a quarter).
-            hole = np.zeros(box.shape[:2], dtype=np.uint8)
-            cv2.fillPoly(hole, [np.round(poly - [x0, y0]).astype(np.int32)], (255,))
+            shift = np.array([x0, y0], dtype=np.float64)
+
+            def fill(
+                poly: np.ndarray, shape: tuple[int, ...] = box.shape[:2], at: np.ndarray = shift
+            ) -> np.ndarray:
+                mask = np.zeros(shape, dtype=np.uint8)
+                cv2.fillPoly(mask, [np.round(poly - at).astype(np.int32)], (255,))
+                return mask
+
             grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (feather // 2 * 2 + 1,) * 2)
-            region = cv2.dilate(hole, grow)
+            whole = cv2.dilate(fill(ring), grow)  # reaching half a feather past the ring
+            # Everything inside the ring is filled from the skin around it (the eye itself
+            # is no source for the fill), at half size: the fill is smooth, and it costs a
+            # quarter.
             size = (max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2))
             small = cv2.inpaint(
                 cv2.resize(box, size, interpolation=cv2.INTER_AREA),
-                cv2.resize(region, size, interpolation=cv2.INTER_NEAREST),
+                cv2.resize(whole, size, interpolation=cv2.INTER_NEAREST),
                 3,
                 cv2.INPAINT_TELEA,
             )
-            closed = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-            stroke = _lash_stroke(target, eye, lash * width) - [x0, y0]
-            cv2.fillPoly(closed, [np.round(stroke * 16).astype(np.int32)], colour.tolist(), cv2.LINE_AA, 4)
-            alpha = cv2.GaussianBlur(region, (feather, feather), 0).astype(np.float32)[..., None]
-            alpha *= np.float32(shut / 255)
-            box[:] = (closed * alpha + box * (1 - alpha) + 0.5).astype(np.uint8)
+            skin = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+            # Shown: above the upper lid, and, as the eye shuts, all of it.
+            upper = cv2.dilate(fill(np.vstack([target[upper_arc, :2], lid[::-1]])), grow)
+            alpha = cv2.GaussianBlur(upper, (feather, feather), 0).astype(np.float32)
+            alpha *= np.float32(lid_share / 255)
+            alpha[fill(np.vstack([lid, low[::-1]])) > 0] = (
+                0  # not over the open eye: the stroke hides the edge
+            )
+            if shut_share > 0:
+                shut = cv2.GaussianBlur(whole, (feather, feather), 0).astype(np.float32)
+                np.maximum(alpha, shut * np.float32(shut_share / 255), out=alpha)
+            alpha = alpha[..., None]
+            box[:] = (skin * alpha + box * (1 - alpha) + 0.5).astype(np.uint8)
+            # The lashes along the upper lid, over the seam with the open eye.
+            stroke = np.zeros(box.shape[:2], dtype=np.uint8)
+            outline = _lash_stroke(target, eye, lash * width) - shift
+            cv2.fillPoly(stroke, [np.round(outline * 16).astype(np.int32)], (255,), cv2.LINE_AA, 4)
+            cover = (stroke.astype(np.float32) * np.float32(lid_share / 255))[..., None]
+            box[:] = (colour * cover + box * (1 - cover) + 0.5).astype(np.uint8)
+
+
+def _ramp(value: float, start: float, full: float) -> float:
+    """0 at ``start``, rising to 1 at ``full`` (``full`` < ``start``), clipped."""
+    return float(np.clip((start - value) / (start - full), 0.0, 1.0))
+
+
+def _eye_axes(inner: np.ndarray, outer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors along an eye (inner corner to outer) and up across it (toward the
+    top of the picture)."""
+    along = (outer - inner) / (float(np.linalg.norm(outer - inner)) or 1.0)
+    up = np.array([along[1], -along[0]])
+    return along, (-up if up[1] > 0 else up)
 
 
 def _lash_stroke(points: np.ndarray, eye: topology.Eye, thickness: float) -> np.ndarray:
@@ -295,10 +338,7 @@ def _lash_stroke(points: np.ndarray, eye: topology.Eye, thickness: float) -> np.
     lid = np.vstack([points[eye.corners[0], :2], points[eye.upper, :2], points[eye.corners[1], :2]])
     inner, outer = lid[0].astype(np.float64), lid[-1].astype(np.float64)
     width = float(np.linalg.norm(outer - inner)) or 1.0
-    along = (outer - inner) / width
-    up = np.array([along[1], -along[0]])
-    if up[1] > 0:
-        up = -up
+    along, up = _eye_axes(inner, outer)
     rel = lid - inner
     coeffs = np.polyfit(rel @ along, rel @ up, 2)  # the lid as one smooth arc
     t = np.linspace(0.0, 1.0, 24)

@@ -180,14 +180,31 @@ def test_a_drawn_eye_is_drawn_shut_and_a_real_one_is_left_to_the_warp(media: pat
     # The lashes: a dark stroke along the closed lid.
     lid = np.round(target[right.upper, :2] + [0.0, -1.0]).astype(int)
     assert grey[lid[:, 1], lid[:, 0]].mean() < 0.6 * np.median(skin)
-    # The other eye is open: untouched; and an eye only narrowed is left to the warp.
+    # The other eye is open: untouched; and an eye barely narrowed is left to the warp.
     away = np.ones(canvas.shape[:2], bool)
     x0, y0 = points[topology.eye_surround(0), :2].min(axis=0).astype(int) - 40
     x1, y1 = points[topology.eye_surround(0), :2].max(axis=0).astype(int) + 40
     away[y0:y1, x0:x1] = False
     assert np.array_equal(out[away], canvas[away])
-    narrowed = points.copy()
-    narrowed[right.upper] = points[right.lower] + 0.6 * (points[right.upper] - points[right.lower])
+    barely = points.copy()
+    barely[right.upper] = points[right.lower] + 0.9 * (points[right.upper] - points[right.lower])
     same = canvas.copy()
-    shut_eyes.paint(same, points, narrowed)
+    shut_eyes.paint(same, points, barely)
     assert np.array_equal(same, canvas)
+    # Half shut: the lashes are drawn along the lowered lid, and the eye below it still
+    # shows its iris and white.
+    half = points.copy()
+    half[right.upper] = points[right.lower] + 0.5 * (points[right.upper] - points[right.lower])
+    lidded = canvas.copy()
+    shut_eyes.paint(lidded, points, half)
+    lid = np.round(half[right.upper, :2] + [0.0, -1.0]).astype(int)
+    grey = cv2.cvtColor(lidded, cv2.COLOR_BGR2GRAY).astype(int)
+    assert grey[lid[:, 1], lid[:, 0]].mean() < 0.6 * np.median(skin)
+    below = np.zeros(canvas.shape[:2], np.uint8)
+    cv2.fillPoly(
+        below,
+        [np.round(np.vstack([half[right.upper, :2], half[right.lower[::-1], :2]])).astype(np.int32)],
+        (255,),
+    )
+    inner = cv2.erode(below, np.ones((13, 13), np.uint8)) > 0  # (clear of the lash stroke)
+    np.testing.assert_array_equal(lidded[inner], canvas[inner])  # the open part: as it was
