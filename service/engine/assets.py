@@ -104,8 +104,11 @@ def _png_size(head: bytes) -> tuple[int, int] | None:
 
 
 def _jpeg_size(head: bytes) -> tuple[int, int] | None:
-    """Walk the JPEG marker segments to the first start-of-frame (SOFn) header."""
+    """Walk the JPEG marker segments to the first start-of-frame (SOFn) header. The size
+    is as the picture is shown: an EXIF orientation that turns it a quarter (a phone's
+    portrait photo, stored landscape) swaps width and height, as decoding does."""
     pos = 2
+    turned = False
     while pos + 4 <= len(head):
         if head[pos] != 0xFF:
             return None
@@ -117,12 +120,33 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
             pos += 2
             continue
         (length,) = struct.unpack(">H", head[pos + 2 : pos + 4])
+        if marker == 0xE1 and head[pos + 4 : pos + 10] == b"Exif\x00\x00":
+            turned = _exif_orientation(head[pos + 10 : pos + 2 + length]) in (5, 6, 7, 8)
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             height, width = struct.unpack(">HH", head[pos + 5 : pos + 9])
-            return width, height
+            return (height, width) if turned else (width, height)
         if marker == 0xDA or length < 2:  # scan data before any frame header: malformed
             return None
         pos += 2 + length
+    return None
+
+
+def _exif_orientation(tiff: bytes) -> int | None:
+    """The Orientation tag (1-8) of an EXIF block's first directory, if it has one (a
+    malformed block has none: it does not make the picture unusable)."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return None
+    try:
+        (directory,) = struct.unpack(order + "I", tiff[4:8])
+        (entries,) = struct.unpack(order + "H", tiff[directory : directory + 2])
+        for i in range(entries):
+            at = directory + 2 + 12 * i
+            tag, kind, _ = struct.unpack(order + "HHI", tiff[at : at + 8])
+            if tag == 0x0112 and kind == 3:  # Orientation, a SHORT
+                return int(struct.unpack(order + "H", tiff[at + 8 : at + 10])[0])
+    except struct.error:
+        return None
     return None
 
 

@@ -37,6 +37,48 @@ def test_probe_reads_lossless_webp(tmp_path: pathlib.Path, photo: np.ndarray) ->
     assert (info.format, info.width, info.height) == ("webp", 70, 90)
 
 
+def _with_exif(jpeg: bytes, tiff: bytes) -> bytes:
+    """``jpeg`` with an EXIF block (APP1) holding ``tiff`` right after its start marker."""
+    block = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(block) + 2) + block + jpeg[2:]
+
+
+def _orientation(value: int, order: str = "<") -> bytes:
+    """A TIFF block whose one directory entry is the Orientation tag."""
+    mark = b"II" if order == "<" else b"MM"
+    return (
+        mark
+        + struct.pack(order + "HI", 42, 8)
+        + struct.pack(order + "H", 1)
+        + struct.pack(order + "HHIHH", 0x0112, 3, 1, value, 0)
+        + struct.pack(order + "I", 0)
+    )
+
+
+@pytest.mark.parametrize(
+    ("tiff", "shown"),
+    [
+        (_orientation(6), (200, 300)),  # a phone's portrait photo: turned a quarter
+        (_orientation(8, ">"), (200, 300)),
+        (_orientation(3), (300, 200)),  # upside down: the same size
+        (b"II*\x00\xff\xff\xff\xff", (300, 200)),  # a broken block is ignored
+    ],
+)
+def test_probe_reports_a_jpeg_as_shown_after_its_exif_orientation(
+    tmp_path: pathlib.Path, photo: np.ndarray, tiff: bytes, shown: tuple[int, int]
+) -> None:
+    from service.engine import character
+
+    ok, encoded = cv2.imencode(".jpg", cv2.resize(photo, (300, 200)))
+    assert ok
+    path = tmp_path / "oriented.jpg"
+    path.write_bytes(_with_exif(encoded.tobytes(), tiff))
+    info = engine.probe(path)
+    assert (info.width, info.height) == shown
+    decoded = character.load_image(path)
+    assert (decoded.shape[1], decoded.shape[0]) == shown  # as the engine decodes it
+
+
 def test_probe_refuses_decompression_bomb_without_decoding(tmp_path: pathlib.Path) -> None:
     # A valid PNG header claiming 50,000 x 50,000 pixels (2.5 gigapixels).
     ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
