@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.engine import topology
+from service.engine import retarget, topology
 
 #: Share of an eye's lower contour points that must see a drawn lid for it to count.
 DRAWN_SHARE = 0.5
@@ -105,13 +105,9 @@ def _eye_moves(light: np.ndarray, points: np.ndarray, eye: topology.Eye) -> dict
     width = float(np.linalg.norm(outer - inner))
     if width < 8:
         return {}
-    along = (outer - inner) / width
-    down = np.array([-along[1], along[0]])
-    if down[1] < 0:
-        down = -down
-    # The skin just below the eye, for what "light" and "dark" mean on this face.
-    below = [_profile(light, points[i, :2] + down * 0.3 * width, down, 0.2 * width) for i in lower]
-    skin = float(np.median(np.concatenate(below)))
+    along, up = _eye_axes(inner, outer)
+    down = -up
+    skin = _skin_below(light, points, eye, width, down)
     if skin <= 0:
         return {}
     reach = (REACH + LINE) * width
@@ -219,14 +215,14 @@ class ShutEyes:
         import cv2
 
         light = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32)
+        self._rest = retarget.eye_openness(points)  # each eye's own opening
         self._eyes: list[tuple[int, np.ndarray, np.ndarray, float, np.ndarray]] = []
         for k in drawn:
             eye = topology.EYES[k]
             inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
             width = float(np.linalg.norm(outer - inner)) or 1.0
             along, up = _eye_axes(inner, outer)
-            below = [_profile(light, points[i, :2] - up * 0.3 * width, -up, 0.2 * width) for i in eye.lower]
-            skin = float(np.median(np.concatenate(below)))
+            skin = _skin_below(light, points, eye, width, -up)
             runs = [_dark_end(_profile(light, points[i, :2], up, REACH * width), skin) for i in eye.upper]
             thick = [end - start for start, end in (r for r in runs if r is not None) if end > start]
             lash = float(np.median(thick)) if thick else 0.05 * width
@@ -249,17 +245,15 @@ class ShutEyes:
         drawn = [k for k, eye in enumerate(topology.EYES) if int(eye.lower[0]) in moves]
         return cls(image, points, drawn) if drawn else None
 
-    def paint(self, out: np.ndarray, source: np.ndarray, target: np.ndarray) -> None:
-        """Draw the lids of the narrowing drawn eyes of ``out`` (in place): ``source`` are
-        the character's landmarks, ``target`` where the warp put them in ``out``."""
+    def paint(self, out: np.ndarray, target: np.ndarray) -> None:
+        """Draw the lids of the narrowing drawn eyes of ``out`` (in place): ``target`` is
+        where the warp put the character's landmarks in ``out``."""
         import cv2
 
-        from service.engine import retarget
-
-        rest, now = retarget.eye_openness(source), retarget.eye_openness(target)
+        now = retarget.eye_openness(target)
         h, w = out.shape[:2]
         for k, upper_arc, lower_arc, lash, colour in self._eyes:
-            opening = now[k] / max(rest[k], 1e-6)
+            opening = now[k] / max(self._rest[k], 1e-6)
             lid_share = _ramp(opening, self.LID_FROM, self.LID_FULL)
             if lid_share <= 0:
                 continue
@@ -303,9 +297,8 @@ class ShutEyes:
             upper = cv2.dilate(fill(np.vstack([target[upper_arc, :2], lid[::-1]])), grow)
             alpha = cv2.GaussianBlur(upper, (feather, feather), 0).astype(np.float32)
             alpha *= np.float32(lid_share / 255)
-            alpha[fill(np.vstack([lid, low[::-1]])) > 0] = (
-                0  # not over the open eye: the stroke hides the edge
-            )
+            # Not over the open eye (the lash stroke hides the edge).
+            alpha[fill(np.vstack([lid, low[::-1]])) > 0] = 0
             if shut_share > 0:
                 shut = cv2.GaussianBlur(whole, (feather, feather), 0).astype(np.float32)
                 np.maximum(alpha, shut * np.float32(shut_share / 255), out=alpha)
@@ -313,10 +306,19 @@ class ShutEyes:
             box[:] = (skin * alpha + box * (1 - alpha) + 0.5).astype(np.uint8)
             # The lashes along the upper lid, over the seam with the open eye.
             stroke = np.zeros(box.shape[:2], dtype=np.uint8)
-            outline = _lash_stroke(target, eye, lash * width) - shift
+            outline = _lash_stroke(lid, lash * width) - shift
             cv2.fillPoly(stroke, [np.round(outline * 16).astype(np.int32)], (255,), cv2.LINE_AA, 4)
             cover = (stroke.astype(np.float32) * np.float32(lid_share / 255))[..., None]
             box[:] = (colour * cover + box * (1 - cover) + 0.5).astype(np.uint8)
+
+
+def _skin_below(
+    light: np.ndarray, points: np.ndarray, eye: topology.Eye, width: float, down: np.ndarray
+) -> float:
+    """The lightness of the skin just below an eye, for what "light" and "dark" mean on
+    this face."""
+    below = [_profile(light, points[i, :2] + down * 0.3 * width, down, 0.2 * width) for i in eye.lower]
+    return float(np.median(np.concatenate(below)))
 
 
 def _ramp(value: float, start: float, full: float) -> float:
@@ -332,10 +334,10 @@ def _eye_axes(inner: np.ndarray, outer: np.ndarray) -> tuple[np.ndarray, np.ndar
     return along, (-up if up[1] > 0 else up)
 
 
-def _lash_stroke(points: np.ndarray, eye: topology.Eye, thickness: float) -> np.ndarray:
-    """The outline (N, 2) of a closed eye's lashes along its upper lid, corner to corner:
-    thickest in the middle, tapering to a third at the corners, mostly above the lid."""
-    lid = np.vstack([points[eye.corners[0], :2], points[eye.upper, :2], points[eye.corners[1], :2]])
+def _lash_stroke(lid: np.ndarray, thickness: float) -> np.ndarray:
+    """The outline (N, 2) of an eye's lashes along its upper ``lid`` (points from the
+    inner corner to the outer): thickest in the middle, tapering to a third at the
+    corners, mostly above the lid."""
     inner, outer = lid[0].astype(np.float64), lid[-1].astype(np.float64)
     width = float(np.linalg.norm(outer - inner)) or 1.0
     along, up = _eye_axes(inner, outer)

@@ -215,7 +215,7 @@ def _render(
                     target = retargeter.target(cf.points, model.decompose(sample.points))
                     out = _animate(cf, target, warper)
                     if cf.shut_eyes is not None:
-                        cf.shut_eyes.paint(out, cf.points, target.points)
+                        cf.shut_eyes.paint(out, target.points)
                     if painter is None and driver_skin is not None:
                         skin = composite.MouthPainter.skin_colour(cf.canvas, cf.points)
                         painter = composite.MouthPainter(skin, driver_skin)

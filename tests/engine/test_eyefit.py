@@ -164,7 +164,7 @@ def test_a_drawn_eye_is_drawn_shut_and_a_real_one_is_left_to_the_warp(media: pat
     right = EYES[0]
     target = _closed(points, right)
     out = canvas.copy()
-    shut_eyes.paint(out, points, target)
+    shut_eyes.paint(out, target)
     opening = np.zeros(canvas.shape[:2], np.uint8)
     cv2.fillPoly(opening, [np.round(points[right.ring, :2]).astype(np.int32)], (255,))
     inside = opening > 0
@@ -189,14 +189,14 @@ def test_a_drawn_eye_is_drawn_shut_and_a_real_one_is_left_to_the_warp(media: pat
     barely = points.copy()
     barely[right.upper] = points[right.lower] + 0.9 * (points[right.upper] - points[right.lower])
     same = canvas.copy()
-    shut_eyes.paint(same, points, barely)
+    shut_eyes.paint(same, barely)
     assert np.array_equal(same, canvas)
     # Half shut: the lashes are drawn along the lowered lid, and the eye below it still
     # shows its iris and white.
     half = points.copy()
     half[right.upper] = points[right.lower] + 0.5 * (points[right.upper] - points[right.lower])
     lidded = canvas.copy()
-    shut_eyes.paint(lidded, points, half)
+    shut_eyes.paint(lidded, half)
     lid = np.round(half[right.upper, :2] + [0.0, -1.0]).astype(int)
     grey = cv2.cvtColor(lidded, cv2.COLOR_BGR2GRAY).astype(int)
     assert grey[lid[:, 1], lid[:, 0]].mean() < 0.6 * np.median(skin)
