@@ -154,44 +154,34 @@ def _mesh_points(
     mesh: Any, bgr: np.ndarray, window: tuple[float, float, float] | None = None
 ) -> np.ndarray | None:
     """FaceMesh's landmarks (478, 3) in pixels of ``bgr``, or None. With ``window``
-    (centre x, centre y, side), FaceMesh sees only that square, scaled to ``ZOOM_SIDE``
-    (beyond the picture's edge: black)."""
+    (centre x, centre y, side), FaceMesh sees only that square (beyond the picture's
+    edge: black), scaled to ``ZOOM_SIDE`` px: enlarged smoothly, shrunk by area."""
     import cv2
 
-    if window is None:
-        image, scale, origin = bgr, 1.0, (0.0, 0.0)
-    else:
+    image, scale, origin = bgr, 1.0, (0.0, 0.0)
+    if window is not None:
         cx, cy, side = window
-        if side <= ZOOM_SIDE:  # enlarged
-            scale, origin = ZOOM_SIDE / side, (cx - side / 2, cy - side / 2)
-            crop = np.array([[scale, 0.0, -origin[0] * scale], [0.0, scale, -origin[1] * scale]])
-            image = cv2.warpAffine(bgr, crop, (ZOOM_SIDE, ZOOM_SIDE), flags=cv2.INTER_LINEAR)
-        else:  # shrunk (a large picture's face found again at full size): by area
-            size = int(np.ceil(side))
-            x0, y0 = int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2))
-            part = bgr[max(0, y0) : max(0, y0 + size), max(0, x0) : max(0, x0 + size)]
-            if part.size == 0:
-                return None
-            part = cv2.copyMakeBorder(
-                part,
-                max(0, -y0),
-                size - part.shape[0] - max(0, -y0),
-                max(0, -x0),
-                size - part.shape[1] - max(0, -x0),
-                cv2.BORDER_CONSTANT,
-            )
-            scale, origin = ZOOM_SIDE / size, (float(x0), float(y0))
-            image = cv2.resize(part, (ZOOM_SIDE, ZOOM_SIDE), interpolation=cv2.INTER_AREA)
+        size = max(1, int(np.ceil(side)))
+        x0, y0 = int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2))
+        part = bgr[max(0, y0) : max(0, y0 + size), max(0, x0) : max(0, x0 + size)]
+        if part.size == 0:
+            return None
+        top, left = max(0, -y0), max(0, -x0)
+        part = cv2.copyMakeBorder(
+            part, top, size - part.shape[0] - top, left, size - part.shape[1] - left, cv2.BORDER_CONSTANT
+        )
+        scale, origin = ZOOM_SIDE / size, (float(x0), float(y0))
+        how = cv2.INTER_LINEAR if size <= ZOOM_SIDE else cv2.INTER_AREA
+        image = cv2.resize(part, (ZOOM_SIDE, ZOOM_SIDE), interpolation=how)
     result = mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
     if not result.multi_face_landmarks:
         return None
     xyz = landmark_array(result.multi_face_landmarks[0])
     h, w = image.shape[:2]
     xyz *= (w, h, w)
-    if window is not None:
-        xyz /= scale
-        xyz[:, 0] += origin[0]
-        xyz[:, 1] += origin[1]
+    xyz /= scale
+    xyz[:, 0] += origin[0]
+    xyz[:, 1] += origin[1]
     return xyz.astype(np.float32)
 
 
