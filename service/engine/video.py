@@ -145,7 +145,7 @@ def _display_angle(matrix: tuple[int, ...]) -> float:
     a, b, c, d = (v / 65536 for v in (matrix[0], matrix[1], matrix[3], matrix[4]))
     if math.hypot(a, c) == 0 or math.hypot(b, d) == 0:
         return 0.0
-    theta = -round(-math.degrees(math.atan2(b / math.hypot(b, d), a / math.hypot(a, c))))
+    theta = round(math.degrees(math.atan2(b / math.hypot(b, d), a / math.hypot(a, c))))
     return theta - 360 * math.floor(theta / 360 + 0.9 / 360)
 
 
@@ -181,13 +181,18 @@ def stream_seconds(path: pathlib.Path) -> float | None:
 
     try:
         with av.open(str(path), mode="r") as container:
-            stream = container.streams.video[0]
-            if stream.duration and stream.time_base:
-                return float(stream.duration * stream.time_base)
-            if stream.frames and stream.average_rate:
-                return stream.frames / float(stream.average_rate)
+            return stream_header_seconds(container.streams.video[0])
     except (av.error.FFmpegError, IndexError):
-        pass
+        return None
+
+
+def stream_header_seconds(stream: Any) -> float | None:
+    """An open PyAV stream's length by its header (its duration, else its frame count
+    over its rate), or None."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if stream.frames and stream.average_rate:
+        return stream.frames / float(stream.average_rate)
     return None
 
 
