@@ -32,13 +32,17 @@ def cut(
     fmt: str = "mp4",
     audio: bool = True,
     pix_fmt: str = "yuv420p",
+    store: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> pathlib.Path:
-    """Re-encode ``duration`` seconds of ``src`` from ``start`` (optionally resized)."""
+    """Re-encode ``duration`` seconds of ``src`` from ``start`` (optionally resized, and
+    each picture stored as ``store`` makes it: turned, flipped)."""
     with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt) as out:
         vin = inp.streams.video[0]
         rate = vin.average_rate or fractions.Fraction(30)
         vout = out.add_stream(codec, rate=rate)
         width, height = size or (vin.codec_context.width, vin.codec_context.height)
+        if store is not None:
+            height, width = store(np.zeros((height, width))).shape
         vout.width, vout.height, vout.pix_fmt = width, height, pix_fmt
         if codec == "libx264":
             vout.options = {"preset": "ultrafast"}
@@ -61,6 +65,8 @@ def cut(
                     img = frame.to_ndarray(format="rgb24")
                     if size:
                         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+                    if store is not None:
+                        img = np.ascontiguousarray(store(img))
                     vf = av.VideoFrame.from_ndarray(img, format="rgb24")
                     vf.pts = n_video
                     vf.time_base = 1 / rate
@@ -113,21 +119,7 @@ def turned(
     """The first ``seconds`` of ``src`` stored turned (or flipped) with a display matrix
     that shows it upright again: ``how`` is (matrix, how to store a picture)."""
     matrix, store = how
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
-        vin = inp.streams.video[0]
-        rate = vin.average_rate or fractions.Fraction(30)
-        vout = out.add_stream("libx264", rate=rate)
-        shape = store(np.zeros((vin.codec_context.height, vin.codec_context.width))).shape
-        vout.width, vout.height, vout.pix_fmt = shape[1], shape[0], "yuv420p"
-        vout.options = {"preset": "ultrafast", "crf": "12"}
-        for n, frame in enumerate(inp.decode(vin)):
-            if frame.time is None or frame.time >= seconds:
-                break
-            stored = np.ascontiguousarray(store(frame.to_ndarray(format="rgb24")))
-            vf = av.VideoFrame.from_ndarray(stored, format="rgb24")
-            vf.pts, vf.time_base = n, 1 / rate
-            out.mux(vout.encode(vf))
-        out.mux(vout.encode(None))
+    cut(src, dst, 0.0, seconds, audio=False, store=store)
     data = bytearray(dst.read_bytes())
     identity = struct.pack(">9i", 65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
     at = data.index(identity, data.index(b"tkhd"))
