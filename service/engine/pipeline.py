@@ -214,8 +214,6 @@ def _render(
                 else:
                     target = retargeter.target(cf.points, model.decompose(sample.points))
                     out = _animate(cf, target, warper)
-                    if cf.shut_eyes is not None:
-                        cf.shut_eyes.paint(out, target.points)
                     if painter is None and driver_skin is not None:
                         skin = composite.MouthPainter.skin_colour(cf.canvas, cf.points)
                         painter = composite.MouthPainter(skin, driver_skin)
@@ -247,6 +245,8 @@ def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: 
     mask = maps.apply_coarse(cf.mask, keep=VIDEO_KEEP if cf.background is cf.canvas else 0.0)
     out = cf.base.copy()
     composite.lay_person(out, roi, cf.canvas, maps.full(), cf.background, mask)
+    if cf.shut_eyes is not None:  # drawn eyes: their lids drawn as they narrow
+        cf.shut_eyes.paint(out, target.points)
     return out
 
 
