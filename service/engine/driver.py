@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from service.engine import contracts, landmarks, video
+from service.engine import contracts, landmarks, retarget, video
 
 #: Smallest share of reference frames with a tracked face for a render to go ahead.
 MIN_TRACKED = 0.5
@@ -35,11 +35,13 @@ BETA = 8.0
 
 @dataclasses.dataclass(frozen=True)
 class RestPose:
-    """The performer at rest: the chosen frame's landmarks (478, 3) and each eye's usual
-    opening over the sampled frames (the median: blinks and wide-eyed moments aside)."""
+    """The performer at rest: the chosen frame's landmarks (478, 3), each eye's usual
+    opening over the sampled frames (the median: blinks and wide-eyed moments aside), and
+    the head's usual pose over them against that frame (the median)."""
 
     points: np.ndarray
     eyes: tuple[float, float]
+    pose: retarget.HeadPose
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +67,8 @@ def _lost(found: int, count: int) -> contracts.EngineError:
 def rest_pose(
     path: pathlib.Path, fps: int, count: int, step: Callable[[], None] = lambda: None, ahead: int = 1
 ) -> RestPose | None:
-    """Landmarks of the performer at rest: eyes at their usual opening, lips closest.
+    """Landmarks of the performer at rest: eyes at their usual opening, lips closest; and
+    the head's usual pose.
 
     Expressions are transferred as changes from this frame. Using the first frame instead
     would make a clip that starts mid-word (mouth open) drive the character's mouth
@@ -76,7 +79,7 @@ def rest_pose(
     The sampled frames are decoded on a thread up to ``ahead`` samples in advance
     (memory: ``ahead`` frames), so decoding overlaps loading the face model.
     """
-    from service.engine import composite, retarget
+    from service.engine import composite
 
     stride = max(1, count // REST_SAMPLES)
     found = []
@@ -96,8 +99,12 @@ def rest_pose(
     gaps = np.array([composite.mouth_gap(p) for p in found])
     usual = np.abs(eyes / np.median(eyes) - 1.0) <= 0.12
     median = np.median(per_eye, axis=0)
+    rest = found[int(np.argmin(np.where(usual, gaps, np.inf)))]
+    model = retarget.DriverModel(rest)
     return RestPose(
-        found[int(np.argmin(np.where(usual, gaps, np.inf)))], (float(median[0]), float(median[1]))
+        rest,
+        (float(median[0]), float(median[1])),
+        retarget.HeadPose.usual([model.pose(p) for p in found]),
     )
 
 

@@ -185,7 +185,7 @@ def _render(
         raise contracts.asset_invalid(
             "No face was found in the reference video; the performer's face must be clearly visible."
         )
-    model = retarget.DriverModel(rest.points, rest.eyes)
+    model = retarget.DriverModel(rest.points, rest.eyes, rest.pose)
     retargeter = retarget.Retargeter(
         model,
         intensity=req.expression_intensity,

@@ -1,8 +1,9 @@
 """Retargeting: the driver's head pose and expression, applied to the character's face.
 
-The 2.5D model. Each driver frame is split, against the driver's own neutral (first)
-frame, into a rigid head pose (scale, rotation, translation; Umeyama on skull points)
-and an expression (3D landmark offsets in the neutral frame's canonical coordinates).
+The 2.5D model. Each driver frame is split, against the driver's own neutral frame, into
+a rigid head pose (scale, rotation, translation; Umeyama on skull points), taken as a
+change from the performer's usual pose, and an expression (3D landmark offsets in the
+neutral frame's canonical coordinates).
 The expression is mapped into the character's face (scaled by the size ratio and by
 ``expression_intensity``), eyelids are re-placed from each eye's own openness ratio (so a
 wink stays a wink and big cartoon eyes still close fully), and the pose change — damped
@@ -117,33 +118,85 @@ def _gaze(points: np.ndarray, eye: topology.Eye) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class DriverFrame:
-    """One driver frame, decomposed against the driver's neutral frame.
+    """One driver frame, decomposed against the driver's neutral frame and usual pose.
 
-    ``expression`` is (478, 3) offsets in the neutral frame's coordinates (driver pixels);
-    ``eyes`` the openness ratio (current / neutral) of the right and left eye; ``gaze``
-    the pupils' offsets from neutral in eye widths (2, 2).
+    ``scale``, ``angles`` and ``centre_shift`` are the head's change from the performer's
+    usual pose; ``expression`` is (478, 3) offsets in the neutral frame's coordinates
+    (driver pixels); ``eyes`` the openness ratio (current / neutral) of the right and
+    left eye; ``gaze`` the pupils' offsets from neutral in eye widths (2, 2).
     """
 
     scale: float
-    angles: tuple[float, float, float]  # (roll, yaw, pitch) change from rest, degrees
-    centre_shift: np.ndarray  # head centre movement, in neutral face widths (x, y)
+    angles: tuple[float, float, float]  # (roll, yaw, pitch) change from usual, degrees
+    centre_shift: np.ndarray  # head centre movement from usual, in neutral face widths (x, y)
     expression: np.ndarray
     eyes: tuple[float, float]
     gaze: np.ndarray
 
 
-class DriverModel:
-    """Decomposes driver landmarks against the driver's neutral (rest) frame."""
+@dataclasses.dataclass(frozen=True)
+class HeadPose:
+    """A head's rigid pose against the driver's neutral frame.
 
-    def __init__(self, neutral: np.ndarray, eyes: tuple[float, float] | None = None) -> None:
+    ``rotation`` 3x3 (camera frame), ``roll`` the eye line's tilt in degrees (what a
+    viewer sees tilt; the 3D fit's roll mixes in yaw and depth noise), ``scale``, and
+    ``centre_shift`` the head centre's movement in neutral face widths (x, y).
+    """
+
+    rotation: np.ndarray
+    roll: float
+    scale: float
+    centre_shift: np.ndarray
+
+    @staticmethod
+    def usual(poses: list[HeadPose]) -> HeadPose:
+        """The median pose of ``poses`` (per Euler angle, scale and shift)."""
+        angles = np.median([euler(p.rotation) for p in poses], axis=0)
+        return HeadPose(
+            rotation=from_euler(*(float(a) for a in angles)),
+            roll=float(np.median([p.roll for p in poses])),
+            scale=float(np.median([p.scale for p in poses])),
+            centre_shift=np.median([p.centre_shift for p in poses], axis=0),
+        )
+
+
+class DriverModel:
+    """Decomposes driver landmarks against the driver's neutral (rest) frame.
+
+    The expression is taken against the neutral frame; the head pose against the
+    performer's ``usual`` pose. The neutral frame is chosen for its expression (eyes at
+    their usual opening, lips closed), and the performer may hold their head anywhere at
+    that moment: on the shared expressive clip, 16 degrees turned and a third of a face
+    width aside from where they mostly are. Taken from there, the character would hold
+    that turn and offset through the whole clip, and look away whenever the performer
+    faced the camera.
+    """
+
+    def __init__(
+        self, neutral: np.ndarray, eyes: tuple[float, float] | None = None, usual: HeadPose | None = None
+    ) -> None:
         """``eyes``: each eye's usual opening, which eye openness ratios are taken against
-        (default: the neutral frame's own, which may be caught mid-squint)."""
+        (default: the neutral frame's own, which may be caught mid-squint); ``usual``: the
+        head pose that leaves the character's as it is (default: the neutral frame's)."""
         self.neutral = neutral.astype(np.float64)
         self.size = landmarks.face_size(self.neutral)
         self._centre = self.neutral[topology.STABLE].mean(axis=0)
         self._eyes0 = eyes if eyes is not None else eye_openness(self.neutral)
         self._gaze0 = self._gazes(self.neutral)
         self._eye_line0 = self._eye_line(self.neutral)
+        self._usual = usual if usual is not None else HeadPose(np.eye(3), 0.0, 1.0, np.zeros(2))
+
+    def pose(self, points: np.ndarray) -> HeadPose:
+        """The head pose of landmarks ``points`` against the neutral frame."""
+        return self._fit(points.astype(np.float64))[0]
+
+    def _fit(self, pts: np.ndarray) -> tuple[HeadPose, np.ndarray]:
+        """The pose of ``pts`` and the translation of its rigid fit."""
+        scale, rot, trans = umeyama(self.neutral[topology.STABLE], pts[topology.STABLE])
+        centre_now = scale * rot @ self._centre + trans
+        roll = (self._eye_line(pts) - self._eye_line0 + 180.0) % 360.0 - 180.0
+        shift = (centre_now - self._centre)[:2] / self.size
+        return HeadPose(rotation=rot, roll=roll, scale=scale, centre_shift=shift), trans
 
     @staticmethod
     def _eye_line(points: np.ndarray) -> float:
@@ -158,29 +211,25 @@ class DriverModel:
 
     def decompose(self, points: np.ndarray) -> DriverFrame:
         pts = points.astype(np.float64)
-        scale, rot, trans = umeyama(self.neutral[topology.STABLE], pts[topology.STABLE])
-        canonical = ((pts - trans) @ rot) / scale  # back into the neutral frame
+        pose, trans = self._fit(pts)
+        canonical = ((pts - trans) @ pose.rotation) / pose.scale  # back into the neutral frame
         # MediaPipe's depth is not metric, so the 3D fit leaves part of a head turn as a
         # tilt of the eye line (about 1.3 px of eye-height difference per degree of yaw
         # on a 150 px face): in the expression, that tilt would turn every yaw into a
-        # roll of the character. The head's tilt is the eye line's (below), so the
-        # expression is levelled to the neutral eye line.
+        # roll of the character. The head's tilt is the eye line's (``HeadPose.roll``),
+        # so the expression is levelled to the neutral eye line.
         residual = math.radians(self._eye_line(canonical) - self._eye_line0)
         c, s = math.cos(residual), math.sin(residual)
         pivot = self._centre[:2]
         canonical[:, :2] = (canonical[:, :2] - pivot) @ np.array([[c, -s], [s, c]]) + pivot
-        centre_now = scale * rot @ self._centre + trans
-        shift = (centre_now - self._centre)[:2] / self.size
         eyes_now = eye_openness(canonical)
         eyes = (eyes_now[0] / max(self._eyes0[0], 1e-6), eyes_now[1] / max(self._eyes0[1], 1e-6))
-        # Roll is read from the eye line in the image: the 3D fit's roll mixes in yaw and
-        # pitch (and depth noise), while the eye line is what a viewer sees tilt.
-        _, yaw, pitch = euler(rot)
-        roll = (self._eye_line(pts) - self._eye_line0 + 180.0) % 360.0 - 180.0
+        usual = self._usual
+        _, yaw, pitch = euler(pose.rotation @ usual.rotation.T)
         return DriverFrame(
-            scale=scale,
-            angles=(roll, yaw, pitch),
-            centre_shift=shift,
+            scale=pose.scale / usual.scale,
+            angles=((pose.roll - usual.roll + 180.0) % 360.0 - 180.0, yaw, pitch),
+            centre_shift=pose.centre_shift - usual.centre_shift,
             expression=canonical - self.neutral,
             eyes=eyes,
             gaze=self._gazes(canonical) - self._gaze0,
@@ -229,7 +278,7 @@ class Retargeter:
         # Expression: rotate/scale the driver's offsets into the character's face frame.
         moved = char + self._gain * s_c * (frame.expression @ r_c.T)
         self._place_eyelids(char, moved, frame.eyes)
-        # Pose: the change from rest, damped and clamped, applied in the camera frame
+        # Pose: the change from the performer's usual pose, damped and clamped, applied in the camera frame
         # around the character's head centre (so a tilt is a tilt whatever the rest pose).
         (roll, yaw, pitch), (g_roll, g_yaw, g_pitch) = frame.angles, self._angle_gains
         rot = from_euler(

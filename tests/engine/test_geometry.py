@@ -293,6 +293,41 @@ def test_eye_ratios_are_taken_against_the_usual_opening_when_given() -> None:
     assert usual.decompose(face).eyes == pytest.approx((1 / 1.2, 1 / 1.2), rel=1e-6)
 
 
+def _skull(seed: int = 3) -> np.ndarray:
+    """A rigid 3D point cloud standing in for a face's 478 landmarks (pixels)."""
+    rng = np.random.default_rng(seed)
+    face = np.column_stack([rng.uniform(-80, 80, 478), rng.uniform(-100, 100, 478), rng.uniform(-40, 40, 478)])
+    return face + np.array([256.0, 256.0, 0.0])
+
+
+def _posed(face: np.ndarray, yaw: float, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    centre = face.mean(axis=0)
+    return (face - centre) @ retarget.from_euler(0.0, yaw, 0.0).T + centre + np.array([*shift, 0.0])
+
+
+def test_head_pose_is_taken_from_the_usual_pose_not_the_rest_frame() -> None:
+    """The rest frame is chosen for its expression and may catch the head turned and aside:
+    the character follows the performer's change from where they mostly are."""
+    face = _skull()
+    rest = _posed(face, 16.0, (-50.0, 0.0))  # lips closed here, but turned and aside
+    clip = [_posed(face, yaw) for yaw in (-2.0, 0.0, 0.0, 1.0, 3.0)]  # mostly facing the camera
+    plain = retarget.DriverModel(rest)
+    usual = retarget.HeadPose.usual([plain.pose(p) for p in clip])
+    model = retarget.DriverModel(rest, usual=usual)
+    facing = model.decompose(_posed(face, 0.0))
+    assert facing.angles == pytest.approx((0.0, 0.0, 0.0), abs=0.2)
+    assert facing.centre_shift == pytest.approx((0.0, 0.0), abs=1e-3)
+    assert facing.scale == pytest.approx(1.0, abs=1e-3)
+    assert np.abs(facing.expression).max() < 1e-6  # a rigid turn is no expression
+    turned = model.decompose(_posed(face, 12.0))
+    assert turned.angles[1] == pytest.approx(12.0, abs=0.3)
+    assert plain.decompose(_posed(face, 0.0)).angles[1] == pytest.approx(-16.0, abs=0.3)  # the old way
+    # The character at the performer's usual pose keeps its own.
+    char = _posed(face, 0.0) * np.array([1.3, 1.3, 1.3]) + np.array([300.0, 40.0, 0.0])
+    target = retarget.Retargeter(model, intensity=3, body_control=True).target(char, facing)
+    assert np.abs(target.points[:, :2] - char[:, :2]).max() < 1.0
+
+
 def test_the_per_frame_path_makes_no_lapack_calls() -> None:
     """``np.linalg.inv``/``solve`` go through OpenBLAS, whose threads then spin on the other
     core: one 2x2 inverse per frame cost a render ~20 % more CPU. Small systems are solved
