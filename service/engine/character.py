@@ -55,7 +55,9 @@ class CharacterFrame:
     """One frame of the character, ready to be animated.
 
     ``base`` is what the output shows where nothing moves; ``background`` what shows
-    where the person moved away from; ``mask`` the soft person mask of ``canvas``.
+    where the person moved away from (only within ``plate_area`` when that is given: a
+    still's clean plate differs from the picture there); ``mask`` the soft person mask
+    of ``canvas``.
     """
 
     canvas: np.ndarray
@@ -66,6 +68,8 @@ class CharacterFrame:
     base: np.ndarray
     #: Draws the character's drawn eyes shut as they close (None: real eyes).
     shut_eyes: eyefit.ShutEyes | None = None
+    #: Where ``background`` is an inpainted fill (float32 0..1; None: nowhere).
+    plate_area: np.ndarray | None = None
 
 
 def load_image(path: pathlib.Path) -> np.ndarray:
@@ -132,17 +136,17 @@ class StillCharacter:
         with landmarks.Segmenter() as seg:
             mask = composite.person_mask(seg.mask(canvas), points)
         step()
-        plate = composite.clean_plate(canvas, mask)
+        plate, plate_area = composite.clean_plate(canvas, mask)
         step()
-        base = composite.blend_person(canvas, plate, mask)
         self.frame = CharacterFrame(
             canvas=canvas,
             points=points,
             rig=rig.Rig(points, width, height, composite.mask_box(mask)),
             mask=mask,
             background=plate,
-            base=base,
+            base=canvas,
             shut_eyes=eyefit.ShutEyes.drawn(canvas, points, moves),
+            plate_area=plate_area,
         )
 
     def frames(self) -> Iterator[CharacterFrame]:

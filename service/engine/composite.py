@@ -1,7 +1,8 @@
 """Layering: background protection, the mouth interior and the camera's drift.
 
 * ``clean_plate`` removes the person from a still picture once (inpainted at low
-  resolution), so whatever the moving head uncovers shows plausible background.
+  resolution), so whatever the moving head uncovers shows plausible background;
+  ``uncovered`` shows it only there.
 * ``blend_person`` lays the warped person over the background with the warped, feathered
   person mask, so background pixels are never dragged along by the head; ``lay_person``
   does the same while warping only where the person shows and blending only along its
@@ -27,8 +28,9 @@ LAY_BAND = 48
 ALPHA_EPS = 1.0 / 512
 
 
-def clean_plate(image: np.ndarray, person: np.ndarray) -> np.ndarray:
-    """The picture with the (dilated) person area inpainted from its surroundings."""
+def clean_plate(image: np.ndarray, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The picture with the (dilated) person area inpainted from its surroundings, and
+    that area (float32 0..1: how much of each pixel is the inpainted fill)."""
     import cv2
 
     h, w = image.shape[:2]
@@ -41,8 +43,31 @@ def clean_plate(image: np.ndarray, person: np.ndarray) -> np.ndarray:
     filled = cv2.inpaint(small, mask, 5, cv2.INPAINT_TELEA)
     filled = cv2.GaussianBlur(filled, (0, 0), 2)
     big = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
-    big_mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)[..., None] / 255
-    return (big * big_mask + image * (1 - big_mask)).astype(np.uint8)
+    area = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
+    return blend_person(big, image, area), area
+
+
+def uncovered(
+    picture: np.ndarray, plate: np.ndarray, area: np.ndarray, moved_area: np.ndarray, roi: warp.Roi
+) -> np.ndarray:
+    """What shows behind the person in ``roi``: the picture itself, except where the
+    person has moved away from, which shows the clean plate.
+
+    ``area`` is the plate's fill area (``clean_plate``), ``moved_area`` the same area
+    warped with the person this frame (ROI size). The plate is a smooth fill reaching a
+    little beyond the person, since segmentation misses stray hair; shown wherever the
+    person is not opaque, it drew a blurred halo around the hair in every frame, even
+    with the head at rest. Here it shows only as far as the person has left it.
+    """
+    import cv2
+
+    ys, xs = roi.slices
+    gone = area[ys, xs] - moved_area
+    np.clip(gone, 0.0, 1.0, out=gone)
+    back = picture[ys, xs]
+    if not gone.any():
+        return back
+    return cv2.blendLinear(plate[ys, xs], back, gone, 1.0 - gone)
 
 
 def person_mask(
@@ -106,22 +131,22 @@ def lay_person(
     roi: warp.Roi,
     source: np.ndarray,
     maps: tuple[np.ndarray, np.ndarray],
-    background: np.ndarray,
+    back: np.ndarray,
     alpha: np.ndarray,
 ) -> None:
-    """``out[roi] = remap(source, maps) * alpha + background[roi] * (1 - alpha)``, in place.
+    """``out[roi] = remap(source, maps) * alpha + back * (1 - alpha)``, in place.
 
     The same picture as ``blend_person`` over the remapped ROI, at a fraction of the cost:
     the ROI is cut into bands of ``LAY_BAND`` rows; in each, columns where no person shows
     are copied from the background without warping, the run of columns where the person
     is opaque is remapped straight into ``out``, and only the rest (the soft silhouette
     edge, typically a few percent of the ROI) is blended. ``maps`` are the full-resolution
-    dst -> src maps of the ROI, ``alpha`` its person mask (float32 0..1, ROI size).
+    dst -> src maps of the ROI, ``back`` what shows behind the person there and ``alpha``
+    its person mask (float32 0..1), both ROI size.
     """
     import cv2
 
-    ys, xs = roi.slices
-    region, back = out[ys, xs], background[ys, xs]
+    region = out[roi.slices]
     mx, my = maps
     height = alpha.shape[0]
     for y0 in range(0, height, LAY_BAND):

@@ -243,8 +243,12 @@ def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: 
     # Firmly: the person's own soft edge, blended with what moved over it, would show as
     # a faint second outline of a shoulder that moved.
     mask = maps.apply_coarse(cf.mask, keep=VIDEO_KEEP if cf.background is cf.canvas else 0.0)
+    if cf.plate_area is None:
+        back = cf.background[roi.slices]
+    else:  # a still's plate, only where the person has moved away from
+        back = composite.uncovered(cf.canvas, cf.background, cf.plate_area, maps.apply_coarse(cf.plate_area), roi)
     out = cf.base.copy()
-    composite.lay_person(out, roi, cf.canvas, maps.full(), cf.background, mask)
+    composite.lay_person(out, roi, cf.canvas, maps.full(), back, mask)
     if cf.shut_eyes is not None:  # drawn eyes: their lids drawn as they narrow
         cf.shut_eyes.paint(out, target.points)
     return out

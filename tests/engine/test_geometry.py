@@ -134,8 +134,29 @@ def test_lay_person_matches_warping_and_blending_the_whole_region() -> None:
         expected[:, : roi.x0],
         expected[:, roi.x1 :],
     )
-    composite.lay_person(out, roi, source, maps, background, alpha)
+    composite.lay_person(out, roi, source, maps, background[roi.slices], alpha)
     assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+def test_the_clean_plate_shows_only_where_the_person_moved_away_from() -> None:
+    """Behind a still person at rest the picture itself shows (no blurred halo of the
+    fill around their hair); where they moved away from, the clean plate does."""
+    rng = np.random.default_rng(8)
+    h, w = 120, 160
+    picture = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    person = _soft_disc(h, w, 80, 60, 30)
+    plate, area = composite.clean_plate(picture, person)
+    assert area[60, 80] == 1.0 and area[60, 130] < 1.0 and area[5, 5] == 0.0  # fill reaches beyond
+    roi = warp.Roi(20, 10, 150, 110)
+    at_rest = composite.uncovered(picture, plate, area, area[roi.slices], roi)
+    assert np.array_equal(at_rest, picture[roi.slices])
+    moved = np.zeros_like(area)  # the person moved 40 px to the right
+    moved[:, 40:] = area[:, :-40]
+    gone = composite.uncovered(picture, plate, area, moved[roi.slices], roi)
+    ys, xs = roi.slices
+    assert area[60, 45] == 1.0 and moved[60, 45] == 0.0
+    assert np.abs(gone[60 - 10, 45 - 20].astype(int) - plate[60, 45]).max() <= 1
+    assert np.array_equal(gone[:, 140 - 20 :][:5], picture[ys, xs][:, 140 - 20 :][:5])
 
 
 def test_coarse_shapes_leave_the_full_resolution_maps_unchanged() -> None:
