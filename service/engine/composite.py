@@ -30,7 +30,13 @@ ALPHA_EPS = 1.0 / 512
 
 def clean_plate(image: np.ndarray, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The picture with the (dilated) person area inpainted from its surroundings, and
-    that area (float32 0..1: how much of each pixel is the inpainted fill)."""
+    that area (float32 0..1: how much of each pixel is the inpainted fill).
+
+    The fill's colours are inpainted at a quarter of the size; its texture, near the
+    edge of the area, is the surrounding background's, mirrored in (``_mirrored_detail``):
+    what a moving head uncovers continues the grass or wall beside it instead of showing
+    a smooth smear.
+    """
     import cv2
 
     h, w = image.shape[:2]
@@ -44,7 +50,50 @@ def clean_plate(image: np.ndarray, person: np.ndarray) -> tuple[np.ndarray, np.n
     filled = cv2.GaussianBlur(filled, (0, 0), 2)
     big = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
     area = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
+    big = _mirrored_detail(image, big, area)
     return blend_person(big, image, area), area
+
+
+#: How deep the mirrored texture reaches into a clean plate, in frame heights (it fades
+#: out linearly), and the blur that separates texture from colour (frame heights).
+PLATE_TEXTURE_DEPTH = 0.17
+PLATE_TEXTURE_BLUR = 1 / 120
+
+
+def _mirrored_detail(image: np.ndarray, fill: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """``fill`` (a smooth inpainting of ``area``) with the picture's fine detail added
+    near the area's edge, taken from the pixel mirrored across the nearest edge point.
+
+    Mirroring continues the texture across the edge without a seam; deeper in, the
+    mirrored point lies further out and the detail fades, so the middle of a large area
+    stays smooth. Points mirrored off the picture or into the area add nothing.
+    """
+    import cv2
+
+    h, w = area.shape
+    hole = (area > 0.01).astype(np.uint8)
+    if not hole.any() or hole.all():
+        return fill
+    depth = PLATE_TEXTURE_DEPTH * h
+    dist, labels = cv2.distanceTransformWithLabels(hole, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    ys, xs = np.nonzero(hole & (dist < depth))
+    # Label k (1-based, in scan order) is the k-th pixel outside the area.
+    oy, ox = np.nonzero(hole == 0)
+    order = labels[oy, ox]
+    ny, nx = np.empty(order.max() + 1, np.int64), np.empty(order.max() + 1, np.int64)
+    ny[order], nx[order] = oy, ox
+    near = labels[ys, xs]
+    my, mx = 2 * ny[near] - ys, 2 * nx[near] - xs
+    inside = (my >= 0) & (my < h) & (mx >= 0) & (mx < w)
+    ys, xs, my, mx = ys[inside], xs[inside], my[inside], mx[inside]
+    outside = hole[my, mx] == 0
+    ys, xs, my, mx = ys[outside], xs[outside], my[outside], mx[outside]
+    smooth = cv2.GaussianBlur(image, (0, 0), PLATE_TEXTURE_BLUR * h)
+    detail = image[my, mx].astype(np.float32) - smooth[my, mx]
+    weight = (1.0 - dist[ys, xs] / depth)[:, None]
+    out = fill.astype(np.float32)
+    out[ys, xs] += detail * weight
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def uncovered(

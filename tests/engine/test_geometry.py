@@ -159,6 +159,22 @@ def test_the_clean_plate_shows_only_where_the_person_moved_away_from() -> None:
     assert np.array_equal(gone[:, 140 - 20 :][:5], picture[ys, xs][:, 140 - 20 :][:5])
 
 
+def test_the_clean_plate_continues_the_background_texture_near_its_edge() -> None:
+    """What a moving head uncovers continues the texture beside it (mirrored in, fading
+    with depth), not a smooth smear; outside the fill the picture is untouched."""
+    rng = np.random.default_rng(9)
+    h, w = 240, 320
+    picture = np.clip(128 + rng.normal(0, 30, (h, w, 1)), 0, 255).astype(np.uint8).repeat(3, axis=2)
+    person = np.zeros((h, w), np.float32)
+    person[60:, 110:210] = 1.0  # a person standing in a grainy scene
+    plate, area = composite.clean_plate(picture, person)
+    assert np.array_equal(plate[area == 0], picture[area == 0])
+    near = plate[150:, 98:108].astype(np.float32)  # inside the fill, just within its edge
+    assert area[150:, 98:108].min() == 1.0
+    assert near.std() > 10  # grain, as beside it (30), not a flat fill
+    assert plate[150:, 150:170].astype(np.float32).std() < near.std() / 2  # the middle stays smooth
+
+
 def test_coarse_shapes_leave_the_full_resolution_maps_unchanged() -> None:
     # Background: two big triangles over the canvas; "face": a small fan inside the
     # first detail ROI, moved so its maps differ from the background's.
