@@ -225,6 +225,8 @@ class VideoCharacter:
         tracker = landmarks.FaceTracker(video=True)
         seg = landmarks.Segmenter()
         eyes = OpenEyes()
+        self._drawn: eyefit.DrawnEyes | None = None
+        self._looked = False  # for drawn eyes, on the first face
         smoother = landmarks.FaceSmoother(self._fps / ANALYSE_EVERY, min_cutoff=1.0, beta=2.0)
         held: list[np.ndarray] = []  # canvases waiting for the next analysed frame
         before: _Look | None = None
@@ -270,6 +272,11 @@ class VideoCharacter:
         points = smoother(found)
         if points is None:
             return None
+        if not self._looked:
+            self._looked = True
+            self._drawn = eyefit.DrawnEyes.find(canvas, points)
+        if self._drawn is not None:
+            points = eyefit.fit_drawn_eyes(canvas, points, self._drawn.moves(points))
         half = cv2.resize(canvas, (self._w // 2, self._h // 2), interpolation=cv2.INTER_AREA)
         mask = composite.person_mask(seg.mask(half), points, (self._h, self._w))
         opening = None if found is None else np.array(retarget.eye_openness(found))
@@ -288,6 +295,7 @@ class VideoCharacter:
             mask=look.mask,
             background=canvas,
             base=canvas,
+            shut_eyes=None if self._drawn is None else self._drawn.lids,
         )
 
 
@@ -469,6 +477,7 @@ class _Reel:
             mask=self._restored[1],
             background=canvas,
             base=canvas,
+            shut_eyes=None if previous is None else previous.shut_eyes,  # the same lids throughout
         )
 
 

@@ -184,6 +184,52 @@ def fit_drawn_eyes(
     return out
 
 
+class DrawnEyes:
+    """A character video's drawn-eye fit: found on its first face, carried to each frame.
+
+    A drawn eye keeps its shape from frame to frame, while a fit made afresh on every
+    frame would follow the drawing's compression noise, and fails on the video's own
+    blinks (a shut drawn eye shows no white). The moves are kept in each eye's own axes
+    (along it and up across it, in eye widths) and put back on each frame's eyes.
+    """
+
+    def __init__(self, image: np.ndarray, points: np.ndarray, moves: dict[int, np.ndarray]) -> None:
+        """``moves``: ``contour_moves(image, points)``, not empty."""
+        self._eyes: list[tuple[int, np.ndarray, np.ndarray]] = []  # eye, indices, local moves
+        for k, eye in enumerate(topology.EYES):
+            index = np.array(
+                [i for i in (*eye.corners, *eye.upper, *eye.lower) if int(i) in moves], dtype=np.int64
+            )
+            if not len(index):
+                continue
+            along, up, width = self._axes(points, eye)
+            shift = np.stack([moves[int(i)] for i in index])
+            self._eyes.append((k, index, np.column_stack([shift @ along, shift @ up]) / width))
+        #: The drawn lids of these eyes, as this frame shows them.
+        self.lids = ShutEyes(image, fit_drawn_eyes(image, points, moves), [k for k, _, _ in self._eyes])
+
+    @classmethod
+    def find(cls, image: np.ndarray, points: np.ndarray) -> DrawnEyes | None:
+        """The fit of the drawn eyes of a frame, or None if its eyes are not drawn."""
+        moves = contour_moves(image, points)
+        return cls(image, points, moves) if moves else None
+
+    @staticmethod
+    def _axes(points: np.ndarray, eye: topology.Eye) -> tuple[np.ndarray, np.ndarray, float]:
+        inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
+        along, up = _eye_axes(inner, outer)
+        return along, up, float(np.linalg.norm(outer - inner)) or 1.0
+
+    def moves(self, points: np.ndarray) -> dict[int, np.ndarray]:
+        """The fit's moves (px, x/y) for another frame's landmarks ``points``."""
+        out: dict[int, np.ndarray] = {}
+        for k, index, local in self._eyes:
+            along, up, width = self._axes(points, topology.EYES[k])
+            shift = (local[:, :1] * along + local[:, 1:] * up) * width
+            out.update(zip((int(i) for i in index), shift, strict=True))
+        return out
+
+
 class ShutEyes:
     """Draws the lids of a drawn eye as it narrows and shuts: a stylised eye cannot be
     closed by moving its lids alone.
@@ -245,15 +291,18 @@ class ShutEyes:
         drawn = [k for k, eye in enumerate(topology.EYES) if int(eye.lower[0]) in moves]
         return cls(image, points, drawn) if drawn else None
 
-    def paint(self, out: np.ndarray, target: np.ndarray) -> None:
+    def paint(self, out: np.ndarray, target: np.ndarray, own: np.ndarray | None = None) -> None:
         """Draw the lids of the narrowing drawn eyes of ``out`` (in place): ``target`` is
-        where the warp put the character's landmarks in ``out``."""
+        where the warp put the character's landmarks in ``out``; ``own`` the character
+        frame's landmarks, whose eye openings the narrowing is measured against (default:
+        those of the frame these lids were made from; a video's change)."""
         import cv2
 
         now = retarget.eye_openness(target)
+        rest = self._rest if own is None else retarget.eye_openness(own)
         h, w = out.shape[:2]
         for k, upper_arc, lower_arc, lash, colour in self._eyes:
-            opening = now[k] / max(self._rest[k], 1e-6)
+            opening = now[k] / max(rest[k], 1e-6)
             lid_share = _ramp(opening, self.LID_FROM, self.LID_FULL)
             if lid_share <= 0:
                 continue

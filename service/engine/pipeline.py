@@ -250,7 +250,7 @@ def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: 
     out = cf.base.copy()
     composite.lay_person(out, roi, cf.canvas, maps.full(), back, mask)
     if cf.shut_eyes is not None:  # drawn eyes: their lids drawn as they narrow
-        cf.shut_eyes.paint(out, target.points)
+        cf.shut_eyes.paint(out, target.points, cf.points)
     return out
 
 

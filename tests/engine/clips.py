@@ -101,6 +101,31 @@ def synthetic(
     return dst
 
 
+def panned(
+    picture: pathlib.Path, dst: pathlib.Path, duration: float, *, size: tuple[int, int] = (640, 360), fps: int = 24
+) -> pathlib.Path:
+    """A character video made from a still ``picture``: the camera pans slowly across it
+    (one pixel a frame), the face kept in view."""
+    image = cv2.imread(str(picture))
+    width, height = size
+    scale = 1.1 * height / image.shape[0]
+    big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    side = max(0, width + int(fps * duration) - big.shape[1])
+    big = cv2.copyMakeBorder(big, 0, 0, side // 2, side - side // 2, cv2.BORDER_REPLICATE)
+    top = (big.shape[0] - height) // 2
+    with av.open(str(dst), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "16"}
+        for i in range(int(round(duration * fps))):
+            window = np.ascontiguousarray(big[top : top + height, i : i + width])
+            frame = av.VideoFrame.from_ndarray(window, format="bgr24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return dst
+
+
 #: Display matrices (MP4 ``tkhd``, 16.16 fixed point) and how to store a picture so that
 #: each shows it upright: a phone's portrait video (stored turned a quarter
 #: counterclockwise, shown turned clockwise), a mirrored one, one upside down.

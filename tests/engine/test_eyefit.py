@@ -208,3 +208,38 @@ def test_a_drawn_eye_is_drawn_shut_and_a_real_one_is_left_to_the_warp(media: pat
     )
     inner = cv2.erode(below, np.ones((13, 13), np.uint8)) > 0  # (clear of the lash stroke)
     np.testing.assert_array_equal(lidded[inner], canvas[inner])  # the open part: as it was
+
+
+def test_a_cartoon_video_has_its_drawn_eyes_fitted_on_every_frame_and_drawn_shut(
+    media: pathlib.Path, tmp_path: pathlib.Path, short_character_video: pathlib.Path
+) -> None:
+    """A character video with drawn eyes gets the still's treatment: the fit found on its
+    first face is carried to every frame, and its eyes are drawn shut as they close. A
+    video of a real person gets neither."""
+    import itertools
+
+    import cv2
+
+    from service.engine import landmarks
+    from tests.engine import clips
+
+    clip = clips.panned(media / "character_cartoon.jpg", tmp_path / "cartoon.mp4", 1.0)
+    frames = list(itertools.islice(character.VideoCharacter(clip, 640, 360, 24, 24).frames(), 24))
+    assert all(f.rig is not None and f.shut_eyes is not None for f in frames)
+    assert all(f.shut_eyes is frames[0].shut_eyes for f in frames)
+    with landmarks.FaceTracker(video=False) as tracker:
+        for frame in (frames[0], frames[-1]):
+            found = tracker.detect(frame.canvas)
+            assert found is not None
+            for fitted, raw in zip(retarget.eye_openness(frame.points), retarget.eye_openness(found), strict=True):
+                assert fitted > raw + 0.03  # the contour is out on the drawing, as on the still
+    last = frames[-1]
+    right = EYES[0]
+    out = last.canvas.copy()
+    assert last.shut_eyes is not None
+    last.shut_eyes.paint(out, _closed(last.points, right), last.points)
+    inside = np.zeros(out.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(last.points[right.ring, :2]).astype(np.int32)], (255,))
+    assert _white(out)[inside > 0].mean() < 0.05 < 0.2 < _white(last.canvas)[inside > 0].mean()
+    real = itertools.islice(character.VideoCharacter(short_character_video, 640, 360, 6, 24).frames(), 6)
+    assert all(f.shut_eyes is None for f in real)
