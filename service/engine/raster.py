@@ -1,4 +1,5 @@
-"""Compiled inner loops of the warp (numba, compiled once and cached on disk).
+"""Compiled inner loops (numba, compiled once and cached on disk): the warp's, and the
+HDR tone map's (``tone_map``).
 
 ``paint_maps`` rasterises a list of triangles, in order, onto a sample grid and writes
 each covered sample's dst -> src coordinates from its triangle's affine: the warp's
@@ -84,3 +85,28 @@ def warm_up() -> None:
     """Compile (or load from the cache) every kernel now, not on the first frame."""
     grid = np.zeros((2, 2), dtype=np.float32)
     paint_maps(grid, grid.copy(), np.zeros((1, 3, 2), dtype=np.int64), np.zeros((1, 6)), 0.0, 0.0, 1.0)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def tone_map(
+    signal: np.ndarray, linear: np.ndarray, matrix: np.ndarray, code: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
+    """An HDR frame's (H, W, 3) uint16 R'G'B' ``signal`` as (H, W, 3) uint8 BGR: each
+    channel's signal (top 12 bits) to light by the ``linear`` table, the 3x3 ``matrix``
+    (rows: B, G, R out, scaled so that 1 is the brightest light shown), then each
+    channel's light (indexed by its square root, which keeps precision in the shadows)
+    to its ``code``. One pass, without the GIL: the same steps in NumPy took 30-50 ms a
+    720p frame."""
+    h, w = signal.shape[0], signal.shape[1]
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    last = np.float32(code.shape[0] - 1)
+    for y in range(h):
+        for x in range(w):
+            r = linear[signal[y, x, 0] >> 4]
+            g = linear[signal[y, x, 1] >> 4]
+            b = linear[signal[y, x, 2] >> 4]
+            for c in range(3):
+                v = matrix[c, 0] * r + matrix[c, 1] * g + matrix[c, 2] * b
+                v = min(max(v, np.float32(0.0)), np.float32(1.0))
+                out[y, x, c] = code[int(np.sqrt(v) * last + np.float32(0.5))]
+    return out

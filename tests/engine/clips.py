@@ -102,7 +102,12 @@ def synthetic(
 
 
 def panned(
-    picture: pathlib.Path, dst: pathlib.Path, duration: float, *, size: tuple[int, int] = (640, 360), fps: int = 24
+    picture: pathlib.Path,
+    dst: pathlib.Path,
+    duration: float,
+    *,
+    size: tuple[int, int] = (640, 360),
+    fps: int = 24,
 ) -> pathlib.Path:
     """A character video made from a still ``picture``: the camera pans slowly across it
     (one pixel a frame), the face kept in view."""
@@ -122,6 +127,60 @@ def panned(
             frame = av.VideoFrame.from_ndarray(window, format="bgr24")
             frame.pts = i
             out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return dst
+
+
+#: Linear BT.709 to BT.2020 primaries (ITU-R BT.2087), RGB.
+_BT709_TO_2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+
+
+def hdr_signal(rgb: np.ndarray, transfer: str) -> np.ndarray:
+    """The BT.2020 HLG or PQ signal (R'G'B', 0..1) a camera would record for an SDR
+    picture ``rgb`` (uint8 RGB), with SDR white at HDR reference white (203 cd/m2) and
+    the engine's highlight roll-off (``video.HDR_KNEE``) undone: written independently of
+    the engine's tone map, whose inverse it is."""
+    knee, white, peak = 0.8, 203.0, 1000.0
+    light = (rgb.astype(np.float64) / 255) ** 2.4
+    over = np.clip((light - knee) / (1 - knee), 0.0, 1 - 1e-6)
+    light = np.where(light <= knee, light, knee - (1 - knee) * np.log(1 - over))
+    light = np.clip(light @ _BT709_TO_2020.T, 0.0, peak / white)
+    nits = light * white
+    if transfer == "hlg":
+        a, b, c = 0.17883277, 0.28466892, 0.55991073
+        scene = (nits / peak) ** (1 / 1.2)
+        return np.where(scene <= 1 / 12, np.sqrt(3 * scene), a * np.log(np.maximum(12 * scene - b, 1e-9)) + c)
+    m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
+    y = (nits / 10000) ** m1
+    return ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+
+
+def hdr(pictures: Iterator[np.ndarray], dst: pathlib.Path, transfer: str, fps: int = 24) -> pathlib.Path:
+    """An HDR clip (HEVC 10-bit, BT.2020, HLG or PQ, tagged as phones tag it) of the SDR
+    ``pictures`` (uint8 RGB, even sizes)."""
+    kr, kb = 0.2627, 0.0593
+    with av.open(str(dst), "w", format="mp4") as out:
+        stream = None
+        for i, rgb in enumerate(pictures):
+            e = hdr_signal(rgb, transfer)
+            y = kr * e[..., 0] + (1 - kr - kb) * e[..., 1] + kb * e[..., 2]
+            cb, cr = (e[..., 2] - y) / (2 * (1 - kb)), (e[..., 0] - y) / (2 * (1 - kr))
+            planes = [64 + 876 * y, 512 + 896 * cb[::2, ::2], 512 + 896 * cr[::2, ::2]]
+            h, w = y.shape
+            if stream is None:
+                stream = out.add_stream("libx265", rate=fps)
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p10le"
+                trc = "arib-std-b67" if transfer == "hlg" else "smpte2084"
+                stream.options = {
+                    "x265-params": f"log-level=error:crf=6:colorprim=bt2020:transfer={trc}:colormatrix=bt2020nc"
+                }
+            frame = av.VideoFrame(w, h, "yuv420p10le")
+            for plane, values in zip(frame.planes, planes, strict=True):
+                view = np.frombuffer(plane, dtype=np.uint16).reshape(plane.height, plane.line_size // 2)
+                view[:, : values.shape[1]] = np.round(values).astype(np.uint16)
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        assert stream is not None
         out.mux(stream.encode(None))
     return dst
 

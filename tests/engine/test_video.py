@@ -87,3 +87,43 @@ def test_decoding_does_not_hold_on_to_frames(reference: pathlib.Path) -> None:
     finally:
         gc.enable()
     assert alive <= 10  # (per frame: all 40)
+
+
+def _patches() -> np.ndarray:
+    """Colour patches (RGB): skin tones, saturated primaries, greys from near black to
+    near white."""
+    colours = [(200, 150, 120), (230, 40, 40), (40, 200, 60), (50, 60, 220)]
+    colours += [(128, 128, 128), (30, 30, 30), (240, 240, 240), (250, 220, 190)]
+    picture = np.zeros((64, 16 * len(colours), 3), np.uint8)
+    for k, colour in enumerate(colours):
+        picture[:, 16 * k : 16 * (k + 1)] = colour
+    return picture
+
+
+def test_hdr_video_is_tone_mapped_to_how_it_looks_in_sdr(tmp_path: pathlib.Path) -> None:
+    """Phones record HDR (HEVC 10-bit, BT.2020, HLG; some PQ). Converted as it is, its
+    signal shows flat and grey; decoded, each colour comes back as the SDR picture it was
+    made from (SDR white at HDR reference white), and thumbnails show the same."""
+    picture = _patches()
+    for transfer in ("hlg", "pq"):
+        clip = clips.hdr(iter([picture] * 3), tmp_path / f"{transfer}.mp4", transfer)
+        shown = next(video.iter_frames(clip, 24, 1))[..., ::-1]
+        centres = shown[32, 8::16].astype(int)
+        assert np.abs(centres - picture[32, 8::16]).max() <= 6, transfer
+        with av.open(str(clip)) as container:
+            frame = next(container.decode(video=0))
+            plain = frame.to_ndarray(format="rgb24")[32, 8::16].astype(int)
+            assert np.abs(plain - picture[32, 8::16]).max() > 40  # what it looked like untreated
+            np.testing.assert_array_equal(video.upright(frame), shown[..., ::-1])
+
+
+def test_the_performer_in_an_hdr_clip_is_tracked_as_in_sdr(
+    reference: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    sdr = list(video.iter_frames(reference, 24, 12))
+    clip = clips.hdr((frame[..., ::-1] for frame in sdr), tmp_path / "face.mp4", "hlg")
+    shown = list(video.iter_frames(clip, 24, 12))
+    assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(shown, sdr, strict=True)]) < 4
+    found, plain = driver.rest_pose(clip, 24, 12), driver.rest_pose(reference, 24, 12)
+    assert found is not None and plain is not None
+    assert np.abs(found.points[:, :2] - plain.points[:, :2]).mean() < 2.0
