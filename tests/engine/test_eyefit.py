@@ -231,7 +231,9 @@ def test_a_cartoon_video_has_its_drawn_eyes_fitted_on_every_frame_and_drawn_shut
         for frame in (frames[0], frames[-1]):
             found = tracker.detect(frame.canvas)
             assert found is not None
-            for fitted, raw in zip(retarget.eye_openness(frame.points), retarget.eye_openness(found), strict=True):
+            for fitted, raw in zip(
+                retarget.eye_openness(frame.points), retarget.eye_openness(found), strict=True
+            ):
                 assert fitted > raw + 0.03  # the contour is out on the drawing, as on the still
     last = frames[-1]
     right = EYES[0]

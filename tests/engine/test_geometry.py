@@ -333,7 +333,9 @@ def test_eye_ratios_are_taken_against_the_usual_opening_when_given() -> None:
 def _skull(seed: int = 3) -> np.ndarray:
     """A rigid 3D point cloud standing in for a face's 478 landmarks (pixels)."""
     rng = np.random.default_rng(seed)
-    face = np.column_stack([rng.uniform(-80, 80, 478), rng.uniform(-100, 100, 478), rng.uniform(-40, 40, 478)])
+    face = np.column_stack(
+        [rng.uniform(-80, 80, 478), rng.uniform(-100, 100, 478), rng.uniform(-40, 40, 478)]
+    )
     return face + np.array([256.0, 256.0, 0.0])
 
 
