@@ -28,6 +28,8 @@ from service.engine import contracts, landmarks, retarget, video
 MIN_TRACKED = 0.5
 #: Frames sampled across the clip to choose the performer's rest expression.
 REST_SAMPLES = 24
+#: Lips count as closed within this much of the smallest gap seen (``mouth_gap``).
+REST_CLOSED_SLACK = 0.02
 #: One-Euro parameters for the driver landmarks (face widths, Hz).
 MIN_CUTOFF = 2.0
 BETA = 8.0
@@ -67,8 +69,8 @@ def _lost(found: int, count: int) -> contracts.EngineError:
 def rest_pose(
     path: pathlib.Path, fps: int, count: int, step: Callable[[], None] = lambda: None, ahead: int = 1
 ) -> RestPose | None:
-    """Landmarks of the performer at rest: eyes at their usual opening, lips closest; and
-    the head's usual pose.
+    """Landmarks of the performer at rest: eyes at their usual opening, lips closed, the
+    mouth at its usual width; and the head's usual pose.
 
     Expressions are transferred as changes from this frame. Using the first frame instead
     would make a clip that starts mid-word (mouth open) drive the character's mouth
@@ -79,8 +81,6 @@ def rest_pose(
     The sampled frames are decoded on a thread up to ``ahead`` samples in advance
     (memory: ``ahead`` frames), so decoding overlaps loading the face model.
     """
-    from service.engine import composite
-
     stride = max(1, count // REST_SAMPLES)
     found = []
     frames = video.prefetch(video.iter_frames(path, fps, count, stride=stride), depth=max(1, ahead))
@@ -92,14 +92,27 @@ def rest_pose(
                 points = tracker.detect(frame)
                 if points is not None:
                     found.append(points)
-    if not found:
-        return None
+    return at_rest(found) if found else None
+
+
+def at_rest(found: list[np.ndarray]) -> RestPose:
+    """The ``RestPose`` among the landmarks ``found`` on the sampled frames (not empty)."""
+    from service.engine import composite
+
     per_eye = np.array([retarget.eye_openness(p) for p in found])
     eyes = per_eye.sum(axis=1)
     gaps = np.array([composite.mouth_gap(p) for p in found])
     usual = np.abs(eyes / np.median(eyes) - 1.0) <= 0.12
+    if not usual.any():
+        usual[:] = True
+    # Lips closed, and of those the mouth at its usual width: the narrowest gap alone
+    # picked a closed-lipped smile (the gap is measured against the mouth's width, which
+    # a smile stretches), and every other frame then narrowed the character's mouth
+    # into a pucker (the talking portrait: 0.69 against a usual 0.55 of the eyes' span).
+    closed = usual & (gaps <= gaps[usual].min() + REST_CLOSED_SLACK)
+    widths = np.array([composite.mouth_width(p) for p in found])
     median = np.median(per_eye, axis=0)
-    rest = found[int(np.argmin(np.where(usual, gaps, np.inf)))]
+    rest = found[int(np.argmin(np.where(closed, np.abs(widths - np.median(widths[closed])), np.inf)))]
     model = retarget.DriverModel(rest)
     return RestPose(
         rest,

@@ -90,6 +90,8 @@ INNER_LIPS = np.array(
 #: Inner-lip (upper, lower) pairs across the opening, left to right.
 MOUTH_PAIRS = np.array([[81, 178], [13, 14], [311, 402], [82, 87], [312, 317]], dtype=np.int32)
 MOUTH_CORNERS = (78, 308)
+#: The corners of the lips' outer edge (how wide the mouth is).
+MOUTH_OUTER_CORNERS = (61, 291)
 #: The middle of the upper inner lip.
 UPPER_INNER_LIP_MIDDLE = (82, 13, 312)
 OUTER_LIPS = np.array(

@@ -354,3 +354,28 @@ def test_the_mouth_opening_moves_with_the_head_and_the_upper_lip(face: np.ndarra
         dst = points[middle, :2].mean(axis=0)
         np.testing.assert_allclose(mouth[:, :2] @ dst + mouth[:, 2], face[middle, :2].mean(axis=0), atol=1e-4)
         np.testing.assert_allclose(mouth[:, :2], np.eye(2), atol=1e-9)  # never stretched
+
+
+def test_the_rest_frame_has_closed_lips_at_their_usual_width_not_a_smile(face: np.ndarray) -> None:
+    """The gap between the lips is measured against the mouth's width, which a smile
+    stretches: the narrowest gap alone picked a closed-lipped smile, and every other
+    frame then drew the character's mouth narrower than its own (a pucker)."""
+    from service.engine import composite, driver
+
+    def mouth(gap: float, wider: float) -> np.ndarray:
+        p = face.copy()
+        upper, lower = topology.MOUTH_PAIRS[:, 0], topology.MOUTH_PAIRS[:, 1]
+        middle = (p[upper] + p[lower]) / 2
+        p[upper], p[lower] = middle - [0.0, gap / 2, 0.0], middle + [0.0, gap / 2, 0.0]
+        centre = p[topology.OUTER_LIPS, :2].mean(axis=0)
+        p[topology.OUTER_LIPS, 0] = centre[0] + (p[topology.OUTER_LIPS, 0] - centre[0]) * wider
+        p[topology.INNER_LIPS, 0] = centre[0] + (p[topology.INNER_LIPS, 0] - centre[0]) * wider
+        return p
+
+    talking = [mouth(12.0, 1.0), mouth(9.0, 0.9)]
+    neutral = [mouth(0.6, 1.0), mouth(0.5, 0.98), mouth(0.6, 1.03)]
+    smile = mouth(0.5, 1.3)
+    assert composite.mouth_gap(smile) < min(composite.mouth_gap(p) for p in neutral)  # narrowest gap
+    rest = driver.at_rest([*talking, smile, *neutral])
+    assert any(rest.points is p for p in neutral)
+    assert composite.mouth_width(rest.points) < composite.mouth_width(smile) * 0.85
