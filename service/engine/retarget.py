@@ -236,6 +236,40 @@ class DriverModel:
         )
 
 
+def close_mouth(points: np.ndarray) -> np.ndarray:
+    """``points`` (478, 3) with the lips closed: the lower lip raised onto the upper one,
+    the chin and jaw below it rising with it (a copy; a closed mouth: the same).
+
+    The performer's expression is taken against their rest frame, whose lips are
+    closed. Added to a character pictured with its mouth open, it left that mouth open
+    whenever the performer's was shut. The lower lip's inner edge goes onto the upper
+    one's, pair by pair; everything below the mouth corners rises by the opening at the
+    middle, as a jaw does, fading out toward the ears.
+    """
+    out = points.copy()
+    pts = points[:, :2].astype(np.float64)
+    a, b = pts[topology.RIGHT_EYE_CORNERS[1]], pts[topology.LEFT_EYE_CORNERS[1]]
+    across = (b - a) / (float(np.linalg.norm(b - a)) or 1.0)
+    down = np.array([-across[1], across[0]])  # toward the chin (image y grows downward)
+    if down[1] < 0:
+        down = -down
+    upper, lower = topology.INNER_LIP_PAIRS[:, 0], topology.INNER_LIP_PAIRS[:, 1]
+    gaps = np.maximum((pts[lower] - pts[upper]) @ down, 0.0)
+    opening = float(gaps.max())
+    if opening <= 0:
+        return out
+    left, right = (pts[c] for c in topology.MOUTH_CORNERS)
+    centre = (left + right) / 2
+    half_face = float(np.ptp(pts[topology.FACE_OVAL] @ across)) / 2 or 1.0
+    rel = pts - centre
+    below = np.clip((rel @ down) / opening, 0.0, 1.0)  # from the corners' line to the lip's depth
+    side = np.exp(-(((rel @ across) / (0.9 * half_face)) ** 2))
+    lift = opening * below * side
+    lift[lower] = gaps  # the lips meet along their whole width
+    out[:, :2] -= (lift[:, None] * down).astype(out.dtype)
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class TargetFace:
     """Where the character's face goes in this frame.
@@ -275,8 +309,9 @@ class Retargeter:
         char = char.astype(np.float64)
         stable = topology.STABLE
         s_c, r_c, _ = umeyama(self._driver.neutral[stable], char[stable])
-        # Expression: rotate/scale the driver's offsets into the character's face frame.
-        moved = char + self._gain * s_c * (frame.expression @ r_c.T)
+        # Expression: rotate/scale the driver's offsets into the character's face frame,
+        # from the character with its lips closed, as the performer's are at rest.
+        moved = close_mouth(char) + self._gain * s_c * (frame.expression @ r_c.T)
         self._place_eyelids(char, moved, frame.eyes)
         # Pose: the change from the performer's usual pose, damped and clamped, applied in the camera frame
         # around the character's head centre (so a tilt is a tilt whatever the rest pose).

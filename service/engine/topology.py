@@ -90,6 +90,12 @@ INNER_LIPS = np.array(
 #: Inner-lip (upper, lower) pairs across the opening, left to right.
 MOUTH_PAIRS = np.array([[81, 178], [13, 14], [311, 402], [82, 87], [312, 317]], dtype=np.int32)
 MOUTH_CORNERS = (78, 308)
+#: Inner-lip (upper, lower) pairs across the opening, every one between the corners,
+#: left to right.
+INNER_LIP_PAIRS = np.array(
+    [[191, 95], [80, 88], [81, 178], [82, 87], [13, 14], [312, 317], [311, 402], [310, 318], [415, 324]],
+    dtype=np.int32,
+)
 #: The corners of the lips' outer edge (how wide the mouth is).
 MOUTH_OUTER_CORNERS = (61, 291)
 #: The middle of the upper inner lip.

@@ -336,6 +336,7 @@ def _skull(seed: int = 3) -> np.ndarray:
     face = np.column_stack(
         [rng.uniform(-80, 80, 478), rng.uniform(-100, 100, 478), rng.uniform(-40, 40, 478)]
     )
+    face[topology.INNER_LIP_PAIRS[:, 1]] = face[topology.INNER_LIP_PAIRS[:, 0]]  # lips closed
     return face + np.array([256.0, 256.0, 0.0])
 
 

@@ -379,3 +379,28 @@ def test_the_rest_frame_has_closed_lips_at_their_usual_width_not_a_smile(face: n
     rest = driver.at_rest([*talking, smile, *neutral])
     assert any(rest.points is p for p in neutral)
     assert composite.mouth_width(rest.points) < composite.mouth_width(smile) * 0.85
+
+
+def test_a_character_pictured_with_its_mouth_open_closes_it_with_the_performer(face: np.ndarray) -> None:
+    """The performer's expression is taken against their closed-lipped rest: a character
+    pictured mouth open (the shared photo) closes it when they do, the jaw rising with
+    the lower lip, and opens it again by as much as they open theirs."""
+    from service.engine import composite, retarget
+
+    upper, lower = topology.INNER_LIP_PAIRS[:, 0], topology.INNER_LIP_PAIRS[:, 1]
+    opening = float((face[lower, 1] - face[upper, 1]).max())
+    assert opening > 8  # the picture's mouth is open
+    closed = retarget.close_mouth(face)
+    assert np.abs(closed[lower, :2] - closed[upper, :2]).max() < 0.15 * opening  # lips meet
+    corners = face[list(topology.MOUTH_CORNERS), 1].mean()
+    above = face[:, 1] < corners - 2
+    np.testing.assert_array_equal(closed[above], face[above])  # eyes, nose, upper lip stay
+    rise = face[:, 1] - closed[:, 1]
+    assert rise[topology.CHIN] > 0.8 * opening  # the jaw comes up...
+    assert rise[[234, 454]].max() < 0.2 * opening  # ...hinged near the ears
+    np.testing.assert_allclose(retarget.close_mouth(closed), closed, atol=0.05 * opening)
+    # At the performer's rest the character's lips are closed; opened, they open.
+    model = retarget.DriverModel(closed)
+    retargeter = retarget.Retargeter(model, intensity=3, body_control=True)
+    assert composite.mouth_gap(retargeter.target(face, model.decompose(closed)).points) < 0.05
+    assert composite.mouth_gap(retargeter.target(face, model.decompose(face)).points) > 0.1
