@@ -96,27 +96,29 @@ def _mirrored_detail(image: np.ndarray, fill: np.ndarray, area: np.ndarray) -> n
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def uncovered(
-    picture: np.ndarray, plate: np.ndarray, area: np.ndarray, moved_area: np.ndarray, roi: warp.Roi
-) -> np.ndarray:
-    """What shows behind the person in ``roi``: the picture itself, except where the
-    person has moved away from, which shows the clean plate.
+def uncovered(picture: np.ndarray, plate: np.ndarray, area: np.ndarray, maps: warp.WarpMaps) -> np.ndarray:
+    """What shows behind the person in the maps' ROI: the picture itself, except where
+    the person has moved away from, which shows the clean plate.
 
-    ``area`` is the plate's fill area (``clean_plate``), ``moved_area`` the same area
-    warped with the person this frame (ROI size). The plate is a smooth fill reaching a
-    little beyond the person, since segmentation misses stray hair; shown wherever the
-    person is not opaque, it drew a blurred halo around the hair in every frame, even
-    with the head at rest. Here it shows only as far as the person has left it.
+    ``area`` is the plate's fill area (``clean_plate``); ``maps`` this frame's warp. The
+    plate is a smooth fill reaching a little beyond the person, since segmentation misses
+    stray hair; shown wherever the person is not opaque, it drew a blurred halo around
+    the hair in every frame, even with the head at rest. Here it shows only as far as
+    the person has left it (found on the warp's coarse grid; nothing is blended while
+    the person covers it all).
     """
     import cv2
 
-    ys, xs = roi.slices
-    gone = area[ys, xs] - moved_area
-    np.clip(gone, 0.0, 1.0, out=gone)
-    back = picture[ys, xs]
-    if not gone.any():
+    roi = maps.roi
+    back = picture[roi.slices]
+    gone = maps.coarse(area, moved=False) - maps.coarse(area)
+    hit = gone > ALPHA_EPS
+    if not hit.any():
         return back
-    return cv2.blendLinear(plate[ys, xs], back, gone, 1.0 - gone)
+    h, w = back.shape[:2]
+    share = maps.upsample(gone, slice(None), slice(None))[:h, :w]
+    np.clip(share, 0.0, 1.0, out=share)
+    return cv2.blendLinear(plate[roi.slices], back, share, 1.0 - share)
 
 
 def person_mask(

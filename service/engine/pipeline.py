@@ -246,9 +246,7 @@ def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: 
     if cf.plate_area is None:
         back = cf.background[roi.slices]
     else:  # a still's plate, only where the person has moved away from
-        back = composite.uncovered(
-            cf.canvas, cf.background, cf.plate_area, maps.apply_coarse(cf.plate_area), roi
-        )
+        back = composite.uncovered(cf.canvas, cf.background, cf.plate_area, maps)
     out = cf.base.copy()
     composite.lay_person(out, roi, cf.canvas, maps.full(), back, mask)
     if cf.shut_eyes is not None:  # drawn eyes: their lids drawn as they narrow

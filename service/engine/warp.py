@@ -257,14 +257,32 @@ class WarpMaps:
         ``keep`` > 0: the larger of the resampled image and the unmoved one times
         ``keep`` (at most 1) at each sample — a person mask covering both where the
         person went and, firmly, where they were."""
-        lo = remap(image, self.lo_x, self.lo_y)
+        lo = self.coarse(image)
         if keep > 0:
-            _, gx, gy = _grid(self.roi, self.f)
-            still = remap(image, np.broadcast_to(gx, lo.shape), np.broadcast_to(gy[:, None], lo.shape))
+            still = self.coarse(image, moved=False)
             if keep != 1.0:
                 np.minimum(still * np.float32(keep), np.float32(1.0), out=still)
             np.maximum(lo, still, out=lo)
         return _upsample(lo, self.f, self.roi.x1 - self.roi.x0, self.roi.y1 - self.roi.y0)
+
+    def coarse(self, image: np.ndarray, moved: bool = True) -> np.ndarray:
+        """``image`` sampled at the coarse grid, warped (or, ``moved=False``, as it is)."""
+        if moved:
+            return remap(image, self.lo_x, self.lo_y)
+        _, gx, gy = _grid(self.roi, self.f)
+        shape = self.lo_x.shape
+        return remap(image, np.broadcast_to(gx, shape), np.broadcast_to(gy[:, None], shape))
+
+    def upsample(self, lo: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+        """Coarse samples ``lo[rows, cols]`` upsampled to the pixels they cover (each
+        sample's pixel block), as ``apply_coarse`` upsamples them; the block's outermost
+        half sample uses the edge samples (callers keep a sample of margin)."""
+        import cv2
+
+        block = lo[rows, cols]
+        return cv2.resize(
+            block, (block.shape[1] * self.f, block.shape[0] * self.f), interpolation=cv2.INTER_LINEAR
+        )
 
 
 def remap(image: np.ndarray, mapx: np.ndarray, mapy: np.ndarray) -> np.ndarray:

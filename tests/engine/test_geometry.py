@@ -147,16 +147,22 @@ def test_the_clean_plate_shows_only_where_the_person_moved_away_from() -> None:
     person = _soft_disc(h, w, 80, 60, 30)
     plate, area = composite.clean_plate(picture, person)
     assert area[60, 80] == 1.0 and area[60, 130] < 1.0 and area[5, 5] == 0.0  # fill reaches beyond
-    roi = warp.Roi(20, 10, 150, 110)
-    at_rest = composite.uncovered(picture, plate, area, area[roi.slices], roi)
+    roi = warp.Roi(20, 8, 152, 112)
+    f = 4
+    _, gx, gy = warp._grid(roi, f)
+    shape = (len(gy), len(gx))
+
+    def shifted(dx: float) -> warp.WarpMaps:  # the person moved ``dx`` px to the right
+        lo_x = np.broadcast_to(gx - np.float32(dx), shape).astype(np.float32)
+        return warp.WarpMaps(roi, f, lo_x, np.broadcast_to(gy[:, None], shape).astype(np.float32), [])
+
+    at_rest = composite.uncovered(picture, plate, area, shifted(0.0))
     assert np.array_equal(at_rest, picture[roi.slices])
-    moved = np.zeros_like(area)  # the person moved 40 px to the right
-    moved[:, 40:] = area[:, :-40]
-    gone = composite.uncovered(picture, plate, area, moved[roi.slices], roi)
+    gone = composite.uncovered(picture, plate, area, shifted(40.0))
     ys, xs = roi.slices
-    assert area[60, 45] == 1.0 and moved[60, 45] == 0.0
-    assert np.abs(gone[60 - 10, 45 - 20].astype(int) - plate[60, 45]).max() <= 1
-    assert np.array_equal(gone[:, 140 - 20 :][:5], picture[ys, xs][:, 140 - 20 :][:5])
+    assert area[60, 45] == 1.0 and area[60, 5] == 0.0  # where they were, and what is there now
+    assert np.abs(gone[60 - 8, 45 - 20].astype(int) - plate[60, 45]).max() <= 1
+    assert np.array_equal(gone[:, 140 - 20 :], picture[ys, xs][:, 140 - 20 :])  # still covered
 
 
 def test_the_clean_plate_continues_the_background_texture_near_its_edge() -> None:
