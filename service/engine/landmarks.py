@@ -307,8 +307,8 @@ class FaceSmoother:
     face jumps by more than ``CUT_JUMP`` (rather than gliding across a cut).
     """
 
-    def __init__(self, rate: float, min_cutoff: float, beta: float) -> None:
-        self._rate, self._min_cutoff, self._beta = rate, min_cutoff, beta
+    def __init__(self, rate: float, min_cutoff: float, beta: float, d_cutoff: float = 1.0) -> None:
+        self._rate, self._min_cutoff, self._beta, self._d_cutoff = rate, min_cutoff, beta, d_cutoff
         self._filter: OneEuroFilter | None = None
         self._unit = 1.0
         self._raw: np.ndarray | None = None
@@ -329,5 +329,7 @@ class FaceSmoother:
             return None
         if self._filter is None:
             self._unit = face_size(self._raw)
-            self._filter = OneEuroFilter(self._rate, min_cutoff=self._min_cutoff, beta=self._beta)
+            self._filter = OneEuroFilter(
+                self._rate, min_cutoff=self._min_cutoff, beta=self._beta, d_cutoff=self._d_cutoff
+            )
         return self._filter(self._raw / self._unit) * self._unit

@@ -385,3 +385,31 @@ def test_the_per_frame_path_makes_no_lapack_calls() -> None:
     for name in ("composite.py", "rig.py", "warp.py", "pipeline.py", "character.py", "driver.py"):
         source = (root / name).read_text()
         assert not re.search(r"np\.linalg\.(inv|solve|pinv|lstsq|det)\(", source), name
+
+
+def test_the_performers_mouth_snapping_open_reaches_the_character_at_once() -> None:
+    """Speech opens and shuts the mouth within two or three frames: the driver's
+    smoothing lets most of an opening through on its first frame (with the One-Euro
+    filter's usual 1 Hz speed smoothing, about half)."""
+    from service.engine import driver
+
+    face = _skull()
+    lower = topology.INNER_LIP_PAIRS[:, 1]
+    opened = face.copy()
+    opened[lower, 1] += 0.05 * landmarks.face_size(face)  # a twentieth of the eyes' span
+
+    def first_frame_share(d_cutoff: float) -> float:
+        smoother = landmarks.FaceSmoother(24, driver.MIN_CUTOFF, driver.BETA, d_cutoff)
+        for _ in range(12):
+            smoother(face)
+        shown = smoother(opened)
+        assert shown is not None
+        return float(((shown - face)[lower, 1] / (opened - face)[lower, 1]).mean())
+
+    assert first_frame_share(driver.D_CUTOFF) > 0.6
+    assert first_frame_share(1.0) < 0.55
+    # Still: a face at rest stays put.
+    smoother = landmarks.FaceSmoother(24, driver.MIN_CUTOFF, driver.BETA, driver.D_CUTOFF)
+    for _ in range(5):
+        shown = smoother(face)
+    assert shown is not None and np.abs(shown - face).max() < 1e-9
