@@ -2,8 +2,9 @@
 
 Frames flow one at a time (never a whole clip in memory). Decoding resamples any input
 rate to 24 fps by picking, for each output instant, the latest source frame shown at that
-instant; HDR video (HLG, PQ) is tone-mapped to SDR (``ToneMap``). Encoding writes H.264 yuv420p (BT.601 limited range, tagged as such) with the
-moov atom first, and interleaves the reference's audio, trimmed to the video's length.
+instant, as players show it (``shown``: turned upright, HDR tone-mapped). Encoding writes
+H.264 yuv420p (BT.601 limited range, tagged as such) with the moov atom first, and
+interleaves the reference's audio, trimmed to the video's length.
 """
 
 from __future__ import annotations
@@ -92,17 +93,15 @@ def iter_frames(
     """
     produced = 0
     last: np.ndarray | None = None
-    matrix: tuple[int, ...] | None = None
     picture: Callable[[Any], np.ndarray] = _bgr
     for n, (frame, t_end) in enumerate(_timed_frames(path)):
-        if n == 0:  # read once: a frame's side data holds the frame in a reference cycle
-            matrix = display_matrix(frame)
-            picture = ToneMap.for_frame(frame) or _bgr
+        if n == 0:
+            picture = shown(frame)
         frame_bgr = None
         while produced < count and (produced / fps) < t_end:
             if produced % stride == 0:
                 if frame_bgr is None:  # convert only frames that are shown
-                    frame_bgr = orient(picture(frame), matrix)
+                    frame_bgr = picture(frame)
                 yield frame_bgr
                 last = frame_bgr
             produced += 1
@@ -116,14 +115,25 @@ def iter_frames(
         produced += 1
 
 
-def upright(frame: Any) -> np.ndarray:
-    """A decoded ``av.VideoFrame`` as the BGR picture players show.
+def shown(first: Any) -> Callable[[Any], np.ndarray]:
+    """How to convert the decoded frames of the stream whose first frame is ``first`` to
+    the BGR pictures players show.
 
     Phones store portrait video as landscape frames with a display matrix that turns (and
     for a mirrored selfie, flips) them on playback; players apply it, and so does this,
-    the way FFmpeg's own ``autorotate`` does.
+    the way FFmpeg's own ``autorotate`` does. HDR frames are tone-mapped (``ToneMap``).
+    Both are read from the first frame only: a frame's side data holds the frame in a
+    reference cycle (``display_matrix``).
     """
-    return orient((ToneMap.for_frame(frame) or _bgr)(frame), display_matrix(frame))
+    matrix = display_matrix(first)
+    convert = ToneMap.for_frame(first) or _bgr
+    return lambda frame: orient(convert(frame), matrix)
+
+
+def upright(frame: Any) -> np.ndarray:
+    """A decoded ``av.VideoFrame`` (a stream's first, or its only one looked at) as the
+    BGR picture players show (``shown``)."""
+    return shown(frame)(frame)
 
 
 def _bgr(frame: Any) -> np.ndarray:
