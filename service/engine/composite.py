@@ -109,16 +109,12 @@ def uncovered(picture: np.ndarray, plate: np.ndarray, area: np.ndarray, maps: wa
     """
     import cv2
 
-    roi = maps.roi
-    back = picture[roi.slices]
+    back = picture[maps.roi.slices]
     gone = maps.coarse(area, moved=False) - maps.coarse(area)
-    hit = gone > ALPHA_EPS
-    if not hit.any():
+    if not (gone > ALPHA_EPS).any():
         return back
-    h, w = back.shape[:2]
-    share = maps.upsample(gone, slice(None), slice(None))[:h, :w]
-    np.clip(share, 0.0, 1.0, out=share)
-    return cv2.blendLinear(plate[roi.slices], back, share, 1.0 - share)
+    share = np.clip(maps.upsample(gone), 0.0, 1.0)
+    return cv2.blendLinear(plate[maps.roi.slices], back, share, 1.0 - share)
 
 
 def person_mask(

@@ -263,7 +263,7 @@ class WarpMaps:
             if keep != 1.0:
                 np.minimum(still * np.float32(keep), np.float32(1.0), out=still)
             np.maximum(lo, still, out=lo)
-        return _upsample(lo, self.f, self.roi.x1 - self.roi.x0, self.roi.y1 - self.roi.y0)
+        return self.upsample(lo)
 
     def coarse(self, image: np.ndarray, moved: bool = True) -> np.ndarray:
         """``image`` sampled at the coarse grid, warped (or, ``moved=False``, as it is)."""
@@ -273,16 +273,9 @@ class WarpMaps:
         shape = self.lo_x.shape
         return remap(image, np.broadcast_to(gx, shape), np.broadcast_to(gy[:, None], shape))
 
-    def upsample(self, lo: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
-        """Coarse samples ``lo[rows, cols]`` upsampled to the pixels they cover (each
-        sample's pixel block), as ``apply_coarse`` upsamples them; the block's outermost
-        half sample uses the edge samples (callers keep a sample of margin)."""
-        import cv2
-
-        block = lo[rows, cols]
-        return cv2.resize(
-            block, (block.shape[1] * self.f, block.shape[0] * self.f), interpolation=cv2.INTER_LINEAR
-        )
+    def upsample(self, lo: np.ndarray) -> np.ndarray:
+        """Coarse samples over the ROI (``coarse``) upsampled to its pixels."""
+        return _upsample(lo, self.f, self.roi.x1 - self.roi.x0, self.roi.y1 - self.roi.y0)
 
 
 def remap(image: np.ndarray, mapx: np.ndarray, mapy: np.ndarray) -> np.ndarray:
