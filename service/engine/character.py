@@ -131,8 +131,8 @@ class StillCharacter:
         fr = framing.choose(image.shape[1], image.shape[0], points, width, height)
         canvas = framing.render(image, fr)
         found = fr.to_canvas(points)
-        moves = eyefit.contour_moves(canvas, found)
-        points = eyefit.fit_drawn_eyes(canvas, found, moves)
+        drawn = eyefit.DrawnEyes.find(canvas, found)
+        points = found if drawn is None else drawn.points
         with landmarks.Segmenter() as seg:
             mask = composite.person_mask(seg.mask(canvas), points)
         step()
@@ -145,7 +145,7 @@ class StillCharacter:
             mask=mask,
             background=plate,
             base=canvas,
-            shut_eyes=eyefit.ShutEyes.drawn(canvas, points, moves),
+            shut_eyes=None if drawn is None else drawn.lids,
             plate_area=plate_area,
         )
 
@@ -186,23 +186,32 @@ class VideoCharacter:
         own = int(duration_s * fps) if duration_s is not None else 0
         self._keep_from = max(0, own - 1 - (count - own) - fps)
         first_face = None
-        first_shape = None
+        first_frame = None
         with landmarks.FaceTracker(video=False) as tracker:
             for i, frame in enumerate(video.iter_frames(path, fps, VIDEO_SEARCH_FRAMES)):
                 step()
-                first_shape = frame.shape
+                first_frame = frame
                 if i % 4 == 0:
                     first_face = tracker.detect(frame)
                     if first_face is not None:
                         break
-        if first_face is None or first_shape is None:
+        if first_face is None or first_frame is None:
             raise contracts.asset_invalid(NO_FACE.format(kind="video"))
-        self._framing = framing.choose(first_shape[1], first_shape[0], first_face, width, height)
+        h, w = first_frame.shape[:2]
+        self._framing = framing.choose(w, h, first_face, width, height)
+        #: Drawn eyes, fitted on the first face and carried to every frame (None: real).
+        self._drawn = eyefit.DrawnEyes.find(
+            framing.render(first_frame, self._framing), self._framing.to_canvas(first_face)
+        )
+
+    @property
+    def _lids(self) -> eyefit.ShutEyes | None:
+        return None if self._drawn is None else self._drawn.lids
 
     def frames(self) -> Iterator[CharacterFrame]:
         """``count`` frames: the video's own, then, if it ends first, the same played
         backwards and forwards again."""
-        reel = _Reel(self._w, self._h, self._count, self._keep_from) if self._bounces else None
+        reel = _Reel(self._w, self._h, self._count, self._keep_from, self._lids) if self._bounces else None
         shown: CharacterFrame | None = None
         produced = 0
         for shown in self._played():
@@ -225,8 +234,6 @@ class VideoCharacter:
         tracker = landmarks.FaceTracker(video=True)
         seg = landmarks.Segmenter()
         eyes = OpenEyes()
-        self._drawn: eyefit.DrawnEyes | None = None
-        self._looked = False  # for drawn eyes, on the first face
         smoother = landmarks.FaceSmoother(self._fps / ANALYSE_EVERY, min_cutoff=1.0, beta=2.0)
         held: list[np.ndarray] = []  # canvases waiting for the next analysed frame
         before: _Look | None = None
@@ -272,9 +279,6 @@ class VideoCharacter:
         points = smoother(found)
         if points is None:
             return None
-        if not self._looked:
-            self._looked = True
-            self._drawn = eyefit.DrawnEyes.find(canvas, points)
         if self._drawn is not None:
             points = eyefit.fit_drawn_eyes(canvas, points, self._drawn.moves(points))
         half = cv2.resize(canvas, (self._w // 2, self._h // 2), interpolation=cv2.INTER_AREA)
@@ -295,7 +299,7 @@ class VideoCharacter:
             mask=look.mask,
             background=canvas,
             base=canvas,
-            shut_eyes=None if self._drawn is None else self._drawn.lids,
+            shut_eyes=self._lids,
         )
 
 
@@ -417,8 +421,12 @@ class _Reel:
     in.
     """
 
-    def __init__(self, width: int, height: int, count: int, first: int = 0) -> None:
+    def __init__(
+        self, width: int, height: int, count: int, first: int = 0, lids: eyefit.ShutEyes | None = None
+    ) -> None:
+        """``lids``: the video's drawn lids, if its eyes are drawn (the same on every frame)."""
         self._w, self._h = width, height
+        self._lids = lids
         self._count, self._first = count, first
         self._seen = 0
         self._frames: collections.deque[_Kept] = collections.deque()
@@ -477,7 +485,7 @@ class _Reel:
             mask=self._restored[1],
             background=canvas,
             base=canvas,
-            shut_eyes=None if previous is None else previous.shut_eyes,  # the same lids throughout
+            shut_eyes=self._lids,
         )
 
 

@@ -185,7 +185,8 @@ def fit_drawn_eyes(
 
 
 class DrawnEyes:
-    """A character video's drawn-eye fit: found on its first face, carried to each frame.
+    """A character's drawn-eye fit and drawn lids: a still's, or a video's found on its
+    first face and carried to each frame (``moves``).
 
     A drawn eye keeps its shape from frame to frame, while a fit made afresh on every
     frame would follow the drawing's compression noise, and fails on the video's own
@@ -205,8 +206,10 @@ class DrawnEyes:
             along, up, width = self._axes(points, eye)
             shift = np.stack([moves[int(i)] for i in index])
             self._eyes.append((k, index, np.column_stack([shift @ along, shift @ up]) / width))
+        #: This frame's landmarks with its drawn eyes fitted (``fit_drawn_eyes``).
+        self.points = fit_drawn_eyes(image, points, moves)
         #: The drawn lids of these eyes, as this frame shows them.
-        self.lids = ShutEyes(image, fit_drawn_eyes(image, points, moves), [k for k, _, _ in self._eyes])
+        self.lids = ShutEyes(image, self.points, [k for k, _, _ in self._eyes])
 
     @classmethod
     def find(cls, image: np.ndarray, points: np.ndarray) -> DrawnEyes | None:
@@ -243,7 +246,8 @@ class ShutEyes:
     upper lid: one tapered stroke, as thick and as dark as the drawing's own. The eye
     below the lid shows as the warp leaves it. As it shuts (below ``FROM``, wholly at
     ``FULL``) the rest of the eye, down to the ring below it, is filled too. Only eyes
-    that ``contour_moves`` found drawn get this; real eyes close by the warp alone.
+    that ``contour_moves`` found drawn get this (``DrawnEyes.lids``); real eyes close by the
+    warp alone.
     """
 
     #: Eye opening (share of the character's own) where the upper lid starts being drawn...
@@ -283,13 +287,6 @@ class ShutEyes:
             upper_arc = ring[above][np.argsort(rel[above] @ along)]
             lower_arc = ring[~above][np.argsort(rel[~above] @ along)]
             self._eyes.append((k, upper_arc, lower_arc, lash / width, np.median(colour[:, 0], axis=0)))
-
-    @classmethod
-    def drawn(cls, image: np.ndarray, points: np.ndarray, moves: dict[int, np.ndarray]) -> ShutEyes | None:
-        """For the eyes ``contour_moves`` found drawn (``moves``), with ``points`` already
-        fitted; None if no eye is drawn."""
-        drawn = [k for k, eye in enumerate(topology.EYES) if int(eye.lower[0]) in moves]
-        return cls(image, points, drawn) if drawn else None
 
     def paint(self, out: np.ndarray, target: np.ndarray, own: np.ndarray | None = None) -> None:
         """Draw the lids of the narrowing drawn eyes of ``out`` (in place): ``target`` is
