@@ -303,18 +303,30 @@ class Retargeter:
         self._travel_gain = (
             TRANSLATION_GAIN_BODY if body_control else TRANSLATION_GAIN_HEAD_ONLY
         ) * self._move
+        self._face: tuple[np.ndarray, tuple[np.ndarray, float, np.ndarray, np.ndarray]] | None = None
+
+    def _character(self, points: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+        """Character landmarks ``points`` as float64, their scale and rotation against the
+        driver's neutral face, and the same with the lips closed (``close_mouth``). Worked
+        out once for the same array: a still character's, every frame."""
+        if self._face is None or self._face[0] is not points:
+            char = points.astype(np.float64)
+            stable = topology.STABLE
+            s_c, r_c, _ = umeyama(self._driver.neutral[stable], char[stable])
+            self._face = (points, (char, s_c, r_c, close_mouth(char)))
+        return self._face[1]
 
     def target(self, char: np.ndarray, frame: DriverFrame) -> TargetFace:
         """Destination landmarks for character landmarks ``char`` (478, 3) driven by ``frame``."""
-        char = char.astype(np.float64)
+        char, s_c, r_c, closed = self._character(char)
         stable = topology.STABLE
-        s_c, r_c, _ = umeyama(self._driver.neutral[stable], char[stable])
         # Expression: rotate/scale the driver's offsets into the character's face frame,
         # from the character with its lips closed, as the performer's are at rest.
-        moved = close_mouth(char) + self._gain * s_c * (frame.expression @ r_c.T)
+        moved = closed + self._gain * s_c * (frame.expression @ r_c.T)
         self._place_eyelids(char, moved, frame.eyes)
-        # Pose: the change from the performer's usual pose, damped and clamped, applied in the camera frame
-        # around the character's head centre (so a tilt is a tilt whatever the rest pose).
+        # Pose: the change from the performer's usual pose, damped and clamped, applied in
+        # the camera frame around the character's head centre (so a tilt is a tilt whatever
+        # the rest pose).
         (roll, yaw, pitch), (g_roll, g_yaw, g_pitch) = frame.angles, self._angle_gains
         rot = from_euler(
             float(np.clip(roll * g_roll, -ROLL_MAX, ROLL_MAX)),
