@@ -87,8 +87,6 @@ INNER_LIPS = np.array(
     [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95],
     dtype=np.int32,
 )
-#: Inner-lip (upper, lower) pairs across the opening, left to right.
-MOUTH_PAIRS = np.array([[81, 178], [13, 14], [311, 402], [82, 87], [312, 317]], dtype=np.int32)
 MOUTH_CORNERS = (78, 308)
 #: Inner-lip (upper, lower) pairs across the opening, every one between the corners,
 #: left to right.
@@ -96,6 +94,8 @@ INNER_LIP_PAIRS = np.array(
     [[191, 95], [80, 88], [81, 178], [82, 87], [13, 14], [312, 317], [311, 402], [310, 318], [415, 324]],
     dtype=np.int32,
 )
+#: The five in the middle, away from the corners: how far the lips are apart.
+MOUTH_PAIRS = INNER_LIP_PAIRS[2:7]
 #: The corners of the lips' outer edge (how wide the mouth is).
 MOUTH_OUTER_CORNERS = (61, 291)
 #: The middle of the upper inner lip.
