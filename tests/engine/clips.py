@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import fractions
 import hashlib
+import itertools
 import os
 import pathlib
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import av
 import cv2
@@ -88,13 +89,24 @@ def synthetic(
     dst: pathlib.Path, duration: float, *, size: tuple[int, int] = (64, 64), fps: int = 24
 ) -> pathlib.Path:
     """A small grey clip of ``duration`` seconds (for length checks; no face)."""
+    grey = np.full((size[1], size[0], 3), 128, dtype=np.uint8)
+    return _encode(dst, itertools.repeat(grey, int(round(duration * fps))), size, fps)
+
+
+def _encode(
+    dst: pathlib.Path,
+    pictures: Iterable[np.ndarray],
+    size: tuple[int, int],
+    fps: int,
+    options: dict[str, str] | None = None,
+) -> pathlib.Path:
+    """An H.264 MP4 of BGR ``pictures`` (``size`` = width, height), one per frame."""
     with av.open(str(dst), "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        stream.options = {"preset": "ultrafast"}
-        grey = np.full((size[1], size[0], 3), 128, dtype=np.uint8)
-        for i in range(int(round(duration * fps))):
-            frame = av.VideoFrame.from_ndarray(grey, format="rgb24")
+        stream.options = {"preset": "ultrafast", **(options or {})}
+        for i, picture in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="bgr24")
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
@@ -118,17 +130,8 @@ def panned(
     side = max(0, width + int(fps * duration) - big.shape[1])
     big = cv2.copyMakeBorder(big, 0, 0, side // 2, side - side // 2, cv2.BORDER_REPLICATE)
     top = (big.shape[0] - height) // 2
-    with av.open(str(dst), "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "16"}
-        for i in range(int(round(duration * fps))):
-            window = np.ascontiguousarray(big[top : top + height, i : i + width])
-            frame = av.VideoFrame.from_ndarray(window, format="bgr24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return dst
+    windows = (big[top : top + height, i : i + width] for i in range(int(round(duration * fps))))
+    return _encode(dst, windows, size, fps, {"crf": "16"})
 
 
 #: Linear BT.709 to BT.2020 primaries (ITU-R BT.2087), RGB.
