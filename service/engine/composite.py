@@ -107,14 +107,15 @@ def uncovered(picture: np.ndarray, plate: np.ndarray, area: np.ndarray, maps: wa
     the person has left it (found on the warp's coarse grid; nothing is blended while
     the person covers it all).
     """
-    import cv2
+    from service.engine import raster
 
     back = picture[maps.roi.slices]
     gone = maps.coarse(area, moved=False) - maps.coarse(area)
     if not (gone > ALPHA_EPS).any():
         return back
-    share = np.clip(maps.upsample(gone), 0.0, 1.0)
-    return cv2.blendLinear(plate[maps.roi.slices], back, share, 1.0 - share)
+    out = back.copy()
+    raster.blend_plate(out, plate[maps.roi.slices], back, gone, maps.f, ALPHA_EPS)
+    return out
 
 
 def person_mask(

@@ -165,6 +165,37 @@ def test_the_clean_plate_shows_only_where_the_person_moved_away_from() -> None:
     assert np.array_equal(gone[:, 140 - 20 :], picture[ys, xs][:, 140 - 20 :])  # still covered
 
 
+@pytest.mark.parametrize("f", [1, 2, 4, 8])
+def test_the_uncovered_plate_is_blended_exactly_where_a_whole_roi_blend_would_put_it(f: int) -> None:
+    """The compiled blend visits only the samples the person left, and gives what
+    upsampling the share over the whole ROI and blending everywhere would."""
+    import cv2
+
+    rng = np.random.default_rng(f)
+    for _ in range(6):
+        h, w = int(rng.integers(90, 200)), int(rng.integers(90, 260))
+        picture = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        person = _soft_disc(h, w, w * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.65), min(h, w) / 4)
+        plate, area = composite.clean_plate(picture, person)
+        roi = warp.Roi(int(rng.integers(0, w // 4)), int(rng.integers(0, h // 4)), w - 3, h)
+        _, gx, gy = warp._grid(roi, f)
+        shape = (len(gy), len(gx))
+        dx, dy, zoom = rng.normal(0, 8), rng.normal(0, 8), rng.uniform(0.95, 1.05)
+        maps = warp.WarpMaps(
+            roi,
+            f,
+            np.broadcast_to(gx * zoom - dx, shape).astype(np.float32),
+            np.broadcast_to((gy * zoom - dy)[:, None], shape).astype(np.float32),
+            [],
+        )
+        share = np.clip(maps.upsample(maps.coarse(area, moved=False) - maps.coarse(area)), 0.0, 1.0)
+        back = picture[roi.slices]
+        everywhere = cv2.blendLinear(plate[roi.slices], back, share, 1.0 - share)
+        blended = composite.uncovered(picture, plate, area, maps)
+        assert not np.array_equal(blended, back)
+        assert np.abs(blended.astype(int) - everywhere).max() <= 1
+
+
 def test_the_clean_plate_continues_the_background_texture_near_its_edge() -> None:
     """What a moving head uncovers continues the texture beside it (mirrored in, fading
     with depth), not a smooth smear; outside the fill the picture is untouched."""
