@@ -235,12 +235,22 @@ def _longest_run(flags: np.ndarray) -> tuple[int, int]:
     return int(starts[k]), int(ends[k])
 
 
+#: Share of the driver's light colour left on the brightest parts of the mouth interior
+#: (``TEETH_GREYS``: from the first grey level it falls, to this at the second). The
+#: driver's lighting tints their teeth: the talking portrait's warm side light showed on
+#: the pale photo character as yellow-orange, stained-looking teeth. The darker tongue
+#: and throat keep their colour.
+TEETH_CHROMA = 0.3
+TEETH_GREYS = (60.0, 140.0)
+
+
 class MouthPainter:
     """Paints the driver's mouth interior into the character's parted lips."""
 
     def __init__(self, char_skin: np.ndarray, driver_skin: np.ndarray) -> None:
         # One brightness gain from the driver's skin to the character's. Per-channel gains
-        # were tried and tint the teeth (blue-grey on pale characters), so colour is kept.
+        # were tried and tint the teeth (blue-grey on pale characters), so colour is kept,
+        # but for the teeth's (``TEETH_CHROMA``).
         ratio = float(char_skin.mean() / max(float(driver_skin.mean()), 1.0))
         self._gain = np.float32(np.clip(ratio, 0.7, 1.4))
 
@@ -282,6 +292,10 @@ class MouthPainter:
             driver, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         ).astype(np.float32)
         interior *= self._gain * 0.92  # a touch darker: the inside of a mouth is shaded
+        # The teeth lose most of the driver's light colour, the darker tongue and throat keep it.
+        grey = interior.mean(axis=2, keepdims=True)
+        bright = warp.smoothstep(grey, *TEETH_GREYS)
+        interior = grey + (interior - grey) * (1.0 - np.float32(1.0 - TEETH_CHROMA) * bright)
         mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
         cv2.fillPoly(mask, [np.round((poly_dst - [x0, y0]) * 4).astype(np.int32)], (255,), cv2.LINE_AA, 2)
         alpha = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] * (strength / 255)

@@ -24,11 +24,6 @@ RING_SCALES = (1.3, 1.75, 2.7)
 HEAD_MARGIN_MIN = 8.0
 
 
-def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
-
-
 def _apply(affine: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ affine[:, :2].T + affine[:, 2]
 
@@ -131,7 +126,7 @@ class Rig:
         face_h = chin_y - self.source[topology.FOREHEAD, 1]
         # Weight of torso (vs head / background) motion for each extra point, by height.
         extra_y = self.extra_src[:, 1]
-        self._torso_w = _smoothstep(extra_y, chin_y - 0.1 * face_h, chin_y + 0.5 * face_h)
+        self._torso_w = warp.smoothstep(extra_y, chin_y - 0.1 * face_h, chin_y + 0.5 * face_h)
         self._is_head = np.zeros(len(self.extra_src), dtype=bool)
         self._is_head[: 2 * n_ring] = True  # rings 1-2 belong to the head, ring 3 and border don't
         self.face_height = face_h

@@ -404,3 +404,31 @@ def test_a_character_pictured_with_its_mouth_open_closes_it_with_the_performer(f
     retargeter = retarget.Retargeter(model, intensity=3, body_control=True)
     assert composite.mouth_gap(retargeter.target(face, model.decompose(closed)).points) < 0.05
     assert composite.mouth_gap(retargeter.target(face, model.decompose(face)).points) > 0.1
+
+
+def test_the_painted_teeth_lose_the_drivers_light_colour_and_the_tongue_keeps_its_own(
+    face: np.ndarray,
+) -> None:
+    """The mouth interior comes from the driver's frame, lit by the driver's light: warm
+    side light showed on a pale character as yellow-orange, stained-looking teeth."""
+    from service.engine import composite
+
+    mouth = face[topology.INNER_LIPS, :2]
+    x0, y0 = np.floor(mouth.min(axis=0)).astype(int) - 4
+    x1, y1 = np.ceil(mouth.max(axis=0)).astype(int) + 4
+    middle_y = int(mouth[:, 1].mean())
+    driver_frame = np.full((720, 1280, 3), (60, 90, 130), dtype=np.uint8)  # warm skin (BGR)
+    driver_frame[y0:middle_y, x0:x1] = (150, 200, 235)  # teeth in warm light
+    driver_frame[middle_y:y1, x0:x1] = (40, 40, 110)  # a dark red tongue
+    out = np.full((720, 1280, 3), 128, dtype=np.uint8)
+    painter = composite.MouthPainter(np.array([128.0, 128.0, 128.0]), np.array([60.0, 90.0, 130.0]))
+    painter.paint(out, face, driver_frame, face, strength=1.0)
+
+    def spread(pixel: np.ndarray) -> int:  # how far from grey: max - min channel
+        return int(pixel.max()) - int(pixel.min())
+
+    cx = int(mouth[:, 0].mean())
+    teeth, tongue = out[middle_y - 2, cx], out[middle_y + 2, cx]
+    assert teeth.mean() > 180  # still bright
+    assert spread(teeth) < 0.4 * spread(np.array([150, 200, 235]))  # near white, not orange
+    assert tongue[2] > tongue[1] + 40  # still red
