@@ -58,6 +58,9 @@ def clean_plate(image: np.ndarray, person: np.ndarray) -> tuple[np.ndarray, np.n
 #: out linearly), and the blur that separates texture from colour (frame heights).
 PLATE_TEXTURE_DEPTH = 0.17
 PLATE_TEXTURE_BLUR = 1 / 120
+#: How far (px) the warp moves the picture before the clean plate starts to show behind
+#: it, and from how far on it shows alone (``uncovered``).
+PLATE_STILL, PLATE_MOVED = 1.0, 4.0
 
 
 def _mirrored_detail(image: np.ndarray, fill: np.ndarray, area: np.ndarray) -> np.ndarray:
@@ -98,23 +101,28 @@ def _mirrored_detail(image: np.ndarray, fill: np.ndarray, area: np.ndarray) -> n
 
 def uncovered(picture: np.ndarray, plate: np.ndarray, area: np.ndarray, maps: warp.WarpMaps) -> np.ndarray:
     """What shows behind the person in the maps' ROI: the picture itself, except where
-    the person has moved away from, which shows the clean plate.
+    the picture shows the person and the warp has moved what is there, which shows the
+    clean plate.
 
     ``area`` is the plate's fill area (``clean_plate``); ``maps`` this frame's warp. The
     plate is a smooth fill reaching a little beyond the person, since segmentation misses
     stray hair; shown wherever the person is not opaque, it drew a blurred halo around
-    the hair in every frame, even with the head at rest. Here it shows only as far as
-    the person has left it (found on the warp's coarse grid; nothing is blended while
-    the person covers it all).
+    the hair in every frame, even with the head at rest. Here it shows as far as the warp
+    moves the picture at each sample (``PLATE_STILL`` to ``PLATE_MOVED`` pixels): nothing
+    while the head is at rest, all of it behind a head that moved. Comparing the fill
+    area where a sample is with where the warp takes it from missed what the rig carries
+    along with the head (the hair's edge, the background ring around it): a tilted head
+    left the picture's own forehead showing beside its hair.
     """
     from service.engine import raster
 
     back = picture[maps.roi.slices]
-    gone = maps.coarse(area, moved=False) - maps.coarse(area)
-    if not (gone > ALPHA_EPS).any():
+    share = maps.coarse(area, moved=False)
+    share *= warp.smoothstep(maps.displacement(), PLATE_STILL, PLATE_MOVED)
+    if not (share > ALPHA_EPS).any():
         return back
     out = back.copy()
-    raster.blend_plate(out, plate[maps.roi.slices], back, gone, maps.f, ALPHA_EPS)
+    raster.blend_plate(out, plate[maps.roi.slices], back, share, maps.f, ALPHA_EPS)
     return out
 
 

@@ -279,6 +279,11 @@ class WarpMaps:
         shape = self.lo_x.shape
         return remap(image, np.broadcast_to(gx, shape), np.broadcast_to(gy[:, None], shape))
 
+    def displacement(self) -> np.ndarray:
+        """How far (px) each coarse sample takes its source from: 0 where nothing moved."""
+        _, gx, gy = _grid(self.roi, self.f)
+        return np.hypot(self.lo_x - gx, self.lo_y - gy[:, None])
+
     def upsample(self, lo: np.ndarray) -> np.ndarray:
         """Coarse samples over the ROI (``coarse``) upsampled to its pixels."""
         return _upsample(lo, self.f, self.roi.x1 - self.roi.x0, self.roi.y1 - self.roi.y0)

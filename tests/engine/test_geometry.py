@@ -138,9 +138,10 @@ def test_lay_person_matches_warping_and_blending_the_whole_region() -> None:
     assert np.abs(out.astype(int) - expected).max() <= 1
 
 
-def test_the_clean_plate_shows_only_where_the_person_moved_away_from() -> None:
+def test_the_clean_plate_shows_only_where_the_warp_moved_the_person_away() -> None:
     """Behind a still person at rest the picture itself shows (no blurred halo of the
-    fill around their hair); where they moved away from, the clean plate does."""
+    fill around their hair); where the warp moved them, the clean plate does, including
+    where the rig carried the picture around the head along with it."""
     rng = np.random.default_rng(8)
     h, w = 120, 160
     picture = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -152,22 +153,32 @@ def test_the_clean_plate_shows_only_where_the_person_moved_away_from() -> None:
     _, gx, gy = warp._grid(roi, f)
     shape = (len(gy), len(gx))
 
-    def shifted(dx: float) -> warp.WarpMaps:  # the person moved ``dx`` px to the right
-        lo_x = np.broadcast_to(gx - np.float32(dx), shape).astype(np.float32)
+    def shifted(dx: float, within: float = np.inf) -> warp.WarpMaps:
+        """The person (and up to ``within`` px around their centre) moved ``dx`` px right."""
+        carried = np.hypot(gx[None, :] - 80, gy[:, None] - 60) <= within
+        lo_x = np.where(carried, gx[None, :] - np.float32(dx), gx[None, :]).astype(np.float32)
         return warp.WarpMaps(roi, f, lo_x, np.broadcast_to(gy[:, None], shape).astype(np.float32), [])
 
-    at_rest = composite.uncovered(picture, plate, area, shifted(0.0))
-    assert np.array_equal(at_rest, picture[roi.slices])
-    gone = composite.uncovered(picture, plate, area, shifted(40.0))
     ys, xs = roi.slices
+    at_rest = composite.uncovered(picture, plate, area, shifted(0.0))
+    assert np.array_equal(at_rest, picture[ys, xs])
+    barely = composite.uncovered(picture, plate, area, shifted(composite.PLATE_STILL * 0.9))
+    assert np.array_equal(barely, picture[ys, xs])
+    gone = composite.uncovered(picture, plate, area, shifted(40.0))
     assert area[60, 45] == 1.0 and area[60, 5] == 0.0  # where they were, and what is there now
     assert np.abs(gone[60 - 8, 45 - 20].astype(int) - plate[60, 45]).max() <= 1
-    assert np.array_equal(gone[:, 140 - 20 :], picture[ys, xs][:, 140 - 20 :])  # still covered
+    assert np.array_equal(gone[:, 140 - 20 :], picture[ys, xs][:, 140 - 20 :])  # never the person's
+    # A head moved 10 px, carrying the picture around it: at (72, 60) the warp samples
+    # the picture at (62, 60), inside the person too. The picture's own person there
+    # would show as a ghost beside the moved head; the plate shows.
+    carried = composite.uncovered(picture, plate, area, shifted(10.0, within=45.0))
+    assert area[60, 62] == 1.0 and area[60, 72] == 1.0
+    assert np.abs(carried[60 - 8, 72 - 20].astype(int) - plate[60, 72]).max() <= 1
 
 
 @pytest.mark.parametrize("f", [1, 2, 4, 8])
 def test_the_uncovered_plate_is_blended_exactly_where_a_whole_roi_blend_would_put_it(f: int) -> None:
-    """The compiled blend visits only the samples the person left, and gives what
+    """The compiled blend visits only the samples where the plate shows, and gives what
     upsampling the share over the whole ROI and blending everywhere would."""
     import cv2
 
@@ -180,7 +191,7 @@ def test_the_uncovered_plate_is_blended_exactly_where_a_whole_roi_blend_would_pu
         roi = warp.Roi(int(rng.integers(0, w // 4)), int(rng.integers(0, h // 4)), w - 3, h)
         _, gx, gy = warp._grid(roi, f)
         shape = (len(gy), len(gx))
-        dx, dy, zoom = rng.normal(0, 8), rng.normal(0, 8), rng.uniform(0.95, 1.05)
+        dx, dy, zoom = rng.uniform(-12, 12), rng.uniform(-12, 12), rng.uniform(0.95, 1.05)
         maps = warp.WarpMaps(
             roi,
             f,
@@ -188,7 +199,8 @@ def test_the_uncovered_plate_is_blended_exactly_where_a_whole_roi_blend_would_pu
             np.broadcast_to((gy * zoom - dy)[:, None], shape).astype(np.float32),
             [],
         )
-        share = np.clip(maps.upsample(maps.coarse(area, moved=False) - maps.coarse(area)), 0.0, 1.0)
+        moved = warp.smoothstep(maps.displacement(), composite.PLATE_STILL, composite.PLATE_MOVED)
+        share = np.clip(maps.upsample(maps.coarse(area, moved=False) * moved), 0.0, 1.0)
         back = picture[roi.slices]
         everywhere = cv2.blendLinear(plate[roi.slices], back, share, 1.0 - share)
         blended = composite.uncovered(picture, plate, area, maps)
