@@ -99,12 +99,16 @@ def _mirrored_detail(image: np.ndarray, fill: np.ndarray, area: np.ndarray) -> n
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def uncovered(picture: np.ndarray, plate: np.ndarray, area: np.ndarray, maps: warp.WarpMaps) -> np.ndarray:
+def uncovered(
+    picture: np.ndarray, plate: np.ndarray, area: np.ndarray, maps: warp.WarpMaps, cover: np.ndarray
+) -> np.ndarray:
     """What shows behind the person in the maps' ROI: the picture itself, except where
     the picture shows the person and the warp has moved what is there, which shows the
     clean plate.
 
-    ``area`` is the plate's fill area (``clean_plate``); ``maps`` this frame's warp. The
+    ``area`` is the plate's fill area (``clean_plate``); ``maps`` this frame's warp;
+    ``cover`` the warped person's mask on the warp's coarse grid (where it is opaque
+    nothing behind shows, and the plate is not blended in). The
     plate is a smooth fill reaching a little beyond the person, since segmentation misses
     stray hair; shown wherever the person is not opaque, it drew a blurred halo around
     the hair in every frame, even with the head at rest. Here it shows as far as the warp
@@ -122,7 +126,7 @@ def uncovered(picture: np.ndarray, plate: np.ndarray, area: np.ndarray, maps: wa
     if not (share > ALPHA_EPS).any():
         return back
     out = back.copy()
-    raster.blend_plate(out, plate[maps.roi.slices], back, share, maps.f, ALPHA_EPS)
+    raster.blend_plate(out, plate[maps.roi.slices], back, share, cover, maps.f, ALPHA_EPS)
     return out
 
 

@@ -242,11 +242,13 @@ def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: 
     # Video: where the person was but no longer is, show the warped picture, not a ghost.
     # Firmly: the person's own soft edge, blended with what moved over it, would show as
     # a faint second outline of a shoulder that moved.
-    mask = maps.apply_coarse(cf.mask, keep=VIDEO_KEEP if cf.background is cf.canvas else 0.0)
     if cf.plate_area is None:
+        mask = maps.apply_coarse(cf.mask, keep=VIDEO_KEEP if cf.background is cf.canvas else 0.0)
         back = cf.background[roi.slices]
-    else:  # a still's plate, only where the person has moved away from
-        back = composite.uncovered(cf.canvas, cf.background, cf.plate_area, maps)
+    else:  # a still's plate, where the warp moved the person
+        cover = maps.coarse(cf.mask)
+        mask = maps.upsample(cover)
+        back = composite.uncovered(cf.canvas, cf.background, cf.plate_area, maps, cover)
     out = cf.base.copy()
     composite.lay_person(out, roi, cf.canvas, maps.full(), back, mask)
     if cf.shut_eyes is not None:  # drawn eyes: their lids drawn as they narrow

@@ -160,33 +160,35 @@ def test_the_clean_plate_shows_only_where_the_warp_moved_the_person_away() -> No
         return warp.WarpMaps(roi, f, lo_x, np.broadcast_to(gy[:, None], shape).astype(np.float32), [])
 
     ys, xs = roi.slices
-    at_rest = composite.uncovered(picture, plate, area, shifted(0.0))
+    bare = np.zeros(shape, dtype=np.float32)  # nothing laid over the background
+    at_rest = composite.uncovered(picture, plate, area, shifted(0.0), bare)
     assert np.array_equal(at_rest, picture[ys, xs])
-    barely = composite.uncovered(picture, plate, area, shifted(composite.PLATE_STILL * 0.9))
+    barely = composite.uncovered(picture, plate, area, shifted(composite.PLATE_STILL * 0.9), bare)
     assert np.array_equal(barely, picture[ys, xs])
-    gone = composite.uncovered(picture, plate, area, shifted(40.0))
+    gone = composite.uncovered(picture, plate, area, shifted(40.0), bare)
     assert area[60, 45] == 1.0 and area[60, 5] == 0.0  # where they were, and what is there now
     assert np.abs(gone[60 - 8, 45 - 20].astype(int) - plate[60, 45]).max() <= 1
     assert np.array_equal(gone[:, 140 - 20 :], picture[ys, xs][:, 140 - 20 :])  # never the person's
     # A head moved 10 px, carrying the picture around it: at (72, 60) the warp samples
     # the picture at (62, 60), inside the person too. The picture's own person there
     # would show as a ghost beside the moved head; the plate shows.
-    carried = composite.uncovered(picture, plate, area, shifted(10.0, within=45.0))
+    carried = composite.uncovered(picture, plate, area, shifted(10.0, within=45.0), bare)
     assert area[60, 62] == 1.0 and area[60, 72] == 1.0
     assert np.abs(carried[60 - 8, 72 - 20].astype(int) - plate[60, 72]).max() <= 1
 
 
 @pytest.mark.parametrize("f", [1, 2, 4, 8])
 def test_the_uncovered_plate_is_blended_exactly_where_a_whole_roi_blend_would_put_it(f: int) -> None:
-    """The compiled blend visits only the samples where the plate shows, and gives what
-    upsampling the share over the whole ROI and blending everywhere would."""
+    """The compiled blend visits only the samples where the plate shows and the person
+    laid over it is not opaque, and there gives what upsampling the share over the
+    whole ROI and blending everywhere would."""
     import cv2
 
     rng = np.random.default_rng(f)
     for _ in range(6):
         h, w = int(rng.integers(90, 200)), int(rng.integers(90, 260))
         picture = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        person = _soft_disc(h, w, w * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.65), min(h, w) / 4)
+        person = _soft_disc(h, w, w * rng.uniform(0.4, 0.6), h * rng.uniform(0.4, 0.6), min(h, w) / 3)
         plate, area = composite.clean_plate(picture, person)
         roi = warp.Roi(int(rng.integers(0, w // 4)), int(rng.integers(0, h // 4)), w - 3, h)
         _, gx, gy = warp._grid(roi, f)
@@ -203,9 +205,13 @@ def test_the_uncovered_plate_is_blended_exactly_where_a_whole_roi_blend_would_pu
         share = np.clip(maps.upsample(maps.coarse(area, moved=False) * moved), 0.0, 1.0)
         back = picture[roi.slices]
         everywhere = cv2.blendLinear(plate[roi.slices], back, share, 1.0 - share)
-        blended = composite.uncovered(picture, plate, area, maps)
+        cover = maps.coarse(person)  # the person laid over it, opaque inside
+        blended = composite.uncovered(picture, plate, area, maps, cover)
         assert not np.array_equal(blended, back)
-        assert np.abs(blended.astype(int) - everywhere).max() <= 1
+        opaque = maps.upsample(cover) >= 1.0 - composite.ALPHA_EPS
+        assert np.abs(blended.astype(int) - everywhere)[~opaque].max() <= 1
+        inside = cv2.erode(opaque.astype(np.uint8), np.ones((2 * f + 1, 2 * f + 1), np.uint8)) > 0
+        assert inside.any() and np.array_equal(blended[inside], back[inside])  # skipped
 
 
 def test_the_clean_plate_continues_the_background_texture_near_its_edge() -> None:
