@@ -74,8 +74,8 @@ def render(
 
 def preload() -> None:
     """Load everything a render needs but no particular job: the libraries (MediaPipe
-    alone takes about a second to import), the face models' code and the compiled warp
-    kernel. A process that called this starts rendering at once; the local provider
+    alone takes about a second to import), the face models' code, the compiled kernels
+    and OpenCV's colour tables. A process that called this starts rendering at once; the local provider
     calls it in its spare render processes before any job arrives.
 
     It also caps glibc's malloc arenas for the process (``MALLOC_ARENAS``): a render's
@@ -84,13 +84,16 @@ def preload() -> None:
     higher, no faster)."""
     _limit_malloc_arenas(MALLOC_ARENAS)
     import av  # noqa: F401
-    import cv2  # noqa: F401
+    import cv2
     from scipy.spatial import Delaunay  # noqa: F401
 
     from service.engine import character, composite, driver, landmarks, raster, retarget, video, warp  # noqa: F401
 
     landmarks.preload()
     raster.warm_up()
+    # OpenCV builds its Lab tables on the first conversion to Lab (the drawn-eye search's),
+    # which took ~0.27 s inside a still character's preparation.
+    cv2.cvtColor(np.zeros((1, 1, 3), dtype=np.uint8), cv2.COLOR_BGR2LAB)
 
 
 def _limit_malloc_arenas(count: int) -> bool:

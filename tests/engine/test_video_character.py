@@ -233,6 +233,22 @@ def test_preloading_caps_the_render_processs_malloc_arenas(monkeypatch: pytest.M
     assert asked == [pipeline.MALLOC_ARENAS]
 
 
+def test_preloading_builds_opencvs_lab_tables_before_a_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenCV builds its Lab tables on the first conversion to Lab (~0.27 s), which the
+    drawn-eye search otherwise paid inside a still character's preparation."""
+    import cv2
+
+    from service.engine import pipeline
+
+    codes: list[int] = []
+    convert = cv2.cvtColor
+    monkeypatch.setattr(
+        cv2, "cvtColor", lambda image, code, *a: codes.append(code) or convert(image, code, *a)
+    )
+    pipeline.preload()
+    assert cv2.COLOR_BGR2LAB in codes
+
+
 def test_a_head_turn_does_not_tilt_the_character(face: np.ndarray) -> None:
     """MediaPipe's depth is not metric: a 3D fit of a turned head leaves a tilt of the
     eye line that must not reach the character as a roll."""
