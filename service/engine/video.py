@@ -79,7 +79,7 @@ def prefetch(source: Iterable[T], depth: int = QUEUE_DEPTH) -> Generator[T, None
 
 
 def iter_frames(
-    path: pathlib.Path, fps: int, count: int, *, hold: bool = True, stride: int = 1
+    path: pathlib.Path, fps: int, count: int, *, hold: bool = True, stride: int = 1, nearby: bool = False
 ) -> Iterator[np.ndarray]:
     """Yield ``count`` BGR frames of ``path`` sampled at ``fps``.
 
@@ -88,13 +88,15 @@ def iter_frames(
     overstates the stream), or, with ``hold=False``, the frames simply stop there (the
     character-video case, which plays its frames back itself). With ``stride`` > 1 only
     output frames 0, stride, 2*stride, ... are yielded (the others are decoded, as they
-    must be, but not converted). Raises ASSET.INVALID if the file cannot be decoded at
-    all.
+    must be, but not converted). ``nearby`` (for sampling): frames no other frame is
+    predicted from (most B-frames) are not decoded, so each frame yielded is the one on
+    screen at its time or one a frame or two before it, for 10-35 % less decoding
+    (the shared clips). Raises ASSET.INVALID if the file cannot be decoded at all.
     """
     produced = 0
     last: np.ndarray | None = None
     picture: Callable[[Any], np.ndarray] = _bgr
-    for n, (frame, t_end) in enumerate(_timed_frames(path)):
+    for n, (frame, t_end) in enumerate(_timed_frames(path, skip_unreferenced=nearby)):
         if n == 0:
             picture = shown(frame)
         frame_bgr = None
@@ -271,10 +273,13 @@ def stream_header_seconds(stream: Any) -> float | None:
     return None
 
 
-def _timed_frames(path: pathlib.Path) -> Iterator[tuple[Any, float]]:
+def _timed_frames(path: pathlib.Path, skip_unreferenced: bool = False) -> Iterator[tuple[Any, float]]:
     """Yield (decoded av.VideoFrame, time its display ends in s from the stream's start).
 
     A frame's display ends when the next one starts; the last one lasts one frame period.
+    ``skip_unreferenced``: frames no other frame is predicted from are not decoded (the
+    frame before each stays on screen); the others decode exactly as they otherwise
+    would.
     """
     import av
 
@@ -285,6 +290,8 @@ def _timed_frames(path: pathlib.Path) -> Iterator[tuple[Any, float]]:
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        if skip_unreferenced:
+            stream.codec_context.skip_frame = "NONREF"
         start = None
         pending: tuple[Any, float] | None = None
         try:

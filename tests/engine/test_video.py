@@ -23,6 +23,31 @@ def test_stride_yields_every_nth_frame_of_the_full_stream(reference: pathlib.Pat
         np.testing.assert_array_equal(frame, expected)
 
 
+def test_sampling_nearby_yields_frames_on_screen_at_or_shortly_before_each_time(media: pathlib.Path) -> None:
+    """The rest scan samples without decoding the frames no other frame is predicted
+    from: each sample is a frame of the clip, exactly as decoded in full, the one on
+    screen at its time or one shortly before it, and some are earlier ones (the shared
+    clip, as phones and x264 write them, has such frames)."""
+    clip = media / "driving_expressive.mp4"
+    count = 84
+    shown = []
+    for frame, end in video._timed_frames(clip):
+        shown.append((frame.to_ndarray(format="bgr24"), end))
+        if end > count / 24:
+            break
+    sampled = list(video.iter_frames(clip, 24, count, stride=11, nearby=True))
+    assert len(sampled) == len(range(0, count, 11))
+    behind = []
+    for i, frame in zip(range(0, count, 11), sampled, strict=True):
+        on_screen = next(k for k, (_, end) in enumerate(shown) if i / 24 < end)
+        earlier = [
+            on_screen - k for k in range(on_screen, on_screen - 4, -1) if np.array_equal(shown[k][0], frame)
+        ]
+        assert earlier, f"sample {i} is not a frame shown at or shortly before its time"
+        behind.append(earlier[0])
+    assert max(behind) > 0
+
+
 def test_stride_holds_the_last_frame_past_a_short_stream(reference: pathlib.Path) -> None:
     # Ask for more frames than the clip has: the tail repeats its last frame.
     sampled = list(video.iter_frames(reference, 24, 120, stride=7))
