@@ -75,8 +75,8 @@ def render(
 def preload() -> None:
     """Load everything a render needs but no particular job: the libraries (MediaPipe
     alone takes about a second to import), the face models' code, the compiled kernels
-    and OpenCV's colour tables. A process that called this starts rendering at once; the local provider
-    calls it in its spare render processes before any job arrives.
+    and OpenCV's colour tables. A process that called this starts rendering at once;
+    the local provider calls it in its spare render processes before any job arrives.
 
     It also caps glibc's malloc arenas for the process (``MALLOC_ARENAS``): a render's
     half-dozen threads each allocate frame-sized buffers, and with an arena per thread
@@ -242,10 +242,10 @@ def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: 
     roi = cf.rig.moving_roi(target, warper.f)
     shapes, affines, valid = cf.rig.shapes(target)
     maps = warper.maps(roi, shapes, affines, valid, cf.rig.detail_rois(target), cf.rig.coarse_shapes)
-    # Video: where the person was but no longer is, show the warped picture, not a ghost.
-    # Firmly: the person's own soft edge, blended with what moved over it, would show as
-    # a faint second outline of a shoulder that moved.
     if cf.plate_area is None:
+        # Video: where the person was but no longer is, show the warped picture, not a
+        # ghost. Firmly: the person's own soft edge, blended with what moved over it,
+        # would show as a faint second outline of a shoulder that moved.
         mask = maps.apply_coarse(cf.mask, keep=VIDEO_KEEP if cf.background is cf.canvas else 0.0)
         back = cf.background[roi.slices]
     else:  # a still's plate, where the warp moved the person
