@@ -397,6 +397,52 @@ def test_the_rest_frame_has_closed_lips_at_their_usual_width_not_a_smile(face: n
     assert composite.mouth_width(rest.points) < composite.mouth_width(smile) * 0.85
 
 
+def test_the_rest_frame_is_the_most_usual_closed_mouth_not_a_pout_or_a_frown(face: np.ndarray) -> None:
+    """A closed mouth is not yet a neutral one: a pout pulled down at one corner (the
+    talking portrait's frame 209) or a frown (brows knitted), both at the mouth's usual
+    width where the relaxed mouths are a little off it, taken as the rest would move the
+    character's lips or brows in every other frame."""
+    from service.engine import driver
+
+    rng = np.random.default_rng(5)
+    upper, lower = topology.MOUTH_PAIRS[:, 0], topology.MOUTH_PAIRS[:, 1]
+
+    def closed(p: np.ndarray) -> np.ndarray:
+        middle = (p[upper] + p[lower]) / 2
+        p[upper], p[lower] = middle - [0.0, 0.25, 0.0], middle + [0.0, 0.25, 0.0]
+        return p
+
+    def relaxed() -> np.ndarray:
+        p = face.copy()
+        p[:, :2] += rng.normal(0.0, 0.15, (len(p), 2))  # detector jitter
+        return closed(p)
+
+    def talking() -> np.ndarray:
+        p = relaxed()
+        p[topology.INNER_LIPS[len(topology.INNER_LIPS) // 2 :], 1] += 8.0
+        return p
+
+    pout = relaxed()
+    lips = np.concatenate([topology.OUTER_LIPS, topology.INNER_LIPS])
+    corner = face[topology.MOUTH_OUTER_CORNERS[0], :2]
+    pulled = np.exp(-np.sum((face[lips, :2] - corner) ** 2, axis=1) / (2 * 12.0**2))
+    pout[lips, 1] += 6.0 * pulled  # one corner pulled down, the width unchanged
+    frown = relaxed()
+    frown[topology.BROWS, 1] += 5.0
+    centre = face[topology.BROWS, 0].mean()
+    frown[topology.BROWS, 0] -= 0.15 * (frown[topology.BROWS, 0] - centre)  # knitted
+    lip_centre = face[topology.OUTER_LIPS, 0].mean()
+
+    def widened(p: np.ndarray, factor: float) -> np.ndarray:  # a mouth a little off its usual width
+        p[lips, 0] = lip_centre + (p[lips, 0] - lip_centre) * factor
+        return p
+
+    neutral = [widened(relaxed(), 1.03), widened(relaxed(), 0.97)]
+    faces = [pout, frown, *[talking() for _ in range(6)], *neutral]
+    rest = driver.at_rest(faces)
+    assert any(rest.points is p for p in neutral)
+
+
 def test_a_character_pictured_with_its_mouth_open_closes_it_with_the_performer(face: np.ndarray) -> None:
     """The performer's expression is taken against their closed-lipped rest: a character
     pictured mouth open (the shared photo) closes it when they do, the jaw rising with
