@@ -144,12 +144,9 @@ def _most_typical(faces: list[np.ndarray], candidates: np.ndarray) -> int:
     expressive clip those are two or three samples, a frown among them.
     """
     model = retarget.DriverModel(faces[0])
-
-    def shape(face: np.ndarray) -> np.ndarray:
-        return model.decompose(face).expression[REST_SHAPE, :2]
-
-    typical = np.median([shape(p) for p in faces], axis=0)
-    distance = [float(np.linalg.norm(shape(faces[k]) - typical, axis=1).mean()) for k in candidates]
+    shapes = np.array([model.decompose(face).expression[REST_SHAPE, :2] for face in faces])
+    typical = np.median(shapes, axis=0)
+    distance = np.linalg.norm(shapes[candidates] - typical, axis=2).mean(axis=1)
     return int(candidates[int(np.argmin(distance))])
 
 
