@@ -315,14 +315,6 @@ class MouthPainter:
         region[:] = np.clip(interior * alpha + region * (1 - alpha), 0, 255).astype(np.uint8)
 
 
-def mouth_width(points: np.ndarray) -> float:
-    """Mouth width (outer corners) as a fraction of the eyes' outer-corner distance."""
-    outer_r, outer_l = topology.RIGHT_EYE_CORNERS[1], topology.LEFT_EYE_CORNERS[1]
-    a, b = topology.MOUTH_OUTER_CORNERS
-    eyes = float(np.linalg.norm(points[outer_r, :2] - points[outer_l, :2])) or 1.0
-    return float(np.linalg.norm(points[a, :2] - points[b, :2])) / eyes
-
-
 def mouth_gap(points: np.ndarray) -> float:
     """Inner-lip opening as a fraction of mouth width."""
     a, b = topology.MOUTH_CORNERS
