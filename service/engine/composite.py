@@ -247,24 +247,42 @@ def _longest_run(flags: np.ndarray) -> tuple[int, int]:
     return int(starts[k]), int(ends[k])
 
 
-#: Share of the driver's light colour left on the brightest parts of the mouth interior
-#: (``TEETH_GREYS``: from the first grey level it falls, to this at the second). The
-#: driver's lighting tints their teeth: the talking portrait's warm side light showed on
-#: the pale photo character as yellow-orange, stained-looking teeth. The darker tongue
-#: and throat keep their colour.
+#: Share of the driver's own teeth colour left on the brightest parts of the mouth
+#: interior (``TEETH_GREYS``: from the first grey level it falls, to this at the second);
+#: the rest is a white in the character's light (``_light_colour``). The driver's
+#: lighting tints their teeth: the talking portrait's warm side light showed on the pale
+#: photo character as yellow-orange, stained-looking teeth, and plain grey teeth read as
+#: blue beside a warm-lit character's skin. The darker tongue and throat keep their colour.
 TEETH_CHROMA = 0.3
 TEETH_GREYS = (60.0, 140.0)
+
+
+def _light_colour(skin: np.ndarray) -> np.ndarray:
+    """The colour a white object takes in a picture, estimated from its skin (BGR, mean 1).
+
+    Skin is the light's colour times the skin's own; the square root of the skin's
+    normalised colour keeps about half of it, which on the shared media lands within a
+    few percent of the colour of the eyes' whites (measured: 0.75/0.95/1.24 against
+    0.78/0.95/1.27 for a warm-lit face, 0.97/0.98/1.05 against 0.96/0.96/1.08 for a
+    pale one), and unlike them is there with the eyes shut or behind glasses."""
+    skin = np.maximum(np.asarray(skin, dtype=np.float64), 1.0)
+    light = np.sqrt(np.clip(skin / skin.mean(), 0.5, 2.0))
+    return (light / light.mean()).astype(np.float32)
 
 
 class MouthPainter:
     """Paints the driver's mouth interior into the character's parted lips."""
 
     def __init__(self, char_skin: np.ndarray, driver_skin: np.ndarray) -> None:
-        # One brightness gain from the driver's skin to the character's. Per-channel gains
-        # were tried and tint the teeth (blue-grey on pale characters), so colour is kept,
-        # but for the teeth's (``TEETH_CHROMA``).
+        # One brightness gain from the driver's skin to the character's, and the light's
+        # colour moved from the driver's to the character's. Full per-channel skin ratios
+        # were tried and tint the teeth (blue-grey on pale characters): they carry the
+        # difference between two people's skins as well as between two lights.
         ratio = float(char_skin.mean() / max(float(driver_skin.mean()), 1.0))
         self._gain = np.float32(np.clip(ratio, 0.7, 1.4))
+        self._white = _light_colour(char_skin)
+        balance = self._white / _light_colour(driver_skin)
+        self._scale = (self._gain * 0.92 * balance / balance.mean()).astype(np.float32)
 
     @staticmethod
     def skin_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -303,11 +321,13 @@ class MouthPainter:
         interior = cv2.warpAffine(
             driver, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         ).astype(np.float32)
-        interior *= self._gain * 0.92  # a touch darker: the inside of a mouth is shaded
-        # The teeth lose most of the driver's light colour, the darker tongue and throat keep it.
+        interior *= self._scale  # in the character's light, a touch darker: a mouth is shaded
+        # The teeth take most of their colour from the character's light, the darker
+        # tongue and throat keep their own.
         grey = interior.mean(axis=2, keepdims=True)
         bright = warp.smoothstep(grey, *TEETH_GREYS)
-        interior = grey + (interior - grey) * (1.0 - np.float32(1.0 - TEETH_CHROMA) * bright)
+        white = grey * self._white
+        interior = white + (interior - white) * (1.0 - np.float32(1.0 - TEETH_CHROMA) * bright)
         mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
         cv2.fillPoly(mask, [np.round((poly_dst - [x0, y0]) * 4).astype(np.int32)], (255,), cv2.LINE_AA, 2)
         alpha = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] * (strength / 255)

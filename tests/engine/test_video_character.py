@@ -496,6 +496,24 @@ def test_the_painted_teeth_lose_the_drivers_light_colour_and_the_tongue_keeps_it
     assert tongue[2] > tongue[1] + 40  # still red
 
 
+def test_the_painted_teeth_take_the_colour_of_a_warm_lit_characters_light(face: np.ndarray) -> None:
+    """Teeth left near grey read as blue beside a warm-lit character's skin: a white in
+    the character's picture is warm too."""
+    from service.engine import composite
+
+    mouth = face[topology.INNER_LIPS, :2]
+    x0, y0 = np.floor(mouth.min(axis=0)).astype(int) - 4
+    x1, y1 = np.ceil(mouth.max(axis=0)).astype(int) + 4
+    driver_frame = np.full((720, 1280, 3), (130, 144, 197), dtype=np.uint8)  # cool-lit skin (BGR)
+    driver_frame[y0:y1, x0:x1] = (190, 190, 200)  # near-white teeth
+    out = np.full((720, 1280, 3), (56, 89, 150), dtype=np.uint8)  # warm-lit character skin
+    painter = composite.MouthPainter(np.array([56.0, 89.0, 150.0]), np.array([130.0, 144.0, 197.0]))
+    painter.paint(out, face, driver_frame, face, strength=1.0)
+    teeth = out[int(mouth[:, 1].mean()), int(mouth[:, 0].mean())].astype(int)
+    assert teeth[2] > teeth[0] + 25  # ivory in warm light, not blue-grey
+    assert teeth[2] - teeth[0] < 89  # and whiter than the skin (150 - 56 = 94 apart)
+
+
 def _mouth_width(points: np.ndarray) -> float:
     """Mouth width (outer corners) as a fraction of the eyes' outer-corner distance."""
     outer_r, outer_l = topology.RIGHT_EYE_CORNERS[1], topology.LEFT_EYE_CORNERS[1]
