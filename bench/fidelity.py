@@ -19,7 +19,10 @@ roll, yaw, and x / y position. Also reported:
 * after the table, per driver clip, how well the engine's own detector (MediaPipe) and
   the judge (dlib) agree on that clip's signals: where a driver barely moves, the two
   disagree on sub-degree tilts and sub-pixel shifts, and no output can correlate with
-  the judge's reading much better than that.
+  the judge's reading much better than that;
+* then, per pair, the same correlations as the engine's own detector reads driver and
+  output: not a judgement (it grades its own homework), but it tells a render that does
+  not draw what the performer does from a face the judge reads poorly.
 
 Pairs marked "tune" were used while tuning the engine; "held-out" ones were not;
 "derived" ones are new combinations made from the same media to test how the engine
@@ -160,6 +163,7 @@ def evaluate(
         "driver_det": drv_rate,
         "output_det": out_rate,
         "rtf": rtf,
+        "output": str(out),
     }
     row.update(_correlations(both))
     # Shape drift: how much more squashed/stretched the output face is than the driver's
@@ -180,20 +184,18 @@ def evaluate(
     return row
 
 
-def agreement(reference: str, drv: list[measure.Measure | None]) -> dict[str, float]:
-    """Per signal, Pearson r between the engine's detector (MediaPipe FaceMesh) and the
-    judge (dlib, ``drv``: one reading per 24 fps frame) on the driver clip itself: small
-    motions the two detectors disagree on cannot correlate well in any output, however
-    faithful."""
+def engine_readings(path: pathlib.Path, count: int) -> list[measure.Measure | None]:
+    """The signals per 24 fps frame as the engine's own detector (MediaPipe FaceMesh)
+    reads them."""
     from service.engine import landmarks
 
     ours: list[measure.Measure | None] = []
     with landmarks.FaceTracker(video=True) as tracker:
-        for frame in video.iter_frames(MEDIA / reference, 24, len(drv)):
+        for frame in video.iter_frames(path, 24, count):
             points = tracker.detect(frame)
             h, w = frame.shape[:2]
             ours.append(None if points is None else measure.mediapipe_signals(points, w, h))
-    return _correlations(_paired(drv, ours))
+    return ours
 
 
 def _paired(
@@ -253,13 +255,24 @@ def main(argv: list[str]) -> int:
             flush=True,
         )
     print("goals: mouth >= 0.90, eyes >= 0.80, roll/yaw/x/y >= 0.85, drift <= 5 %  (* = below goal)")
+    # Small motions the two detectors disagree on cannot correlate well in any output,
+    # however faithful.
     print("detectors' agreement on each driver itself (MediaPipe, the engine's, vs dlib, the judge's):")
+    ours: dict[str, list[measure.Measure | None]] = {}
     for reference in sorted(cache):
-        agree = agreement(reference, cache[reference][0])
-        print(f"  {reference:42} " + " ".join(f"{_fmt(agree[s]):>6}" for s in measure.SIGNALS))
+        judged = cache[reference][0]
+        ours[reference] = engine_readings(MEDIA / reference, len(judged))
+        agree = _correlations(_paired(judged, ours[reference]))
+        print(f"  {reference:54} " + " ".join(f"{_fmt(agree[s]):>6}" for s in measure.SIGNALS))
         for row in rows:
             if row["reference"] == reference:
                 row["agreement"] = agree
+    print("the same pairs read by the engine's own detector (what the render draws, not a judgement):")
+    for row in rows:
+        drv_ours = ours[str(row["reference"])]
+        out_ours = engine_readings(pathlib.Path(str(row["output"])), len(drv_ours))
+        row["engine_view"] = drawn = _correlations(_paired(drv_ours, out_ours))
+        print(f"  {row['pair']:54} " + " ".join(f"{_fmt(drawn[s]):>6}" for s in measure.SIGNALS))
     for split in SPLITS:
         chosen = [r for r in rows if r["split"] == split]
         if chosen:
