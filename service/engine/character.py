@@ -130,6 +130,8 @@ class StillCharacter:
         step()
         fr = framing.choose(image.shape[1], image.shape[0], points, width, height)
         canvas = framing.render(image, fr)
+        #: The sharp picture on the canvas, when it leaves bands beside it (None: covers).
+        self.window = framing.window(fr, image.shape[1], image.shape[0])
         found = fr.to_canvas(points)
         drawn = eyefit.DrawnEyes.find(canvas, found)
         points = found if drawn is None else drawn.points
@@ -199,6 +201,8 @@ class VideoCharacter:
             raise contracts.asset_invalid(NO_FACE.format(kind="video"))
         h, w = first_frame.shape[:2]
         self._framing = framing.choose(w, h, first_face, width, height)
+        #: The sharp picture on the canvas, when it leaves bands beside it (None: covers).
+        self.window = framing.window(self._framing, w, h)
         #: Drawn eyes, fitted on the first face and carried to every frame (None: real).
         self._drawn = eyefit.DrawnEyes.find(
             framing.render(first_frame, self._framing), self._framing.to_canvas(first_face)

@@ -79,8 +79,7 @@ def render(image: np.ndarray, framing: Framing) -> np.ndarray:
         return np.ascontiguousarray(scaled[-framing.dy : -framing.dy + h, -framing.dx : -framing.dx + w])
     canvas = _backdrop(image, w, h)
     # Paste the sharp picture, feathering its edges into the backdrop.
-    cx0, cy0 = max(0, framing.dx), max(0, framing.dy)
-    cx1, cy1 = min(w, framing.dx + sw), min(h, framing.dy + sh)
+    cx0, cy0, cx1, cy1 = _paste_box(framing, src_w, src_h)
     piece = scaled[cy0 - framing.dy : cy1 - framing.dy, cx0 - framing.dx : cx1 - framing.dx]
     alpha = _feather(w, h, cx0, cy0, cx1, cy1)
     sharp = canvas.copy()
@@ -106,6 +105,50 @@ def render(image: np.ndarray, framing: Framing) -> np.ndarray:
         a = alpha[strip][..., None]
         out[strip] = (sharp[strip] * a + canvas[strip] * (1 - a)).astype(np.uint8)
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Where the sharp picture shows on a canvas it does not cover: ``alpha`` (float32
+    0..1, read-only) is 1 inside it and feathers out at its edges, as ``render`` pastes
+    it; ``inner`` (x0, y0, x1, y1) is the box where alpha is exactly 1."""
+
+    alpha: np.ndarray
+    inner: tuple[int, int, int, int]
+
+    def clip(self, mask: np.ndarray, x0: int, y0: int) -> np.ndarray:
+        """``mask`` (a region of the canvas whose top-left corner is (x0, y0)) limited to
+        the picture: a person warped past its edge is cut off there, as a frame cuts off
+        what moves out of it, not drawn over the bands beside it."""
+        h, w = mask.shape[:2]
+        ix0, iy0, ix1, iy1 = self.inner
+        if ix0 <= x0 and iy0 <= y0 and x0 + w <= ix1 and y0 + h <= iy1:
+            return mask
+        return mask * self.alpha[y0 : y0 + h, x0 : x0 + w]
+
+
+def window(framing: Framing, src_w: int, src_h: int) -> Window | None:
+    """The sharp picture's ``Window`` on the canvas for a ``src_w`` x ``src_h`` picture,
+    or None when it covers the canvas."""
+    if framing.covers:
+        return None
+    cx0, cy0, cx1, cy1 = _paste_box(framing, src_w, src_h)
+    f = _feather_width(framing.width, framing.height)
+    # The alpha is exactly 1 short of the feather from each edge the paste does not reach.
+    inner = (
+        cx0 + f if cx0 > 0 else 0,
+        cy0 + f if cy0 > 0 else 0,
+        cx1 - f if cx1 < framing.width else framing.width,
+        cy1 - f if cy1 < framing.height else framing.height,
+    )
+    return Window(_feather(framing.width, framing.height, cx0, cy0, cx1, cy1), inner)
+
+
+def _paste_box(framing: Framing, src_w: int, src_h: int) -> tuple[int, int, int, int]:
+    """The canvas box (x0, y0, x1, y1) the scaled picture is pasted into."""
+    sw, sh = max(1, int(round(src_w * framing.scale))), max(1, int(round(src_h * framing.scale)))
+    x0, y0 = max(0, framing.dx), max(0, framing.dy)
+    return x0, y0, min(framing.width, framing.dx + sw), min(framing.height, framing.dy + sh)
 
 
 def _feather_width(w: int, h: int) -> int:

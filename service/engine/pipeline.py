@@ -26,7 +26,7 @@ import numpy as np
 from service.engine import assets, contracts
 
 if TYPE_CHECKING:
-    from service.engine import character, driver, retarget, warp
+    from service.engine import character, driver, framing, retarget, warp
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ def _render(
                     out = cf.canvas
                 else:
                     target = retargeter.target(cf.points, model.decompose(sample.points))
-                    out = _animate(cf, target, warper)
+                    out = _animate(cf, target, warper, char.window)
                     if painter is None and driver_skin is not None:
                         skin = composite.MouthPainter.skin_colour(cf.canvas, cf.points)
                         painter = composite.MouthPainter(skin, driver_skin)
@@ -235,8 +235,14 @@ def _render(
     )
 
 
-def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: warp.Warper) -> np.ndarray:
-    """Warp the character frame to the target face and lay it over its background."""
+def _animate(
+    cf: character.CharacterFrame,
+    target: retarget.TargetFace,
+    warper: warp.Warper,
+    window: framing.Window | None = None,
+) -> np.ndarray:
+    """Warp the character frame to the target face and lay it over its background; the
+    person is kept inside the sharp picture's ``window`` when it does not cover the canvas."""
     from service.engine import composite
 
     roi = cf.rig.moving_roi(target, warper.f)
@@ -252,6 +258,8 @@ def _animate(cf: character.CharacterFrame, target: retarget.TargetFace, warper: 
         cover = maps.coarse(cf.mask)
         mask = maps.upsample(cover)
         back = composite.uncovered(cf.canvas, cf.background, cf.plate_area, maps, cover)
+    if window is not None:
+        mask = window.clip(mask, roi.x0, roi.y0)
     out = cf.base.copy()
     composite.lay_person(out, roi, cf.canvas, maps.full(), back, mask)
     if cf.shut_eyes is not None:  # drawn eyes: their lids drawn as they narrow

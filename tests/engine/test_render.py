@@ -97,6 +97,39 @@ def test_body_control_moves_the_shoulders(render_once: Render) -> None:
     assert max(diffs) > 2.0  # the torso followed the performer only with body control
 
 
+def test_a_person_moved_past_the_pictures_edge_is_cut_off_there_not_drawn_over_the_bands(
+    media: pathlib.Path,
+) -> None:
+    """A square picture on a wide canvas leaves bands beside it; a performer who travels
+    far carries the character's shoulders past the picture's edge, where they had been
+    drawn over the band like a cut-out stuck on the frame."""
+    from service.engine import character, pipeline, retarget, warp
+
+    still = character.StillCharacter(media / "character_photo.jpg", 1280, 720)
+    window = still.window
+    assert window is not None  # 512x512 on 1280x720: bands left and right
+    cf = still.frame
+    right = int(np.flatnonzero(window.alpha[360] > 0)[-1]) + 1  # the band starts here
+    dx = 0.15 * 1280  # the head and shoulders travel right, past the picture's edge
+    target = retarget.TargetFace(
+        points=(cf.points + np.array([dx, 0.0, 0.0], dtype=np.float32)).astype(np.float32),
+        head=np.array([[1.0, 0.0, dx], [0.0, 1.0, 0.0]]),
+        gaze_px=np.zeros((2, 2)),
+        torso_shift=np.array([0.75 * dx, 0.0]),
+    )
+    warper = warp.Warper(pipeline.MAP_DOWNSAMPLE)
+    unclipped = pipeline._animate(cf, target, warper)
+
+    def changed(a: np.ndarray, columns: slice) -> float:  # share of pixels changed visibly
+        return float((np.abs(a[:, columns].astype(int) - cf.base[:, columns]).max(axis=2) > 20).mean())
+
+    band = slice(right, None)
+    assert changed(unclipped, slice(right, right + 100)) > 0.1  # the shoulders spilled over
+    out = pipeline._animate(cf, target, warper, window)
+    assert np.array_equal(out[:, band], cf.base[:, band])  # the band as it was
+    assert changed(out, slice(right - 100, right)) > 0.1  # they moved, inside the picture
+
+
 def test_video_character_plays_on_past_its_end(
     tmp_path: pathlib.Path, reference: pathlib.Path, short_character_video: pathlib.Path
 ) -> None:
