@@ -138,7 +138,9 @@ class StillCharacter:
         with landmarks.Segmenter() as seg:
             mask = composite.person_mask(seg.mask(canvas), points)
         step()
-        plate, plate_area = composite.clean_plate(canvas, mask)
+        plate, plate_area = composite.clean_plate(
+            canvas, mask, None if self.window is None else self.window.box
+        )
         step()
         self.frame = CharacterFrame(
             canvas=canvas,

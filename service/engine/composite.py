@@ -28,15 +28,27 @@ LAY_BAND = 48
 ALPHA_EPS = 1.0 / 512
 
 
-def clean_plate(image: np.ndarray, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def clean_plate(
+    image: np.ndarray, person: np.ndarray, within: tuple[int, int, int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The picture with the (dilated) person area inpainted from its surroundings, and
     that area (float32 0..1: how much of each pixel is the inpainted fill).
 
     The fill's colours are inpainted at a quarter of the size; its texture, near the
     edge of the area, is the surrounding background's, mirrored in (``_mirrored_detail``):
     what a moving head uncovers continues the grass or wall beside it instead of showing
-    a smooth smear.
+    a smooth smear. ``within`` (x0, y0, x1, y1): only that box of ``image`` is the
+    picture (the rest is the framing's bands), and the fill is taken from it alone: a
+    person standing at the picture's edge uncovers more of the picture's background, not
+    the bands' blur.
     """
+    if within is not None:
+        x0, y0, x1, y1 = within
+        plate, area = image.copy(), np.zeros(person.shape[:2], np.float32)
+        plate[y0:y1, x0:x1], area[y0:y1, x0:x1] = clean_plate(
+            np.ascontiguousarray(image[y0:y1, x0:x1]), person[y0:y1, x0:x1]
+        )
+        return plate, area
     import cv2
 
     h, w = image.shape[:2]

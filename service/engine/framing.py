@@ -111,9 +111,11 @@ def render(image: np.ndarray, framing: Framing) -> np.ndarray:
 class Window:
     """Where the sharp picture shows on a canvas it does not cover: ``alpha`` (float32
     0..1, read-only) is 1 inside it and feathers out at its edges, as ``render`` pastes
-    it; ``inner`` (x0, y0, x1, y1) is the box where alpha is exactly 1."""
+    it; ``box`` (x0, y0, x1, y1) is where the picture is pasted, ``inner`` the box where
+    alpha is exactly 1."""
 
     alpha: np.ndarray
+    box: tuple[int, int, int, int]
     inner: tuple[int, int, int, int]
 
     def clip(self, mask: np.ndarray, x0: int, y0: int) -> np.ndarray:
@@ -141,7 +143,7 @@ def window(framing: Framing, src_w: int, src_h: int) -> Window | None:
         cx1 - f if cx1 < framing.width else framing.width,
         cy1 - f if cy1 < framing.height else framing.height,
     )
-    return Window(_feather(framing.width, framing.height, cx0, cy0, cx1, cy1), inner)
+    return Window(_feather(framing.width, framing.height, cx0, cy0, cx1, cy1), (cx0, cy0, cx1, cy1), inner)
 
 
 def _paste_box(framing: Framing, src_w: int, src_h: int) -> tuple[int, int, int, int]:

@@ -230,6 +230,22 @@ def test_the_clean_plate_continues_the_background_texture_near_its_edge() -> Non
     assert plate[150:, 150:170].astype(np.float32).std() < near.std() / 2  # the middle stays smooth
 
 
+def test_a_banded_pictures_clean_plate_is_filled_from_the_picture_not_the_bands() -> None:
+    """A person at the edge of a picture framed with bands beside it uncovers more of the
+    picture's background when they move, not the bands' dark blur."""
+    h, w = 240, 320
+    canvas = np.full((h, w, 3), 200, np.uint8)  # the picture's bright wall
+    canvas[:, :80] = 40  # the band: a dark blur beside the picture
+    person = np.zeros((h, w), np.float32)
+    person[100:, 80:180] = 1.0  # standing at the picture's left edge
+    mixed, _ = composite.clean_plate(canvas, person)
+    assert mixed[200:, 85:95].mean() < 170  # filled partly from the band
+    plate, area = composite.clean_plate(canvas, person, within=(80, 0, w, h))
+    assert plate[200:, 85:95].min() >= 190  # the wall continues down
+    assert area[200:, 85:95].min() == 1.0 and not area[:, :80].any()
+    assert np.array_equal(plate[:, :80], canvas[:, :80])  # the band untouched
+
+
 def test_coarse_shapes_leave_the_full_resolution_maps_unchanged() -> None:
     # Background: two big triangles over the canvas; "face": a small fan inside the
     # first detail ROI, moved so its maps differ from the background's.
