@@ -138,8 +138,10 @@ class StillCharacter:
         with landmarks.Segmenter() as seg:
             mask = composite.person_mask(seg.mask(canvas), points)
         step()
+        # With bands, the plate is filled from the picture alone, short of the feathered
+        # edge (where the bands' colour is mixed in).
         plate, plate_area = composite.clean_plate(
-            canvas, mask, None if self.window is None else self.window.box
+            canvas, mask, None if self.window is None else self.window.inner
         )
         step()
         self.frame = CharacterFrame(
