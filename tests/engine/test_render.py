@@ -130,6 +130,22 @@ def test_a_person_moved_past_the_pictures_edge_is_cut_off_there_not_drawn_over_t
     assert changed(out, slice(right - 100, right)) > 0.1  # they moved, inside the picture
 
 
+def test_a_banded_pictures_plate_stops_short_of_its_feathered_edge(media: pathlib.Path) -> None:
+    """The cartoon framed 720x1280 has bands above and below; the band's colour, mixed
+    into the picture's feathered edge, streaked the fill above its hair."""
+    from service.engine import character
+
+    still = character.StillCharacter(media / "character_cartoon.jpg", 720, 1280)
+    assert still.window is not None
+    x0, y0, x1, y1 = still.window.inner
+    area, plate, canvas = still.frame.plate_area, still.frame.background, still.frame.canvas
+    assert area is not None and area[y0:y1, x0:x1].any()  # the person is filled in the picture
+    outside = np.ones(area.shape, bool)
+    outside[y0:y1, x0:x1] = False
+    assert not area[outside].any()
+    assert np.array_equal(plate[outside], canvas[outside])
+
+
 def test_video_character_plays_on_past_its_end(
     tmp_path: pathlib.Path, reference: pathlib.Path, short_character_video: pathlib.Path
 ) -> None:
