@@ -120,13 +120,25 @@ class Window:
 
     def clip(self, mask: np.ndarray, x0: int, y0: int) -> np.ndarray:
         """``mask`` (a region of the canvas whose top-left corner is (x0, y0)) limited to
-        the picture: a person warped past its edge is cut off there, as a frame cuts off
-        what moves out of it, not drawn over the bands beside it."""
+        the picture, in place, and returned: a person warped past its edge is cut off
+        there, as a frame cuts off what moves out of it, not drawn over the bands beside
+        it. Only the strips of ``mask`` outside ``inner`` are touched."""
         h, w = mask.shape[:2]
+        alpha = self.alpha[y0 : y0 + h, x0 : x0 + w]
         ix0, iy0, ix1, iy1 = self.inner
-        if ix0 <= x0 and iy0 <= y0 and x0 + w <= ix1 and y0 + h <= iy1:
-            return mask
-        return mask * self.alpha[y0 : y0 + h, x0 : x0 + w]
+        top, bottom = int(np.clip(iy0 - y0, 0, h)), int(np.clip(iy1 - y0, 0, h))
+        left, right = int(np.clip(ix0 - x0, 0, w)), int(np.clip(ix1 - x0, 0, w))
+        strips = (
+            (slice(0, top), slice(0, w)),
+            (slice(bottom, h), slice(0, w)),
+            (slice(top, bottom), slice(0, left)),
+            (slice(top, bottom), slice(right, w)),
+        )
+        for rows, cols in strips:
+            region = mask[rows, cols]
+            if region.size:
+                region *= alpha[rows, cols]
+        return mask
 
 
 def window(framing: Framing, src_w: int, src_h: int) -> Window | None:

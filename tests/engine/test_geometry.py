@@ -76,6 +76,32 @@ def test_framing_never_stretches_and_keeps_the_face_in_view(
     assert framing.render(image, fr).shape == (out[1], out[0], 3)
 
 
+@pytest.mark.parametrize("out", [(1280, 720), (720, 1280)])
+def test_the_pictures_window_clips_a_mask_as_its_own_alpha_does(out: tuple[int, int]) -> None:
+    """A square picture leaves bands; a mask region anywhere on the canvas is limited to
+    the picture exactly as multiplying by the picture's feathered alpha would."""
+    face = np.array([[130.0, 120.0], [380.0, 330.0]])  # a close-up: the picture is fitted whole
+    fr = framing.choose(512, 512, face, *out)
+    window = framing.window(fr, 512, 512)
+    assert (
+        window is not None and framing.window(framing.choose(1280, 720, face, 1280, 720), 1280, 720) is None
+    )
+    image = np.full((512, 512, 3), 200, np.uint8)
+    canvas = framing.render(image, fr)
+    assert (window.alpha[canvas.sum(axis=2) == 600] > 0.999).all()  # 1 where the picture shows
+    rng = np.random.default_rng(5)
+    w, h = out
+    for x0, y0, x1, y1 in [
+        (0, 0, w, h),
+        (w // 3, h // 3, w // 2, h // 2),
+        (0, h // 4, w // 3, h),
+        (w - 90, 0, w, 50),
+    ]:
+        mask = rng.random((y1 - y0, x1 - x0)).astype(np.float32)
+        expected = mask * window.alpha[y0:y1, x0:x1]
+        np.testing.assert_allclose(window.clip(mask.copy(), x0, y0), expected, atol=1e-6)
+
+
 def test_one_euro_filter_removes_jitter_but_follows_a_step() -> None:
     rng = np.random.default_rng(3)
     filt = landmarks.OneEuroFilter(24, min_cutoff=1.5, beta=4.0)
