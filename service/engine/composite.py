@@ -291,10 +291,10 @@ class MouthPainter:
         # were tried and tint the teeth (blue-grey on pale characters): they carry the
         # difference between two people's skins as well as between two lights.
         ratio = float(char_skin.mean() / max(float(driver_skin.mean()), 1.0))
-        self._gain = np.float32(np.clip(ratio, 0.7, 1.4))
+        gain = float(np.clip(ratio, 0.7, 1.4))
         self._white = _light_colour(char_skin)
         balance = self._white / _light_colour(driver_skin)
-        self._scale = (self._gain * 0.92 * balance / balance.mean()).astype(np.float32)
+        self._scale = (gain * 0.92 * balance / balance.mean()).astype(np.float32)
 
     @staticmethod
     def skin_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -72,24 +72,25 @@ def render(image: np.ndarray, framing: Framing) -> np.ndarray:
 
     src_h, src_w = image.shape[:2]
     w, h = framing.width, framing.height
-    sw, sh = max(1, int(round(src_w * framing.scale))), max(1, int(round(src_h * framing.scale)))
+    sw, sh = _scaled_size(framing, src_w, src_h)
     interp = cv2.INTER_AREA if framing.scale < 1 else cv2.INTER_LINEAR
     scaled = cv2.resize(image, (sw, sh), interpolation=interp)
     if framing.covers:
         return np.ascontiguousarray(scaled[-framing.dy : -framing.dy + h, -framing.dx : -framing.dx + w])
     canvas = _backdrop(image, w, h)
     # Paste the sharp picture, feathering its edges into the backdrop.
-    cx0, cy0, cx1, cy1 = _paste_box(framing, src_w, src_h)
+    win = _window(w, h, _paste_box(framing, sw, sh))
+    cx0, cy0, cx1, cy1 = win.box
     piece = scaled[cy0 - framing.dy : cy1 - framing.dy, cx0 - framing.dx : cx1 - framing.dx]
-    alpha = _feather(w, h, cx0, cy0, cx1, cy1)
+    alpha = win.alpha
     sharp = canvas.copy()
     sharp[cy0:cy1, cx0:cx1] = piece
-    # alpha is exactly 1 inside the paste less the feather and exactly 0 beyond the blur's
-    # reach around it: blend only the frame between (this runs every frame of a video
-    # character that does not fill the canvas).
+    # alpha is exactly 1 inside ``inner`` and exactly 0 beyond the blur's reach around the
+    # paste: blend only the frame between (this runs every frame of a video character
+    # that does not fill the canvas).
     f = _feather_width(w, h)
     oy0, oy1, ox0, ox1 = max(0, cy0 - f), min(h, cy1 + f), max(0, cx0 - f), min(w, cx1 + f)
-    iy0, iy1, ix0, ix1 = cy0 + f, cy1 - f, cx0 + f, cx1 - f
+    ix0, iy0, ix1, iy1 = win.inner
     out = canvas.copy()
     if iy1 > iy0 and ix1 > ix0:
         out[iy0:iy1, ix0:ix1] = sharp[iy0:iy1, ix0:ix1]
@@ -146,21 +147,15 @@ def window(framing: Framing, src_w: int, src_h: int) -> Window | None:
     or None when it covers the canvas."""
     if framing.covers:
         return None
-    cx0, cy0, cx1, cy1 = _paste_box(framing, src_w, src_h)
-    f = _feather_width(framing.width, framing.height)
-    # The alpha is exactly 1 short of the feather from each edge the paste does not reach.
-    inner = (
-        cx0 + f if cx0 > 0 else 0,
-        cy0 + f if cy0 > 0 else 0,
-        cx1 - f if cx1 < framing.width else framing.width,
-        cy1 - f if cy1 < framing.height else framing.height,
-    )
-    return Window(_feather(framing.width, framing.height, cx0, cy0, cx1, cy1), (cx0, cy0, cx1, cy1), inner)
+    return _window(framing.width, framing.height, _paste_box(framing, *_scaled_size(framing, src_w, src_h)))
 
 
-def _paste_box(framing: Framing, src_w: int, src_h: int) -> tuple[int, int, int, int]:
-    """The canvas box (x0, y0, x1, y1) the scaled picture is pasted into."""
-    sw, sh = max(1, int(round(src_w * framing.scale))), max(1, int(round(src_h * framing.scale)))
+def _scaled_size(framing: Framing, src_w: int, src_h: int) -> tuple[int, int]:
+    return max(1, int(round(src_w * framing.scale))), max(1, int(round(src_h * framing.scale)))
+
+
+def _paste_box(framing: Framing, sw: int, sh: int) -> tuple[int, int, int, int]:
+    """The canvas box (x0, y0, x1, y1) the picture, scaled to ``sw`` x ``sh``, is pasted into."""
     x0, y0 = max(0, framing.dx), max(0, framing.dy)
     return x0, y0, min(framing.width, framing.dx + sw), min(framing.height, framing.dy + sh)
 
@@ -170,20 +165,28 @@ def _feather_width(w: int, h: int) -> int:
 
 
 @functools.lru_cache(maxsize=4)
-def _feather(w: int, h: int, cx0: int, cy0: int, cx1: int, cy1: int) -> np.ndarray:
-    """The paste's alpha: 1 inside [cx0, cx1) x [cy0, cy1), feathered at its edges.
+def _window(w: int, h: int, box: tuple[int, int, int, int]) -> Window:
+    """The paste ``box``'s window on a ``w`` x ``h`` canvas: alpha 1 inside it, feathered
+    at the edges that do not reach the canvas's own.
 
     The same for every frame of a video character (cached: the blur is the costly part).
     """
     import cv2
 
+    cx0, cy0, cx1, cy1 = box
+    feather = _feather_width(w, h)
+    inner = (
+        cx0 + feather if cx0 > 0 else 0,
+        cy0 + feather if cy0 > 0 else 0,
+        cx1 - feather if cx1 < w else w,
+        cy1 - feather if cy1 < h else h,
+    )
     alpha = np.zeros((h, w), dtype=np.float32)
     alpha[cy0:cy1, cx0:cx1] = 1.0
-    feather = _feather_width(w, h)
     alpha = np.asarray(cv2.GaussianBlur(alpha, (feather * 2 + 1, feather * 2 + 1), 0), dtype=np.float32)
-    alpha[cy0 + feather : cy1 - feather, cx0 + feather : cx1 - feather] = 1.0
+    alpha[inner[1] : inner[3], inner[0] : inner[2]] = 1.0
     alpha.flags.writeable = False
-    return alpha
+    return Window(alpha, box, inner)
 
 
 def _backdrop(image: np.ndarray, w: int, h: int) -> np.ndarray:
