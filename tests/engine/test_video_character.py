@@ -473,23 +473,16 @@ def test_the_painted_teeth_lose_the_drivers_light_colour_and_the_tongue_keeps_it
 ) -> None:
     """The mouth interior comes from the driver's frame, lit by the driver's light: warm
     side light showed on a pale character as yellow-orange, stained-looking teeth."""
-    from service.engine import composite
-
-    mouth = face[topology.INNER_LIPS, :2]
-    x0, y0 = np.floor(mouth.min(axis=0)).astype(int) - 4
-    x1, y1 = np.ceil(mouth.max(axis=0)).astype(int) + 4
-    middle_y = int(mouth[:, 1].mean())
-    driver_frame = np.full((720, 1280, 3), (60, 90, 130), dtype=np.uint8)  # warm skin (BGR)
+    driver_frame, (x0, y0, x1, y1) = _driver_mouth(face, (60, 90, 130))  # warm skin (BGR)
+    middle_y = int(face[topology.INNER_LIPS, 1].mean())
     driver_frame[y0:middle_y, x0:x1] = (150, 200, 235)  # teeth in warm light
     driver_frame[middle_y:y1, x0:x1] = (40, 40, 110)  # a dark red tongue
-    out = np.full((720, 1280, 3), 128, dtype=np.uint8)
-    painter = composite.MouthPainter(np.array([128.0, 128.0, 128.0]), np.array([60.0, 90.0, 130.0]))
-    painter.paint(out, face, driver_frame, face, strength=1.0)
+    out = _painted(face, (128, 128, 128), driver_frame, (60, 90, 130))
 
     def spread(pixel: np.ndarray) -> int:  # how far from grey: max - min channel
         return int(pixel.max()) - int(pixel.min())
 
-    cx = int(mouth[:, 0].mean())
+    cx = int(face[topology.INNER_LIPS, 0].mean())
     teeth, tongue = out[middle_y - 2, cx], out[middle_y + 2, cx]
     assert teeth.mean() > 180  # still bright
     assert spread(teeth) < 0.4 * spread(np.array([150, 200, 235]))  # near white, not orange
@@ -499,19 +492,40 @@ def test_the_painted_teeth_lose_the_drivers_light_colour_and_the_tongue_keeps_it
 def test_the_painted_teeth_take_the_colour_of_a_warm_lit_characters_light(face: np.ndarray) -> None:
     """Teeth left near grey read as blue beside a warm-lit character's skin: a white in
     the character's picture is warm too."""
-    from service.engine import composite
-
-    mouth = face[topology.INNER_LIPS, :2]
-    x0, y0 = np.floor(mouth.min(axis=0)).astype(int) - 4
-    x1, y1 = np.ceil(mouth.max(axis=0)).astype(int) + 4
-    driver_frame = np.full((720, 1280, 3), (130, 144, 197), dtype=np.uint8)  # cool-lit skin (BGR)
+    driver_frame, (x0, y0, x1, y1) = _driver_mouth(face, (130, 144, 197))  # cool-lit skin (BGR)
     driver_frame[y0:y1, x0:x1] = (190, 190, 200)  # near-white teeth
-    out = np.full((720, 1280, 3), (56, 89, 150), dtype=np.uint8)  # warm-lit character skin
-    painter = composite.MouthPainter(np.array([56.0, 89.0, 150.0]), np.array([130.0, 144.0, 197.0]))
-    painter.paint(out, face, driver_frame, face, strength=1.0)
+    out = _painted(face, (56, 89, 150), driver_frame, (130, 144, 197))  # on warm-lit skin
+    mouth = face[topology.INNER_LIPS, :2]
     teeth = out[int(mouth[:, 1].mean()), int(mouth[:, 0].mean())].astype(int)
     assert teeth[2] > teeth[0] + 25  # ivory in warm light, not blue-grey
     assert teeth[2] - teeth[0] < 89  # and whiter than the skin (150 - 56 = 94 apart)
+
+
+def _driver_mouth(
+    face: np.ndarray, skin: tuple[int, int, int]
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A 1280x720 driver frame of plain ``skin`` and the box around ``face``'s inner lips
+    (x0, y0, x1, y1) for the test to paint its mouth interior into."""
+    mouth = face[topology.INNER_LIPS, :2]
+    x0, y0 = np.floor(mouth.min(axis=0)).astype(int) - 4
+    x1, y1 = np.ceil(mouth.max(axis=0)).astype(int) + 4
+    return np.full((720, 1280, 3), skin, dtype=np.uint8), (int(x0), int(y0), int(x1), int(y1))
+
+
+def _painted(
+    face: np.ndarray,
+    char_skin: tuple[int, int, int],
+    driver_frame: np.ndarray,
+    driver_skin: tuple[int, int, int],
+) -> np.ndarray:
+    """A character frame of plain ``char_skin`` with the driver's mouth interior painted
+    into ``face``'s parted lips at full strength."""
+    from service.engine import composite
+
+    out = np.full((720, 1280, 3), char_skin, dtype=np.uint8)
+    painter = composite.MouthPainter(np.array(char_skin, float), np.array(driver_skin, float))
+    painter.paint(out, face, driver_frame, face, strength=1.0)
+    return out
 
 
 def _mouth_width(points: np.ndarray) -> float:
