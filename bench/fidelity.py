@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import math
 import os
@@ -74,19 +75,35 @@ GOALS = {"mouth": 0.9, "eye_r": 0.8, "eye_l": 0.8, "roll": 0.85, "yaw": 0.85, "x
 MAX_DRIFT = 5.0
 
 
-def measure_video(
-    path: pathlib.Path, count: int
-) -> tuple[list[measure.Measure | None], float, list[np.ndarray]]:
-    """dlib signals per 24 fps frame, the detection rate, and quarter-size grey frames."""
+@dataclasses.dataclass
+class Readings:
+    """One video's signals per 24 fps frame, by the judge (dlib) and by the engine's own
+    detector (MediaPipe FaceMesh), from one decoding pass; the judge's detection rate and
+    quarter-size grey frames."""
+
+    judged: list[measure.Measure | None]
+    ours: list[measure.Measure | None]
+    rate: float
+    greys: list[np.ndarray]
+
+
+def measure_video(path: pathlib.Path, count: int) -> Readings:
     import cv2
 
+    from service.engine import landmarks
+
     measurer = measure.FaceMeasurer()
-    out: list[measure.Measure | None] = []
+    judged: list[measure.Measure | None] = []
+    ours: list[measure.Measure | None] = []
     greys = []
-    for frame in video.iter_frames(path, 24, count):
-        out.append(measurer.measure(frame))
-        greys.append(cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), None, fx=0.25, fy=0.25))
-    return out, measurer.detections / max(1, measurer.frames), greys
+    with landmarks.FaceTracker(video=True) as tracker:
+        for frame in video.iter_frames(path, 24, count):
+            judged.append(measurer.measure(frame))
+            points = tracker.detect(frame)
+            h, w = frame.shape[:2]
+            ours.append(None if points is None else measure.mediapipe_signals(points, w, h))
+            greys.append(cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), None, fx=0.25, fy=0.25))
+    return Readings(judged, ours, measurer.detections / max(1, measurer.frames), greys)
 
 
 def background_change(greys: list[np.ndarray], first: measure.Measure | None) -> tuple[float, float]:
@@ -128,7 +145,7 @@ def evaluate(
     reference: str,
     out_dir: pathlib.Path,
     reuse: bool,
-    driver_cache: dict[str, tuple[list[measure.Measure | None], float]],
+    driver_cache: dict[str, Readings],
 ) -> dict[str, object]:
     ref_path = MEDIA / reference
     info = engine.probe(ref_path)
@@ -151,21 +168,21 @@ def evaluate(
         )
         rtf = (time.monotonic() - started) / result.duration_s
     if reference not in driver_cache:
-        drv, drv_rate, _ = measure_video(ref_path, count)
-        driver_cache[reference] = (drv, drv_rate)
-    drv, drv_rate = driver_cache[reference]
-    outm, out_rate, greys = measure_video(out, count)
-    both = _paired(drv, outm)
+        driver_cache[reference] = measure_video(ref_path, count)
+    drv = driver_cache[reference]
+    outm = measure_video(out, count)
+    both = _paired(drv.judged, outm.judged)
     row: dict[str, object] = {
         "pair": f"{char_path.stem} x {pathlib.Path(reference).stem}",
         "reference": reference,
         "frames": count,
-        "driver_det": drv_rate,
-        "output_det": out_rate,
+        "driver_det": drv.rate,
+        "output_det": outm.rate,
         "rtf": rtf,
-        "output": str(out),
     }
     row.update(_correlations(both))
+    # The same as the engine's own detector reads driver and output: not a judgement.
+    row["engine_view"] = _correlations(_paired(drv.ours, outm.ours))
     # Shape drift: how much more squashed/stretched the output face is than the driver's
     # over the same frames (the driver's own foreshortening from turning is allowed).
     d0, o0 = both[0]
@@ -178,24 +195,10 @@ def evaluate(
     row["drift_max"] = float(excess.max()) if len(excess) else math.nan
     row["drift_p95"] = float(np.percentile(excess, 95)) if len(excess) else math.nan
     if char_path.suffix in (".jpg", ".png", ".webp"):
-        row["bg_mean"], row["bg_max"] = background_change(greys, outm[0])
+        row["bg_mean"], row["bg_max"] = background_change(outm.greys, outm.judged[0])
     else:
         row["bg_mean"] = row["bg_max"] = math.nan
     return row
-
-
-def engine_readings(path: pathlib.Path, count: int) -> list[measure.Measure | None]:
-    """The signals per 24 fps frame as the engine's own detector (MediaPipe FaceMesh)
-    reads them."""
-    from service.engine import landmarks
-
-    ours: list[measure.Measure | None] = []
-    with landmarks.FaceTracker(video=True) as tracker:
-        for frame in video.iter_frames(path, 24, count):
-            points = tracker.detect(frame)
-            h, w = frame.shape[:2]
-            ours.append(None if points is None else measure.mediapipe_signals(points, w, h))
-    return ours
 
 
 def _paired(
@@ -231,7 +234,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", type=pathlib.Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    cache: dict[str, tuple[list[measure.Measure | None], float]] = {}
+    cache: dict[str, Readings] = {}
     rows = []
     header = (
         f"{'pair':56} {'split':8} {'det%':>5} {'mouth':>6} {'eye_r':>6} {'eye_l':>6} {'roll':>6} "
@@ -258,20 +261,15 @@ def main(argv: list[str]) -> int:
     # Small motions the two detectors disagree on cannot correlate well in any output,
     # however faithful.
     print("detectors' agreement on each driver itself (MediaPipe, the engine's, vs dlib, the judge's):")
-    ours: dict[str, list[measure.Measure | None]] = {}
     for reference in sorted(cache):
-        judged = cache[reference][0]
-        ours[reference] = engine_readings(MEDIA / reference, len(judged))
-        agree = _correlations(_paired(judged, ours[reference]))
+        agree = _correlations(_paired(cache[reference].judged, cache[reference].ours))
         print(f"  {reference:54} " + " ".join(f"{_fmt(agree[s]):>6}" for s in measure.SIGNALS))
         for row in rows:
             if row["reference"] == reference:
                 row["agreement"] = agree
     print("the same pairs read by the engine's own detector (what the render draws, not a judgement):")
     for row in rows:
-        drv_ours = ours[str(row["reference"])]
-        out_ours = engine_readings(pathlib.Path(str(row["output"])), len(drv_ours))
-        row["engine_view"] = drawn = _correlations(_paired(drv_ours, out_ours))
+        drawn: dict[str, float] = row["engine_view"]  # type: ignore[assignment]
         print(f"  {row['pair']:54} " + " ".join(f"{_fmt(drawn[s]):>6}" for s in measure.SIGNALS))
     for split in SPLITS:
         chosen = [r for r in rows if r["split"] == split]
