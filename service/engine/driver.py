@@ -1,8 +1,8 @@
 """The driver (reference) side: track the performer's face, frame by frame.
 
 ``stream`` decodes the reference at the output rate and yields, per output frame, the
-performer's smoothed landmarks together with the frame itself (the mouth interior is
-taken from it). It is meant to run on a background thread (see ``video.prefetch``) so
+performer's smoothed landmarks and torso motion together with the frame itself (the
+mouth interior is taken from it). It is meant to run on a background thread (see ``video.prefetch``) so
 that face tracking overlaps rendering.
 
 Frames where the face is lost hold the last tracked landmarks; frames before the first
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from service.engine import contracts, landmarks, retarget, topology, video
+from service.engine import contracts, landmarks, retarget, topology, torso, video
 
 #: Smallest share of reference frames with a tracked face for a render to go ahead.
 MIN_TRACKED = 0.5
@@ -59,11 +59,14 @@ class DriverSample:
     """One output frame's worth of driver: landmarks (478, 3) in reference pixels.
 
     ``frame`` is the BGR reference frame, or None for frames before the face was first
-    found (their landmarks are the first detection's).
+    found (their landmarks are the first detection's). ``torso``: the performer's
+    shoulders and chest since the first tracked frame, or None when the clip shows too
+    little below the face to follow them (``torso.TorsoTracker``).
     """
 
     points: np.ndarray
     frame: np.ndarray | None
+    torso: torso.TorsoMotion | None = None
 
 
 def _lost(found: int, count: int) -> contracts.EngineError:
@@ -156,6 +159,7 @@ def stream(path: pathlib.Path, fps: int, count: int) -> Iterator[DriverSample]:
     missed = 0
     found_count = 0
     smoother = landmarks.FaceSmoother(fps, min_cutoff=MIN_CUTOFF, beta=BETA, d_cutoff=D_CUTOFF)
+    body = torso.TorsoTracker(fps)
     allowed_misses = count - int(np.ceil(MIN_TRACKED * count))
     with landmarks.FaceTracker(video=True) as tracker:
         for frame in video.iter_frames(path, fps, count):
@@ -170,9 +174,10 @@ def stream(path: pathlib.Path, fps: int, count: int) -> Iterator[DriverSample]:
             if points is None:
                 pending += 1
                 continue
+            motion = body(frame, points)
             for _ in range(pending):  # frames before the first detection: its landmarks
-                yield DriverSample(points=points, frame=None)
+                yield DriverSample(points=points, frame=None, torso=motion)
             pending = 0
-            yield DriverSample(points=points, frame=frame)
+            yield DriverSample(points=points, frame=frame, torso=motion)
     if not smoother.tracking:
         raise _lost(0, count)

@@ -215,7 +215,7 @@ def _render(
                 if cf.rig is None:  # character face not found yet (video): pass through
                     out = cf.canvas
                 else:
-                    target = retargeter.target(cf.points, model.decompose(sample.points))
+                    target = retargeter.target(cf.points, model.decompose(sample.points, sample.torso))
                     out = _animate(cf, target, warper, char.window)
                     if painter is None and driver_skin is not None:
                         skin = composite.MouthPainter.skin_colour(cf.canvas, cf.points)

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from service.engine import landmarks, topology
+from service.engine import landmarks, topology, torso
 
 #: Expression gain per ``expression_intensity`` (3 = faithful).
 INTENSITY_GAIN = {1: 0.35, 2: 0.7, 3: 1.0, 4: 1.3, 5: 1.6}
@@ -44,8 +44,16 @@ DEPTH_SCALE = 0.8
 #: Head translation gain with and without body control, and the largest move (face widths).
 TRANSLATION_GAIN_BODY, TRANSLATION_GAIN_HEAD_ONLY = 1.0, 0.35
 TRANSLATION_MAX = 0.9
-#: How much the torso follows the head's translation when body control is on.
+#: How much the torso follows the head's translation when body control is on and the
+#: performer's torso is not in the clip (a close-up).
 TORSO_FOLLOW = 0.75
+#: Limits on the torso's motion taken from the performer: pivot travel (face widths),
+#: tilt (degrees) and scale; a picture's shoulders survive that much.
+TORSO_SHIFT_MAX = 0.9
+TORSO_ANGLE_MAX = 12.0
+TORSO_SCALE_MIN, TORSO_SCALE_MAX = 0.9, 1.12
+#: The 2x3 affine that leaves everything where it is.
+IDENTITY = np.hstack([np.eye(2), np.zeros((2, 1))])
 #: Closing point of an eye between the lids, measured from the lower lid.
 EYE_CLOSE_POINT = 0.3
 #: Eye openness ratio (to rest) at which FaceMesh's lids are in fact shut: its contour
@@ -123,7 +131,8 @@ class DriverFrame:
     ``scale``, ``angles`` and ``centre_shift`` are the head's change from the performer's
     usual pose; ``expression`` is (478, 3) offsets in the neutral frame's coordinates
     (driver pixels); ``eyes`` the openness ratio (current / neutral) of the right and
-    left eye; ``gaze`` the pupils' offsets from neutral in eye widths (2, 2).
+    left eye; ``gaze`` the pupils' offsets from neutral in eye widths (2, 2); ``torso``
+    the shoulders' change since the first frame, or None if the clip does not show them.
     """
 
     scale: float
@@ -132,6 +141,19 @@ class DriverFrame:
     expression: np.ndarray
     eyes: tuple[float, float]
     gaze: np.ndarray
+    torso: TorsoPose | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TorsoPose:
+    """The performer's torso against the first frame, in neutral face widths: its pivot
+    (``pivot``, from the neutral frame's chin) moved by ``shift``, and the torso turned
+    by ``angle`` degrees and scaled by ``scale`` about it."""
+
+    shift: np.ndarray
+    angle: float
+    scale: float
+    pivot: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +231,9 @@ class DriverModel:
     def _gazes(points: np.ndarray) -> np.ndarray:
         return np.stack([_gaze(points, eye) for eye in topology.EYES])
 
-    def decompose(self, points: np.ndarray) -> DriverFrame:
+    def decompose(self, points: np.ndarray, body: torso.TorsoMotion | None = None) -> DriverFrame:
+        """Landmarks ``points`` (and the torso's ``body`` motion, in the same pixels) as a
+        change from the neutral frame and usual pose."""
         pts = points.astype(np.float64)
         pose, trans = self._fit(pts)
         canonical = ((pts - trans) @ pose.rotation) / pose.scale  # back into the neutral frame
@@ -233,6 +257,16 @@ class DriverModel:
             expression=canonical - self.neutral,
             eyes=eyes,
             gaze=self._gazes(canonical) - self._gaze0,
+            torso=None if body is None else self._torso(body),
+        )
+
+    def _torso(self, body: torso.TorsoMotion) -> TorsoPose:
+        chin = self.neutral[topology.CHIN, :2]
+        return TorsoPose(
+            shift=body.shift / self.size,
+            angle=body.angle,
+            scale=body.scale,
+            pivot=(body.pivot - chin) / self.size,
         )
 
 
@@ -277,13 +311,13 @@ class TargetFace:
     ``points`` (478, 3): destination landmarks in canvas pixels (z for depth order).
     ``head`` 2x3: the rigid 2D similarity (canvas -> canvas) the head moved by, for hair,
     ears and the eyeballs. ``gaze_px`` (2, 2): pupil shift per eye in pixels.
-    ``torso_shift`` (2,): how far the shoulders move, in pixels.
+    ``torso`` 2x3: the affine (canvas -> canvas) the shoulders and chest moved by.
     """
 
     points: np.ndarray
     head: np.ndarray
     gaze_px: np.ndarray
-    torso_shift: np.ndarray
+    torso: np.ndarray
 
 
 class Retargeter:
@@ -347,8 +381,25 @@ class Retargeter:
             [np.linalg.norm(char[e.corners[0], :2] - char[e.corners[1], :2]) for e in topology.EYES]
         )
         gaze_px = (gaze * eye_w[:, None]) @ (s2 * r2).T
-        torso = shift2 * TORSO_FOLLOW if self._body else np.zeros(2)
-        return TargetFace(points=points.astype(np.float32), head=head, gaze_px=gaze_px, torso_shift=torso)
+        body = self._torso(char, size, shift2, frame.torso)
+        return TargetFace(points=points.astype(np.float32), head=head, gaze_px=gaze_px, torso=body)
+
+    def _torso(
+        self, char: np.ndarray, size: float, head_shift: np.ndarray, pose: TorsoPose | None
+    ) -> np.ndarray:
+        """The affine the character's shoulders move by: the performer's torso motion
+        (scaled to the character's face, damped for a video character, clamped), or
+        without it ``TORSO_FOLLOW`` of the head's travel; none without body control."""
+        if not self._body:
+            return IDENTITY
+        chin = char[topology.CHIN, :2]
+        if pose is None:
+            return torso.similarity(1.0, 0.0, chin, head_shift * TORSO_FOLLOW)
+        move = self._move
+        shift = np.clip(pose.shift * move, -TORSO_SHIFT_MAX, TORSO_SHIFT_MAX) * size
+        angle = float(np.clip(pose.angle * move, -TORSO_ANGLE_MAX, TORSO_ANGLE_MAX))
+        scale = float(np.clip(1.0 + (pose.scale - 1.0) * move, TORSO_SCALE_MIN, TORSO_SCALE_MAX))
+        return torso.similarity(scale, angle, chin + pose.pivot * size, shift)
 
     def _place_eyelids(self, char: np.ndarray, moved: np.ndarray, eyes: tuple[float, float]) -> None:
         """Re-place each eye's lid contour from that eye's own openness ratio (in place).

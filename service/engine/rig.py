@@ -135,7 +135,7 @@ class Rig:
         """Destination polygons (K, 3, 2), their dst->src affines (K, 2, 3), valid (K,)."""
         dst_face = target.points[:468, :2].astype(np.float64)
         head_xy = _apply(target.head, self.extra_src)
-        torso_xy = self.extra_src + target.torso_shift
+        torso_xy = _apply(target.torso, self.extra_src)
         w = self._torso_w[:, None]
         static_or_torso = self.extra_src * (1 - w) + torso_xy * w
         head_or_torso = head_xy * (1 - w) + torso_xy * w
@@ -224,20 +224,23 @@ class Rig:
     def moving_roi(self, target: retarget.TargetFace, align: int) -> warp.Roi:
         """The canvas region where the warp can differ from identity this frame.
 
-        The head rings and the face (source and destination) always; with a torso shift
-        also the person's box from the neck down (moved by the shift): the warp moves the
-        whole band below the chin, but outside the person the background plate shows.
+        The head rings and the face (source and destination) always; when the torso
+        moves also the person's box from the neck down, grown by the farthest any of its
+        corners moves: the warp moves the whole band below the chin, but outside the
+        person the background plate shows.
         """
         n = len(topology.FACE_OVAL)
         every = np.vstack(
             [target.points[:468, :2], self.extra_src[: 3 * n], _apply(target.head, self.extra_src[: 2 * n])]
         )
         roi = warp.Roi.around(every, 4, self.width, self.height, align)
-        if np.any(target.torso_shift):
+        if not np.array_equal(target.torso, retarget.IDENTITY):
             top = max(0.0, self.source[topology.CHIN, 1] - 0.1 * self.face_height)
             x0, y0, x1, y1 = self.person_box
-            dx, dy = np.abs(target.torso_shift) + 4
-            body = np.array([[x0 - dx, max(top, y0 - dy)], [x1 + dx, y1 + dy]])
+            corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
+            moved = _apply(target.torso, corners)
+            reach = np.abs(moved - corners).max(axis=0) + 4
+            body = np.array([[x0 - reach[0], max(top, y0 - reach[1])], [x1 + reach[0], y1 + reach[1]]])
             both = warp.Roi.around(
                 np.vstack([body, [[roi.x0, roi.y0], [roi.x1, roi.y1]]]), 0, self.width, self.height, align
             )

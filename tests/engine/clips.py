@@ -90,10 +90,10 @@ def synthetic(
 ) -> pathlib.Path:
     """A small grey clip of ``duration`` seconds (for length checks; no face)."""
     grey = np.full((size[1], size[0], 3), 128, dtype=np.uint8)
-    return _encode(dst, itertools.repeat(grey, int(round(duration * fps))), size, fps)
+    return encode(dst, itertools.repeat(grey, int(round(duration * fps))), size, fps)
 
 
-def _encode(
+def encode(
     dst: pathlib.Path,
     pictures: Iterable[np.ndarray],
     size: tuple[int, int],
@@ -131,7 +131,7 @@ def panned(
     big = cv2.copyMakeBorder(big, 0, 0, side // 2, side - side // 2, cv2.BORDER_REPLICATE)
     top = (big.shape[0] - height) // 2
     windows = (big[top : top + height, i : i + width] for i in range(int(round(duration * fps))))
-    return _encode(dst, windows, size, fps, {"crf": "16"})
+    return encode(dst, windows, size, fps, {"crf": "16"})
 
 
 #: Linear BT.709 to BT.2020 primaries (ITU-R BT.2087), RGB.

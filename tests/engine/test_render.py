@@ -115,7 +115,7 @@ def test_a_person_moved_past_the_pictures_edge_is_cut_off_there_not_drawn_over_t
         points=(cf.points + np.array([dx, 0.0, 0.0], dtype=np.float32)).astype(np.float32),
         head=np.array([[1.0, 0.0, dx], [0.0, 1.0, 0.0]]),
         gaze_px=np.zeros((2, 2)),
-        torso_shift=np.array([0.75 * dx, 0.0]),
+        torso=np.array([[1.0, 0.0, 0.75 * dx], [0.0, 1.0, 0.0]]),
     )
     warper = warp.Warper(pipeline.MAP_DOWNSAMPLE)
     unclipped = pipeline._animate(cf, target, warper)

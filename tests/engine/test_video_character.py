@@ -362,7 +362,7 @@ def test_the_mouth_opening_moves_with_the_head_and_the_upper_lip(face: np.ndarra
         points = moved.copy()
         points[topology.INNER_LIPS, 1] -= rise  # the lips arch up beyond the head
         target = retarget.TargetFace(
-            points=points, head=head, gaze_px=np.zeros((2, 2)), torso_shift=np.zeros(2)
+            points=points, head=head, gaze_px=np.zeros((2, 2)), torso=retarget.IDENTITY
         )
         _, affines, _ = shaper.shapes(target)
         mouth = affines[mouth_at]

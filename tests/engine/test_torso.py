@@ -1,0 +1,187 @@
+"""TorsoTracker: the performer's shoulders and chest, followed by optical flow below the face."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+
+import cv2
+import numpy as np
+import pytest
+
+from service import engine
+from service.engine import landmarks, retarget, topology, torso
+from tests.engine import clips
+
+SIZE = (360, 640)  # the talking portrait at half size (w, h)
+
+
+@pytest.fixture(scope="module")
+def portrait(media: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
+    """The talking portrait's first frame (striped shirt below the face) and its landmarks."""
+    frame = cv2.resize(
+        next(clips.frames(media / "driving_talking_portrait.mp4")), SIZE, interpolation=cv2.INTER_AREA
+    )
+    with landmarks.FaceTracker(video=False) as tracker:
+        points = tracker.detect(frame)
+    assert points is not None
+    return frame, points
+
+
+def _moved(frame: np.ndarray, points: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    out = cv2.warpAffine(frame, affine, SIZE, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    moved = points.copy()
+    moved[:, :2] = points[:, :2] @ affine[:, :2].T + affine[:, 2]
+    return out, moved
+
+
+def test_a_lean_is_followed_as_a_shift_a_tilt_and_a_scale(portrait: tuple[np.ndarray, np.ndarray]) -> None:
+    """The whole performer sways 24 px right and 10 px down, tilts 4 degrees and comes 5 %
+    closer over a second, then holds: the torso's motion is that similarity."""
+    frame, points = portrait
+    centre = np.array([SIZE[0] / 2, SIZE[1] * 0.75])
+    tracker = torso.TorsoTracker(24)
+    motion = None
+    for i in range(48):
+        k = min(i / 24, 1.0)
+        affine = torso.similarity(1 + 0.05 * k, 4.0 * k, centre, np.array([24.0, 10.0]) * k)
+        motion = tracker(*_moved(frame, points, affine))
+        assert motion is not None
+    assert motion is not None
+    assert motion.angle == pytest.approx(4.0, abs=0.4)
+    assert motion.scale == pytest.approx(1.05, abs=0.01)
+    chest = motion.pivot + np.array([[-60.0, 0.0], [60.0, 0.0], [0.0, 80.0]])
+    found = chest @ motion.affine()[:, :2].T + motion.affine()[:, 2]
+    truth = chest @ affine[:, :2].T + affine[:, 2]
+    assert np.abs(found - truth).max() < 2.0  # on a 640 px tall frame
+
+
+def test_a_nod_leaves_the_torso_where_it_was(portrait: tuple[np.ndarray, np.ndarray]) -> None:
+    """Only the head moves (down and back, 20 px): the chest below it stays still."""
+    frame, points = portrait
+    cut = int(points[topology.CHIN, 1] + 4)
+    tracker = torso.TorsoTracker(24)
+    for i in range(36):
+        dy = int(round(20 * math.sin(math.pi * i / 18) ** 2))
+        nodded = frame.copy()
+        nodded[dy:cut] = frame[: cut - dy]
+        moved = points.copy()
+        moved[:, 1] += dy
+        motion = tracker(nodded, moved)
+        assert motion is not None
+        assert np.abs(motion.shift).max() < 0.5 and abs(motion.angle) < 0.2
+
+
+def test_a_close_up_has_no_torso_to_follow(media: pathlib.Path) -> None:
+    """The expressive clip is cut off at the neck: None, for the render's fallback."""
+    frame = next(clips.frames(media / "driving_expressive.mp4"))
+    with landmarks.FaceTracker(video=False) as tracker:
+        points = tracker.detect(frame)
+    assert points is not None
+    follow = torso.TorsoTracker(24)
+    assert follow(frame, points) is None
+    assert follow(frame, points) is None  # decided on the first frame, for the whole clip
+
+
+def test_points_lost_out_of_frame_are_replaced_and_the_anchor_kept(
+    portrait: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """The performer sinks until much of the chest seen at first has left the bottom of
+    the frame; new corners replace the lost ones, and on the way back the motion returns
+    to identity: the new points were anchored through the motion found so far."""
+    frame, points = portrait
+    tracker = torso.TorsoTracker(24)
+    path = [min(i, 60 - i) for i in range(61)] + [0] * 12  # down 120 px, and back
+    for step in path:
+        affine = torso.similarity(1.0, 0.0, np.zeros(2), np.array([0.0, 2.0 * step]))
+        motion = tracker(*_moved(frame, points, affine))
+        assert motion is not None
+    assert tracker.reseeds > 0
+    assert np.abs(motion.shift).max() < 1.5 and abs(motion.angle) < 0.3
+    assert motion.scale == pytest.approx(1.0, abs=0.01)
+
+
+def _torso_target(points: np.ndarray, body: torso.TorsoMotion | None, **options: bool) -> np.ndarray:
+    """The character's torso affine when the performer (``points``, at rest) moves their
+    torso by ``body``; the character is the performer's own face at twice the size."""
+    model = retarget.DriverModel(points)
+    character = points.astype(np.float64) * 2.0
+    options = {"body_control": True, **options}
+    frame = model.decompose(points, body)
+    return retarget.Retargeter(model, intensity=3, **options).target(character, frame).torso
+
+
+def test_the_characters_shoulders_take_the_torso_motion_in_its_own_proportions(
+    portrait: tuple[np.ndarray, np.ndarray],
+) -> None:
+    _, points = portrait
+    chin = points[topology.CHIN, :2].astype(np.float64)
+    body = torso.TorsoMotion(shift=np.array([10.0, 4.0]), angle=5.0, scale=1.04, pivot=chin + [0.0, 50.0])
+    expected = torso.similarity(1.04, 5.0, 2 * chin + [0.0, 100.0], np.array([20.0, 8.0]))
+    np.testing.assert_allclose(_torso_target(points, body), expected, atol=1e-6)
+    # A video character takes half of it (as it takes half the head's travel).
+    half = torso.similarity(1.02, 2.5, 2 * chin + [0.0, 100.0], np.array([10.0, 4.0]))
+    np.testing.assert_allclose(_torso_target(points, body, video=True), half, atol=1e-6)
+    # Clamped to what a picture's shoulders survive.
+    wild = dataclasses.replace(body, angle=40.0, scale=1.5)
+    lin = _torso_target(points, wild)[:, :2]
+    assert math.degrees(math.atan2(lin[1, 0], lin[0, 0])) == pytest.approx(retarget.TORSO_ANGLE_MAX)
+    assert math.hypot(lin[0, 0], lin[1, 0]) == pytest.approx(retarget.TORSO_SCALE_MAX)
+
+
+def test_without_body_control_or_a_visible_torso(portrait: tuple[np.ndarray, np.ndarray]) -> None:
+    _, points = portrait
+    body = torso.TorsoMotion(shift=np.array([10.0, 4.0]), angle=5.0, scale=1.04, pivot=np.zeros(2))
+    np.testing.assert_array_equal(_torso_target(points, body, body_control=False), retarget.IDENTITY)
+    # No torso in the clip: the shoulders take TORSO_FOLLOW of the head's travel (none here).
+    np.testing.assert_allclose(_torso_target(points, None), retarget.IDENTITY, atol=1e-9)
+
+
+def test_a_render_moves_the_shoulders_with_the_performers_torso_not_the_head(
+    portrait: tuple[np.ndarray, np.ndarray], media: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """The performer holds their head still and sways their body 20 px to the right: the
+    character's shoulders sway right with body control and stay without it, and the
+    head stays put either way. (Without the torso followed, a still head kept still
+    shoulders whatever the body did.)"""
+    frame, points = portrait
+    cut = int(points[topology.CHIN, 1] + 0.2 * (points[topology.CHIN, 1] - points[topology.FOREHEAD, 1]))
+
+    def swayed(i: int) -> np.ndarray:
+        dx = 20.0 * min(i / 24, 1.0)
+        body = cv2.warpAffine(
+            frame, np.array([[1.0, 0.0, dx], [0.0, 1.0, 0.0]]), SIZE, borderMode=cv2.BORDER_REFLECT
+        )
+        out = frame.copy()
+        out[cut:] = body[cut:]
+        return out
+
+    clip = clips.encode(
+        tmp_path / "sway.mp4", (swayed(i) for i in range(3 * 24 + 6)), SIZE, 24, {"crf": "14"}
+    )
+    outputs = {}
+    for body_control in (True, False):
+        outputs[body_control] = tmp_path / f"body-{body_control}.mp4"
+        engine.render(
+            engine.RenderRequest(
+                character_path=media / "character_photo.jpg",
+                character_type="image",
+                reference_path=clip,
+                output_path=outputs[body_control],
+                ratio="960:960",
+                body_control=body_control,
+            )
+        )
+    last = {k: list(clips.frames(v, 0.5))[-1] for k, v in outputs.items()}
+    with landmarks.FaceTracker(video=False) as tracker:
+        face = tracker.detect(last[False])
+    assert face is not None
+    chin = int(face[topology.CHIN, 1])
+    grey = {k: cv2.cvtColor(v, cv2.COLOR_BGR2GRAY).astype(np.float32) for k, v in last.items()}
+    body_shift, _ = cv2.phaseCorrelate(grey[False][chin + 40 :], grey[True][chin + 40 :])
+    assert body_shift[0] > 3.0 and abs(body_shift[1]) < 1.5  # right, at half size
+    x0, x1 = (int(v) for v in np.percentile(face[:468, 0], [0, 100]))
+    box = (slice(int(face[topology.FOREHEAD, 1]), chin), slice(x0, x1))
+    head_shift, _ = cv2.phaseCorrelate(grey[False][box], grey[True][box])
+    assert np.abs(head_shift).max() < 1.0  # the shoulders moved 12 px
