@@ -13,7 +13,10 @@ frame shows too little of it (a close-up cut off at the neck) ``TorsoTracker`` g
 None for the whole clip and the render moves the shoulders with the head's travel, as
 it did before the torso was tracked. Points lost on the way (occluded, left the frame,
 failing the forward-backward check) are replaced by new corners, placed back on the
-first frame through the motion found so far, so a 30 s clip keeps its anchor.
+first frame through the motion found so far, so a 30 s clip keeps its anchor. A new
+corner has no say in the fit until it has moved with the torso for half a second: a
+hand passing over the chest seeds corners too, and being more textured than a shirt
+it would otherwise outvote it.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ REGION_MIN_HEIGHT = 0.35
 #: Corners sought when (re)seeding, and the fewest a torso is tracked with.
 MAX_POINTS = 100
 MIN_POINTS = 12
-#: Re-seed when fewer than this share of the seeded points are left.
+#: Re-seed when fewer than this share of the first frame's count of points are left.
 RESEED_BELOW = 0.6
 #: Lucas-Kanade window and pyramid; largest forward-backward error kept (work px).
 LK_WINDOW = 21
@@ -46,6 +49,12 @@ FB_MAX = 0.5
 #: RANSAC inlier distance (work px) and the fewest inliers a fit is taken with.
 RANSAC_PX = 1.0
 MIN_INLIERS = 8
+#: Farthest (work px) a followed point may stray from the fitted motion and stay.
+KEEP_PX = 1.5
+#: Frames a re-seeded point must agree with the motion before it has a say in the fit:
+#: a hand passing over the chest, more textured than a shirt, would otherwise seed more
+#: corners than the shirt has and carry the torso off with it.
+PROBATION = 12
 #: One-Euro smoothing of (shift in face widths, angle in radians, log scale).
 MIN_CUTOFF, BETA, D_CUTOFF = 1.0, 4.0, 1.0
 
@@ -133,6 +142,7 @@ class TorsoTracker:
         self._prev: np.ndarray | None = None  # last grey work frame
         self._anchor = np.empty((0, 2), np.float32)  # the points on the first frame
         self._now = np.empty((0, 2), np.float32)  # the same points now
+        self._age = np.empty(0, np.int32)  # frames each point has agreed with the motion
         self._seeded = 0
         self._pivot = np.zeros(2)
         self._unit = 1.0  # face width on the first frame (work px)
@@ -152,6 +162,7 @@ class TorsoTracker:
             self._state = region.tall_enough() and self._seed(grey, region)
             if not self._state:
                 return None
+            self._age[:] = PROBATION  # the first frame's points define the torso
             self._prev = grey
             self._pivot = self._anchor.mean(axis=0).astype(np.float64)
             self._unit = region.face_width
@@ -192,7 +203,9 @@ class TorsoTracker:
             anchor = found @ inverse[:, :2].T + inverse[:, 2]
             self._anchor = np.vstack([self._anchor, anchor.astype(np.float32)])
             self._now = np.vstack([self._now, found.astype(np.float32)])
-        self._seeded = max(self._seeded, len(self._now))
+            self._age = np.concatenate([self._age, np.zeros(len(found), np.int32)])
+        if not self._seeded:
+            self._seeded = len(self._now)
         return len(self._now) >= MIN_POINTS
 
     def _track(self, grey: np.ndarray, region: _Region) -> None:
@@ -205,25 +218,35 @@ class TorsoTracker:
             keep = (ok[:, 0] == 1) & (ok_back[:, 0] == 1)
             keep &= np.linalg.norm(back - self._now, axis=1) < FB_MAX
             keep &= region.torso_points(after)
-            self._anchor, self._now = self._anchor[keep], after[keep]
+            self._now = after
+            self._keep(keep)
             self._fit()
         if len(self._now) < RESEED_BELOW * self._seeded:
             self.reseeds += 1
             self._seed(grey, region)
 
     def _fit(self) -> None:
-        """The similarity anchor -> now over the points agreeing on it; the others are
-        dropped (background, the chin, a hand passing)."""
-        if len(self._now) < MIN_INLIERS:
-            return  # hold the last motion until re-seeding finds the torso again
-        motion, inliers = cv2.estimateAffinePartial2D(
-            self._anchor, self._now, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX, refineIters=10
-        )
-        if motion is None or inliers is None or int(inliers.sum()) < MIN_INLIERS:
-            return
-        self._motion = np.asarray(motion, dtype=np.float64)
-        kept = inliers[:, 0] == 1
-        self._anchor, self._now = self._anchor[kept], self._now[kept]
+        """The similarity anchor -> now over the established points agreeing on it
+        (RANSAC); then every point that strays from it by more than ``KEEP_PX`` is
+        dropped (background, the chin, a hand passing) and the rest age by a frame."""
+        voters = self._age >= PROBATION
+        if int(voters.sum()) >= MIN_INLIERS:
+            motion, inliers = cv2.estimateAffinePartial2D(
+                self._anchor[voters],
+                self._now[voters],
+                method=cv2.RANSAC,
+                ransacReprojThreshold=RANSAC_PX,
+                refineIters=10,
+            )
+            if motion is not None and inliers is not None and int(inliers.sum()) >= MIN_INLIERS:
+                self._motion = np.asarray(motion, dtype=np.float64)
+        # Otherwise the last motion holds until enough points have earned a say.
+        predicted = self._anchor @ self._motion[:, :2].T + self._motion[:, 2]
+        self._keep(np.linalg.norm(predicted - self._now, axis=1) <= KEEP_PX)
+        self._age += 1
+
+    def _keep(self, keep: np.ndarray) -> None:
+        self._anchor, self._now, self._age = self._anchor[keep], self._now[keep], self._age[keep]
 
     def _output(self) -> TorsoMotion:
         lin = self._motion[:, :2]

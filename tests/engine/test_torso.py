@@ -102,6 +102,30 @@ def test_points_lost_out_of_frame_are_replaced_and_the_anchor_kept(
     assert motion.scale == pytest.approx(1.0, abs=0.01)
 
 
+def test_a_hand_passing_over_the_chest_does_not_carry_the_torso_off(
+    portrait: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """A textured hand (more corners than the striped shirt has) sweeps across the chest,
+    bobbing up and down. Re-seeded corners land on it; they only get a say in the fit
+    after agreeing with the torso for a while, so the still performer stays still (before
+    that rule the torso followed the hand 380 px across the frame)."""
+    frame, points = portrait
+    rng = np.random.default_rng(1)
+    hand = cv2.GaussianBlur(rng.integers(60, 230, (140, 110, 3)).astype(np.uint8), (5, 5), 0)
+    chin = int(points[topology.CHIN, 1])
+    tracker = torso.TorsoTracker(24)
+    for i in range(96):
+        covered = frame.copy()
+        x, y = -110 + 5 * i, int(chin + 40 + 20 * math.sin(i / 6))
+        cols = slice(max(0, x), min(SIZE[0], x + 110))
+        if cols.stop > cols.start:
+            covered[y : y + 140, cols] = hand[:, cols.start - x : cols.stop - x]
+        motion = tracker(covered, points)
+        assert motion is not None
+        assert np.abs(motion.shift).max() < 1.0 and abs(motion.angle) < 0.3
+    assert tracker.reseeds > 0  # the hand did cover and uncover points
+
+
 def _torso_target(points: np.ndarray, body: torso.TorsoMotion | None, **options: bool) -> np.ndarray:
     """The character's torso affine when the performer (``points``, at rest) moves their
     torso by ``body``; the character is the performer's own face at twice the size."""
