@@ -22,7 +22,11 @@ roll, yaw, and x / y position. Also reported:
   the judge's reading much better than that;
 * then, per pair, the same correlations as the engine's own detector reads driver and
   output: not a judgement (it grades its own homework), but it tells a render that does
-  not draw what the performer does from a face the judge reads poorly.
+  not draw what the performer does from a face the judge reads poorly;
+* last, where the driver shows a chest, how the shoulders follow (``bodyControl``): the
+  chest's travel in driver and output, read by dense optical flow (Farneback) below the
+  judge's face box — not the engine's sparse tracker — as the driver's range in pixels
+  and the Pearson r of its x / y between driver and output.
 
 Pairs marked "tune" were used while tuning the engine; "held-out" ones were not;
 "derived" ones are new combinations made from the same media to test how the engine
@@ -85,6 +89,7 @@ class Readings:
     ours: list[measure.Measure | None]
     rate: float
     greys: list[np.ndarray]
+    chest: np.ndarray | None = None
 
 
 def measure_video(path: pathlib.Path, count: int) -> Readings:
@@ -103,7 +108,41 @@ def measure_video(path: pathlib.Path, count: int) -> Readings:
             h, w = frame.shape[:2]
             ours.append(None if points is None else measure.mediapipe_signals(points, w, h))
             greys.append(cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), None, fx=0.25, fy=0.25))
-    return Readings(judged, ours, measurer.detections / max(1, measurer.frames), greys)
+    rate = measurer.detections / max(1, measurer.frames)
+    return Readings(judged, ours, rate, greys, chest_travel(greys, judged))
+
+
+#: The chest region below the judge's face box, in face-box heights and widths.
+CHEST_TOP, CHEST_HALF_WIDTH, CHEST_MIN_HEIGHT = 0.2, 1.2, 0.1
+
+
+def chest_travel(greys: list[np.ndarray], judged: list[measure.Measure | None]) -> np.ndarray | None:
+    """The chest's position (x, y) per frame, in full-size pixels from the first frame:
+    the median dense optical flow (Farneback) of the region below the judge's face box,
+    summed frame to frame. None where the first face's box leaves no chest in the frame."""
+    import cv2
+
+    box = next((m.box for m in judged if m is not None), None)
+    if box is None:
+        return None
+    h, w = greys[0].shape
+    travel = [np.zeros(2)]
+    for i in range(1, len(greys)):
+        if judged[i - 1] is not None:
+            box = judged[i - 1].box  # type: ignore[union-attr]
+        x0, y0, x1, y1 = (v / 4 for v in box)
+        top = int(y1 + CHEST_TOP * (y1 - y0))
+        left = max(0, int((x0 + x1) / 2 - CHEST_HALF_WIDTH * (x1 - x0)))
+        right = min(w, int((x0 + x1) / 2 + CHEST_HALF_WIDTH * (x1 - x0)))
+        if h - top < CHEST_MIN_HEIGHT * (y1 - y0) or right - left < 8:
+            if i == 1:
+                return None
+            travel.append(travel[-1])
+            continue
+        flow = cv2.calcOpticalFlowFarneback(greys[i - 1], greys[i], None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        step = np.median(flow[top:, left:right].reshape(-1, 2), axis=0) * 4
+        travel.append(travel[-1] + step)
+    return np.array(travel)
 
 
 def background_change(greys: list[np.ndarray], first: measure.Measure | None) -> tuple[float, float]:
@@ -193,6 +232,12 @@ def evaluate(
         ]
     )
     row["drift_max"] = float(excess.max()) if len(excess) else math.nan
+    row["chest_range"] = row["chest_x"] = row["chest_y"] = math.nan
+    if drv.chest is not None and outm.chest is not None:
+        n = min(len(drv.chest), len(outm.chest))
+        row["chest_range"] = float(np.ptp(drv.chest[:n], axis=0).max())
+        row["chest_x"] = measure.pearson(list(drv.chest[:n, 0]), list(outm.chest[:n, 0]))
+        row["chest_y"] = measure.pearson(list(drv.chest[:n, 1]), list(outm.chest[:n, 1]))
     row["drift_p95"] = float(np.percentile(excess, 95)) if len(excess) else math.nan
     if char_path.suffix in (".jpg", ".png", ".webp"):
         row["bg_mean"], row["bg_max"] = background_change(outm.greys, outm.judged[0])
@@ -271,6 +316,13 @@ def main(argv: list[str]) -> int:
     for row in rows:
         drawn: dict[str, float] = row["engine_view"]  # type: ignore[assignment]
         print(f"  {row['pair']:54} " + " ".join(f"{_fmt(drawn[s]):>6}" for s in measure.SIGNALS))
+    chested = [r for r in rows if not math.isnan(float(r["chest_range"]))]  # type: ignore[arg-type]
+    if chested:
+        print("the chest, by dense optical flow below the judge's face box (driver's range px, r of x / y):")
+        for row in chested:
+            print(
+                f"  {row['pair']:54} {_fmt(row['chest_range']):>6} {_fmt(row['chest_x']):>6} {_fmt(row['chest_y']):>6}"
+            )
     for split in SPLITS:
         chosen = [r for r in rows if r["split"] == split]
         if chosen:
