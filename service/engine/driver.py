@@ -153,13 +153,14 @@ def _most_typical(faces: list[np.ndarray], candidates: np.ndarray) -> int:
     return int(candidates[int(np.argmin(distance))])
 
 
-def stream(path: pathlib.Path, fps: int, count: int) -> Iterator[DriverSample]:
-    """Yield ``count`` samples of the performer, tracked and smoothed."""
+def stream(path: pathlib.Path, fps: int, count: int, *, body: bool = True) -> Iterator[DriverSample]:
+    """Yield ``count`` samples of the performer, tracked and smoothed; with ``body`` their
+    torso is followed too (without it, samples carry no torso: nothing would use it)."""
     pending = 0  # frames seen before the first detection
     missed = 0
     found_count = 0
     smoother = landmarks.FaceSmoother(fps, min_cutoff=MIN_CUTOFF, beta=BETA, d_cutoff=D_CUTOFF)
-    body = torso.TorsoTracker(fps)
+    follow = torso.TorsoTracker(fps) if body else None
     allowed_misses = count - int(np.ceil(MIN_TRACKED * count))
     with landmarks.FaceTracker(video=True) as tracker:
         for frame in video.iter_frames(path, fps, count):
@@ -174,7 +175,7 @@ def stream(path: pathlib.Path, fps: int, count: int) -> Iterator[DriverSample]:
             if points is None:
                 pending += 1
                 continue
-            motion = body(frame, points)
+            motion = None if follow is None else follow(frame, points)
             for _ in range(pending):  # frames before the first detection: its landmarks
                 yield DriverSample(points=points, frame=None, torso=motion)
             pending = 0

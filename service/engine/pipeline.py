@@ -204,7 +204,9 @@ def _render(
     try:
         with (
             contextlib.closing(video.prefetch(char.frames())) as char_frames,
-            contextlib.closing(video.prefetch(driver.stream(req.reference_path, fps, count))) as samples,
+            contextlib.closing(
+                video.prefetch(driver.stream(req.reference_path, fps, count, body=req.body_control))
+            ) as samples,
             _frozen_heap(),
         ):
             painter: composite.MouthPainter | None = None

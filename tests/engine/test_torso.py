@@ -209,3 +209,18 @@ def test_a_render_moves_the_shoulders_with_the_performers_torso_not_the_head(
     box = (slice(int(face[topology.FOREHEAD, 1]), chin), slice(x0, x1))
     head_shift, _ = cv2.phaseCorrelate(grey[False][box], grey[True][box])
     assert np.abs(head_shift).max() < 1.0  # the shoulders moved 12 px
+
+
+def test_the_driver_stream_follows_the_torso_only_with_body_control(
+    media: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """Without body control nothing uses the torso, so it is not tracked (about 3 ms a
+    frame saved on the driver thread)."""
+    from service.engine import driver
+
+    clip = clips.cut(media / "driving_talking_portrait.mp4", tmp_path / "portrait.mp4", 0.0, 1.0, size=SIZE)
+    with_body = list(driver.stream(clip, 24, 24, body=True))
+    without = list(driver.stream(clip, 24, 24, body=False))
+    assert all(s.torso is not None for s in with_body)
+    assert all(s.torso is None for s in without)
+    assert all(np.array_equal(a.points, b.points) for a, b in zip(with_body, without, strict=True))
