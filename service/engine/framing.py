@@ -79,7 +79,8 @@ def render(image: np.ndarray, framing: Framing) -> np.ndarray:
         return np.ascontiguousarray(scaled[-framing.dy : -framing.dy + h, -framing.dx : -framing.dx + w])
     canvas = _backdrop(image, w, h)
     # Paste the sharp picture, feathering its edges into the backdrop.
-    win = _window(w, h, _paste_box(framing, sw, sh))
+    win = window(framing, src_w, src_h)
+    assert win is not None
     cx0, cy0, cx1, cy1 = win.box
     piece = scaled[cy0 - framing.dy : cy1 - framing.dy, cx0 - framing.dx : cx1 - framing.dx]
     alpha = win.alpha

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from service.engine import landmarks, topology, torso
+from service.engine import landmarks, topology, torso, warp
 
 #: Expression gain per ``expression_intensity`` (3 = faithful).
 INTENSITY_GAIN = {1: 0.35, 2: 0.7, 3: 1.0, 4: 1.3, 5: 1.6}
@@ -52,8 +52,6 @@ TORSO_FOLLOW = 0.75
 TORSO_SHIFT_MAX = 0.9
 TORSO_ANGLE_MAX = 12.0
 TORSO_SCALE_MIN, TORSO_SCALE_MAX = 0.9, 1.12
-#: The 2x3 affine that leaves everything where it is.
-IDENTITY = np.hstack([np.eye(2), np.zeros((2, 1))])
 #: Closing point of an eye between the lids, measured from the lower lid.
 EYE_CLOSE_POINT = 0.3
 #: Eye openness ratio (to rest) at which FaceMesh's lids are in fact shut: its contour
@@ -132,7 +130,8 @@ class DriverFrame:
     usual pose; ``expression`` is (478, 3) offsets in the neutral frame's coordinates
     (driver pixels); ``eyes`` the openness ratio (current / neutral) of the right and
     left eye; ``gaze`` the pupils' offsets from neutral in eye widths (2, 2); ``torso``
-    the shoulders' change since the first frame, or None if the clip does not show them.
+    the shoulders' change since the first frame in neutral face widths, its pivot taken
+    from the neutral frame's chin, or None if the clip does not show them.
     """
 
     scale: float
@@ -141,19 +140,7 @@ class DriverFrame:
     expression: np.ndarray
     eyes: tuple[float, float]
     gaze: np.ndarray
-    torso: TorsoPose | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class TorsoPose:
-    """The performer's torso against the first frame, in neutral face widths: its pivot
-    (``pivot``, from the neutral frame's chin) moved by ``shift``, and the torso turned
-    by ``angle`` degrees and scaled by ``scale`` about it."""
-
-    shift: np.ndarray
-    angle: float
-    scale: float
-    pivot: np.ndarray
+    torso: torso.TorsoMotion | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,14 +247,10 @@ class DriverModel:
             torso=None if body is None else self._torso(body),
         )
 
-    def _torso(self, body: torso.TorsoMotion) -> TorsoPose:
+    def _torso(self, body: torso.TorsoMotion) -> torso.TorsoMotion:
+        """``body`` in neutral face widths, its pivot from the neutral frame's chin."""
         chin = self.neutral[topology.CHIN, :2]
-        return TorsoPose(
-            shift=body.shift / self.size,
-            angle=body.angle,
-            scale=body.scale,
-            pivot=(body.pivot - chin) / self.size,
-        )
+        return dataclasses.replace(body, shift=body.shift / self.size, pivot=(body.pivot - chin) / self.size)
 
 
 def close_mouth(points: np.ndarray) -> np.ndarray:
@@ -385,13 +368,13 @@ class Retargeter:
         return TargetFace(points=points.astype(np.float32), head=head, gaze_px=gaze_px, torso=body)
 
     def _torso(
-        self, char: np.ndarray, size: float, head_shift: np.ndarray, pose: TorsoPose | None
+        self, char: np.ndarray, size: float, head_shift: np.ndarray, pose: torso.TorsoMotion | None
     ) -> np.ndarray:
         """The affine the character's shoulders move by: the performer's torso motion
         (scaled to the character's face, damped for a video character, clamped), or
         without it ``TORSO_FOLLOW`` of the head's travel; none without body control."""
         if not self._body:
-            return IDENTITY
+            return warp.IDENTITY
         chin = char[topology.CHIN, :2]
         if pose is None:
             return torso.similarity(1.0, 0.0, chin, head_shift * TORSO_FOLLOW)

@@ -24,10 +24,6 @@ RING_SCALES = (1.3, 1.75, 2.7)
 HEAD_MARGIN_MIN = 8.0
 
 
-def _apply(affine: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    return pts @ affine[:, :2].T + affine[:, 2]
-
-
 def _invert(affine: np.ndarray) -> np.ndarray:
     lin = warp.inv2(affine[:, :2])
     return np.hstack([lin, (-lin @ affine[:, 2])[:, None]])
@@ -134,8 +130,8 @@ class Rig:
     def shapes(self, target: retarget.TargetFace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Destination polygons (K, 3, 2), their dst->src affines (K, 2, 3), valid (K,)."""
         dst_face = target.points[:468, :2].astype(np.float64)
-        head_xy = _apply(target.head, self.extra_src)
-        torso_xy = _apply(target.torso, self.extra_src)
+        head_xy = warp.apply_affine(target.head, self.extra_src)
+        torso_xy = warp.apply_affine(target.torso, self.extra_src)
         w = self._torso_w[:, None]
         static_or_torso = self.extra_src * (1 - w) + torso_xy * w
         head_or_torso = head_xy * (1 - w) + torso_xy * w
@@ -196,7 +192,7 @@ class Rig:
         lip where it had risen above the picture's own opening)."""
         upper = list(topology.UPPER_INNER_LIP_MIDDLE)
         src = self.source[upper, :2].mean(axis=0)
-        moved = _apply(target.head, src)
+        moved = warp.apply_affine(target.head, src)
         delta = dst_face[upper].mean(axis=0) - moved
         inv = _invert(target.head)
         return np.hstack([inv[:, :2], (inv[:, 2] - inv[:, :2] @ delta)[:, None]])
@@ -231,14 +227,18 @@ class Rig:
         """
         n = len(topology.FACE_OVAL)
         every = np.vstack(
-            [target.points[:468, :2], self.extra_src[: 3 * n], _apply(target.head, self.extra_src[: 2 * n])]
+            [
+                target.points[:468, :2],
+                self.extra_src[: 3 * n],
+                warp.apply_affine(target.head, self.extra_src[: 2 * n]),
+            ]
         )
         roi = warp.Roi.around(every, 4, self.width, self.height, align)
-        if not np.array_equal(target.torso, retarget.IDENTITY):
+        if not np.array_equal(target.torso, warp.IDENTITY):
             top = max(0.0, self.source[topology.CHIN, 1] - 0.1 * self.face_height)
             x0, y0, x1, y1 = self.person_box
             corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
-            moved = _apply(target.torso, corners)
+            moved = warp.apply_affine(target.torso, corners)
             reach = np.abs(moved - corners).max(axis=0) + 4
             body = np.array([[x0 - reach[0], max(top, y0 - reach[1])], [x1 + reach[0], y1 + reach[1]]])
             both = warp.Roi.around(

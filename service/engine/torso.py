@@ -27,7 +27,7 @@ import math
 import cv2
 import numpy as np
 
-from service.engine import landmarks, topology
+from service.engine import landmarks, topology, warp
 
 #: About the height (px) of the grey copy the points are tracked on.
 WORK_HEIGHT = 360
@@ -61,10 +61,11 @@ MIN_CUTOFF, BETA, D_CUTOFF = 1.0, 4.0, 1.0
 
 @dataclasses.dataclass(frozen=True)
 class TorsoMotion:
-    """The torso's change since the first frame it was seen (reference pixels).
+    """The torso's change since the first frame it was seen.
 
     It turned by ``angle`` degrees and scaled by ``scale`` about ``pivot`` (the middle of
-    the followed points on that frame), and ``pivot`` moved by ``shift``.
+    the followed points on that frame), and ``pivot`` moved by ``shift``; ``pivot`` and
+    ``shift`` are in reference pixels as the tracker gives them.
     """
 
     shift: np.ndarray
@@ -137,7 +138,6 @@ class TorsoTracker:
     """Feed every frame with the performer's landmarks; get the torso's motion or None."""
 
     def __init__(self, fps: float) -> None:
-        self._fps = fps
         self._scale = 1.0
         self._prev: np.ndarray | None = None  # last grey work frame
         self._anchor = np.empty((0, 2), np.float32)  # the points on the first frame
@@ -146,10 +146,9 @@ class TorsoTracker:
         self._seeded = 0
         self._pivot = np.zeros(2)
         self._unit = 1.0  # face width on the first frame (work px)
-        self._motion = np.hstack([np.eye(2), np.zeros((2, 1))])  # anchor -> now, work px
+        self._motion = warp.IDENTITY  # anchor -> now, work px
         self._filter = landmarks.OneEuroFilter(fps, MIN_CUTOFF, BETA, D_CUTOFF)
         self._state: bool | None = None  # None: not started; False: no torso in this clip
-        self.last: TorsoMotion | None = None
         self.reseeds = 0  # times lost points were replaced
 
     def __call__(self, bgr: np.ndarray, points: np.ndarray) -> TorsoMotion | None:
@@ -166,12 +165,10 @@ class TorsoTracker:
             self._prev = grey
             self._pivot = self._anchor.mean(axis=0).astype(np.float64)
             self._unit = region.face_width
-            self.last = self._output()
-            return self.last
+            return self._output()
         self._track(grey, region)
         self._prev = grey
-        self.last = self._output()
-        return self.last
+        return self._output()
 
     def _grey(self, bgr: np.ndarray) -> np.ndarray:
         """A grey copy about ``WORK_HEIGHT`` tall, reduced by a whole factor (OpenCV's area
@@ -200,7 +197,7 @@ class TorsoTracker:
             found = found[region.torso_points(found)]
             # Back onto the first frame through the motion so far.
             inverse = cv2.invertAffineTransform(self._motion)
-            anchor = found @ inverse[:, :2].T + inverse[:, 2]
+            anchor = warp.apply_affine(inverse, found)
             self._anchor = np.vstack([self._anchor, anchor.astype(np.float32)])
             self._now = np.vstack([self._now, found.astype(np.float32)])
             self._age = np.concatenate([self._age, np.zeros(len(found), np.int32)])
@@ -241,7 +238,7 @@ class TorsoTracker:
             if motion is not None and inliers is not None and int(inliers.sum()) >= MIN_INLIERS:
                 self._motion = np.asarray(motion, dtype=np.float64)
         # Otherwise the last motion holds until enough points have earned a say.
-        predicted = self._anchor @ self._motion[:, :2].T + self._motion[:, 2]
+        predicted = warp.apply_affine(self._motion, self._anchor)
         self._keep(np.linalg.norm(predicted - self._now, axis=1) <= KEEP_PX)
         self._age += 1
 

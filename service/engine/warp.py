@@ -16,6 +16,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+#: The 2x3 affine that leaves everything where it is.
+IDENTITY = np.hstack([np.eye(2), np.zeros((2, 1))])
+IDENTITY.flags.writeable = False
+
+
+def apply_affine(affine: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Points ``pts`` (N, 2) moved by the 2x3 ``affine``."""
+    return pts @ affine[:, :2].T + affine[:, 2]
+
 
 def det2(m: np.ndarray) -> float:
     return float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service import engine
-from service.engine import landmarks, retarget, topology, torso
+from service.engine import landmarks, retarget, topology, torso, warp
 from tests.engine import clips
 
 SIZE = (360, 640)  # the talking portrait at half size (w, h)
@@ -32,7 +32,7 @@ def portrait(media: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
 def _moved(frame: np.ndarray, points: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out = cv2.warpAffine(frame, affine, SIZE, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     moved = points.copy()
-    moved[:, :2] = points[:, :2] @ affine[:, :2].T + affine[:, 2]
+    moved[:, :2] = warp.apply_affine(affine, points[:, :2])
     return out, moved
 
 
@@ -52,8 +52,8 @@ def test_a_lean_is_followed_as_a_shift_a_tilt_and_a_scale(portrait: tuple[np.nda
     assert motion.angle == pytest.approx(4.0, abs=0.4)
     assert motion.scale == pytest.approx(1.05, abs=0.01)
     chest = motion.pivot + np.array([[-60.0, 0.0], [60.0, 0.0], [0.0, 80.0]])
-    found = chest @ motion.affine()[:, :2].T + motion.affine()[:, 2]
-    truth = chest @ affine[:, :2].T + affine[:, 2]
+    found = warp.apply_affine(motion.affine(), chest)
+    truth = warp.apply_affine(affine, chest)
     assert np.abs(found - truth).max() < 2.0  # on a 640 px tall frame
 
 
@@ -157,9 +157,9 @@ def test_the_characters_shoulders_take_the_torso_motion_in_its_own_proportions(
 def test_without_body_control_or_a_visible_torso(portrait: tuple[np.ndarray, np.ndarray]) -> None:
     _, points = portrait
     body = torso.TorsoMotion(shift=np.array([10.0, 4.0]), angle=5.0, scale=1.04, pivot=np.zeros(2))
-    np.testing.assert_array_equal(_torso_target(points, body, body_control=False), retarget.IDENTITY)
+    np.testing.assert_array_equal(_torso_target(points, body, body_control=False), warp.IDENTITY)
     # No torso in the clip: the shoulders take TORSO_FOLLOW of the head's travel (none here).
-    np.testing.assert_allclose(_torso_target(points, None), retarget.IDENTITY, atol=1e-9)
+    np.testing.assert_allclose(_torso_target(points, None), warp.IDENTITY, atol=1e-9)
 
 
 def test_a_render_moves_the_shoulders_with_the_performers_torso_not_the_head(

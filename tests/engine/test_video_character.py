@@ -350,7 +350,7 @@ def test_the_mouth_opening_moves_with_the_head_and_the_upper_lip(face: np.ndarra
     """The picture's mouth interior stays under the upper lip: a lip that rises beyond the
     head's motion (a pout, a smirk) takes the interior with it, so the opening does not
     show the picture's own upper lip."""
-    from service.engine import retarget
+    from service.engine import retarget, warp
 
     shaper = rig.Rig(face, 1280, 720)
     head = np.array([[1.0, 0.0, 5.0], [0.0, 1.0, -3.0]])
@@ -361,9 +361,7 @@ def test_the_mouth_opening_moves_with_the_head_and_the_upper_lip(face: np.ndarra
     for rise in (0.0, 6.0):
         points = moved.copy()
         points[topology.INNER_LIPS, 1] -= rise  # the lips arch up beyond the head
-        target = retarget.TargetFace(
-            points=points, head=head, gaze_px=np.zeros((2, 2)), torso=retarget.IDENTITY
-        )
+        target = retarget.TargetFace(points=points, head=head, gaze_px=np.zeros((2, 2)), torso=warp.IDENTITY)
         _, affines, _ = shaper.shapes(target)
         mouth = affines[mouth_at]
         np.testing.assert_allclose(mouth, affines[mouth_at + len(topology.INNER_LIPS) - 1])  # one affine
