@@ -32,7 +32,10 @@ Pairs marked "tune" were used while tuning the engine; "held-out" ones were not;
 "derived" ones are new combinations made from the same media to test how the engine
 generalises: a still taken from a video (``clip.mp4@2.0s``, written as a JPEG into the
 output directory) serves as an image character, and the character video serves as a
-driver (a small face in a room). They were added after tuning and are not tuned on.
+driver (a small face in a room); and one face from outside the shared media, the
+public-domain NASA astronaut portrait scikit-image ships (``skimage:astronaut``: a woman
+smiling with her teeth showing, in a 512 px picture). They were added after tuning and
+are not tuned on.
 Goals: mouth >= 0.9, each eye >= 0.8, roll/yaw/x/y >= 0.85, drift <= 5 %.
 """
 
@@ -73,6 +76,9 @@ PAIRS = [
     ("character_video.mp4@1.0s", "driving_short.mp4", "derived"),
     ("character_photo.jpg", "character_video.mp4", "derived"),
     ("character_cartoon.jpg", "character_video.mp4", "derived"),
+    ("skimage:astronaut", "driving_expressive.mp4", "derived"),
+    ("skimage:astronaut", "driving_talking_portrait.mp4", "derived"),
+    ("skimage:astronaut", "driving_short.mp4", "derived"),
 ]
 SPLITS = ("tune", "held-out", "derived")
 GOALS = {"mouth": 0.9, "eye_r": 0.8, "eye_l": 0.8, "roll": 0.85, "yaw": 0.85, "x": 0.85, "y": 0.85}
@@ -163,11 +169,24 @@ def background_change(greys: list[np.ndarray], first: measure.Measure | None) ->
 
 
 def character_file(spec: str, out_dir: pathlib.Path) -> pathlib.Path:
-    """The character's file: a shared media file, or for ``clip.mp4@2.0s`` the still of
-    that clip at 2.0 s, written once as a JPEG into ``out_dir``."""
+    """The character's file: a shared media file; for ``clip.mp4@2.0s`` the still of
+    that clip at 2.0 s; for ``skimage:NAME`` the picture scikit-image ships as
+    ``skimage.data.NAME()`` (a face from outside the shared media). Stills are written
+    once as JPEGs into ``out_dir``."""
+    import cv2
+
+    if spec.startswith("skimage:"):
+        name = spec.split(":", 1)[1]
+        still = out_dir / f"{name}.jpg"
+        if not still.exists():
+            import skimage.data
+
+            rgb = getattr(skimage.data, name)()
+            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+            cv2.imwrite(str(still), bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        return still
     if "@" not in spec:
         return MEDIA / spec
-    import cv2
 
     name, at = spec.split("@")
     seconds = float(at.rstrip("s"))
