@@ -24,11 +24,6 @@ RING_SCALES = (1.3, 1.75, 2.7)
 HEAD_MARGIN_MIN = 8.0
 
 
-def _invert(affine: np.ndarray) -> np.ndarray:
-    lin = warp.inv2(affine[:, :2])
-    return np.hstack([lin, (-lin @ affine[:, 2])[:, None]])
-
-
 def _eyeball_affine(src_corners: np.ndarray, dst_corners: np.ndarray, scale: float) -> np.ndarray:
     """dst -> src affine taking the dst eye corners onto the src ones; across the eye,
     dst distances shrink by the head's ``scale``."""
@@ -194,7 +189,7 @@ class Rig:
         src = self.source[upper, :2].mean(axis=0)
         moved = warp.apply_affine(target.head, src)
         delta = dst_face[upper].mean(axis=0) - moved
-        inv = _invert(target.head)
+        inv = warp.invert_affine(target.head)
         return np.hstack([inv[:, :2], (inv[:, 2] - inv[:, :2] @ delta)[:, None]])
 
     @property

@@ -196,8 +196,7 @@ class TorsoTracker:
             found = found.reshape(-1, 2)
             found = found[region.torso_points(found)]
             # Back onto the first frame through the motion so far.
-            inverse = cv2.invertAffineTransform(self._motion)
-            anchor = warp.apply_affine(inverse, found)
+            anchor = warp.apply_affine(warp.invert_affine(self._motion), found)
             self._anchor = np.vstack([self._anchor, anchor.astype(np.float32)])
             self._now = np.vstack([self._now, found.astype(np.float32)])
             self._age = np.concatenate([self._age, np.zeros(len(found), np.int32)])

@@ -36,6 +36,12 @@ def inv2(m: np.ndarray) -> np.ndarray:
     return np.array([[m[1, 1], -m[0, 1]], [-m[1, 0], m[0, 0]]]) / det2(m)
 
 
+def invert_affine(affine: np.ndarray) -> np.ndarray:
+    """The inverse of a 2x3 affine, as a 2x3 affine (closed form, like ``inv2``)."""
+    lin = inv2(affine[:, :2])
+    return np.hstack([lin, (-lin @ affine[:, 2])[:, None]])
+
+
 def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """0 below ``lo``, 1 above ``hi``, and a smooth (C1) ramp between."""
     t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
