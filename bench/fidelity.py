@@ -98,7 +98,9 @@ class Readings:
     chest: np.ndarray | None = None
 
 
-def measure_video(path: pathlib.Path, count: int) -> Readings:
+def measure_video(path: pathlib.Path, count: int, chest: bool = True) -> Readings:
+    """``path`` read by both detectors; with ``chest``, the chest's travel too (an
+    output's is only compared where its driver shows one)."""
     import cv2
 
     from service.engine import landmarks
@@ -115,7 +117,7 @@ def measure_video(path: pathlib.Path, count: int) -> Readings:
             ours.append(None if points is None else measure.mediapipe_signals(points, w, h))
             greys.append(cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), None, fx=0.25, fy=0.25))
     rate = measurer.detections / max(1, measurer.frames)
-    return Readings(judged, ours, rate, greys, chest_travel(greys, judged))
+    return Readings(judged, ours, rate, greys, chest_travel(greys, judged) if chest else None)
 
 
 #: The chest region below the judge's face box, in face-box heights and widths.
@@ -228,7 +230,7 @@ def evaluate(
     if reference not in driver_cache:
         driver_cache[reference] = measure_video(ref_path, count)
     drv = driver_cache[reference]
-    outm = measure_video(out, count)
+    outm = measure_video(out, count, chest=drv.chest is not None)
     both = _paired(drv.judged, outm.judged)
     row: dict[str, object] = {
         "pair": f"{char_path.stem} x {pathlib.Path(reference).stem}",
@@ -251,13 +253,13 @@ def evaluate(
         ]
     )
     row["drift_max"] = float(excess.max()) if len(excess) else math.nan
+    row["drift_p95"] = float(np.percentile(excess, 95)) if len(excess) else math.nan
     row["chest_range"] = row["chest_x"] = row["chest_y"] = math.nan
     if drv.chest is not None and outm.chest is not None:
         n = min(len(drv.chest), len(outm.chest))
         row["chest_range"] = float(np.ptp(drv.chest[:n], axis=0).max())
         row["chest_x"] = measure.pearson(list(drv.chest[:n, 0]), list(outm.chest[:n, 0]))
         row["chest_y"] = measure.pearson(list(drv.chest[:n, 1]), list(outm.chest[:n, 1]))
-    row["drift_p95"] = float(np.percentile(excess, 95)) if len(excess) else math.nan
     if char_path.suffix in (".jpg", ".png", ".webp"):
         row["bg_mean"], row["bg_max"] = background_change(outm.greys, outm.judged[0])
     else:
