@@ -3,11 +3,13 @@ with PyAV, and a loopback HTTPS server with a self-signed certificate."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import functools
 import ipaddress
 import os
+import shutil
 import ssl
 import tempfile
 from collections.abc import Iterator
@@ -84,6 +86,7 @@ def self_signed() -> tuple[Path, Path]:
         .sign(key, hashes.SHA256())
     )
     directory = Path(tempfile.mkdtemp(prefix="callboard-tls-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)  # the key is not left behind
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
