@@ -267,6 +267,9 @@ def _longest_run(flags: np.ndarray) -> tuple[int, int]:
 #: blue beside a warm-lit character's skin. The darker tongue and throat keep their colour.
 TEETH_CHROMA = 0.3
 TEETH_GREYS = (60.0, 140.0)
+#: Below a character's own teeth (``MouthPainter.paint``'s ``own``), the share of the
+#: opening's height over which the mouth's dark cavity gives way to the performer's.
+OWN_TEETH_FADE = 0.5
 
 
 def _light_colour(skin: np.ndarray) -> np.ndarray:
@@ -309,11 +312,20 @@ class MouthPainter:
         return np.mean(samples, axis=0) if samples else np.full(3, 128.0)
 
     def paint(
-        self, out: np.ndarray, dst: np.ndarray, driver: np.ndarray, driver_pts: np.ndarray, strength: float
+        self,
+        out: np.ndarray,
+        dst: np.ndarray,
+        driver: np.ndarray,
+        driver_pts: np.ndarray,
+        strength: float,
+        own: np.ndarray | None = None,
     ) -> None:
         """Fill ``out``'s mouth opening at ``dst`` (478, 2+) from the driver frame, in place.
 
-        ``strength`` (0..1) fades the fill in as the driver's lips part.
+        ``strength`` (0..1) fades the fill in as the driver's lips part. ``own`` (N, 2):
+        where the warp shows the character's own mouth opening (``Rig.own_mouth``), left
+        as it is: a character pictured smiling with its teeth shows its own teeth, in its
+        own light, and only the rest of the opening is filled.
         """
         import cv2
 
@@ -342,9 +354,36 @@ class MouthPainter:
         interior = white + (interior - white) * (1.0 - np.float32(1.0 - TEETH_CHROMA) * bright)
         mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
         cv2.fillPoly(mask, [np.round((poly_dst - [x0, y0]) * 4).astype(np.int32)], (255,), cv2.LINE_AA, 2)
+        if own is not None:
+            shown = np.zeros_like(mask)
+            cv2.fillPoly(shown, [np.round((own - [x0, y0]) * 4).astype(np.int32)], (255,), cv2.LINE_AA, 2)
+            if shown.any():
+                interior = self._below_own_teeth(interior, grey, mask, shown, float(np.ptp(poly_dst[:, 1])))
+            mask = cv2.subtract(mask, shown)
         alpha = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] * (strength / 255)
         region = out[y0:y1, x0:x1]
         region[:] = np.clip(interior * alpha + region * (1 - alpha), 0, 255).astype(np.uint8)
+
+    @staticmethod
+    def _below_own_teeth(
+        interior: np.ndarray, grey: np.ndarray, mask: np.ndarray, shown: np.ndarray, height: float
+    ) -> np.ndarray:
+        """``interior`` darkened to the mouth's cavity next to the character's own opening
+        (``shown``), back to the performer's own over ``OWN_TEETH_FADE`` of the opening's
+        ``height``: under the character's upper teeth the mouth is open, and the
+        performer's upper teeth, reaching lower than the picture's, showed there as a
+        second row. Their lower teeth and tongue, toward the lower lip, still show."""
+        import cv2
+
+        inside = grey[..., 0][mask > 127]
+        if not len(inside):
+            return interior
+        dark = grey[..., 0] <= np.percentile(inside, 10)
+        cavity = interior[dark & (mask > 127)].mean(axis=0)
+        outside = np.where(shown >= 128, 0, 255).astype(np.uint8)
+        depth = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
+        keep = warp.smoothstep(depth, 0.0, max(1.0, OWN_TEETH_FADE * height))[..., None]
+        return cavity + (interior - cavity) * keep
 
 
 def mouth_gap(points: np.ndarray) -> float:

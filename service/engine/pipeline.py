@@ -225,7 +225,14 @@ def _render(
                     if painter is not None and sample.frame is not None:
                         gap = composite.mouth_gap(sample.points) - neutral_gap
                         strength = float(np.clip((gap - 0.02) / 0.06, 0.0, 1.0))
-                        painter.paint(out, target.points, sample.frame, sample.points, strength)
+                        painter.paint(
+                            out,
+                            target.points,
+                            sample.frame,
+                            sample.points,
+                            strength,
+                            cf.rig.own_mouth(target),
+                        )
                 writer.write(out)
                 ticker.tick(PREPARE_SHARE + (1 - PREPARE_SHARE) * (i + 1) / count)
         writer.close()

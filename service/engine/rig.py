@@ -22,6 +22,12 @@ RING_SCALES = (1.3, 1.75, 2.7)
 #: Smallest margin (px) of the head's detail ROI around the face: at least two coarse
 #: warp samples, so the face never reaches the coarse grid (see ``coarse_shapes``).
 HEAD_MARGIN_MIN = 8.0
+#: How far the picture's own mouth opening (``Rig.own_mouth``) is taken in from its
+#: lower lip, in mouth widths: the lip's soft inner edge.
+OWN_MOUTH_INSET = 0.04
+#: Least opening left of it, in mouth widths, for it to count: lips closed or barely
+#: parted show no teeth to keep, and the driver's fill is left whole.
+OWN_MOUTH_MIN = 0.04
 
 
 def _eyeball_affine(src_corners: np.ndarray, dst_corners: np.ndarray, scale: float) -> np.ndarray:
@@ -191,6 +197,26 @@ class Rig:
         delta = dst_face[upper].mean(axis=0) - moved
         inv = warp.invert_affine(target.head)
         return np.hstack([inv[:, :2], (inv[:, 2] - inv[:, :2] @ delta)[:, None]])
+
+    def own_mouth(self, target: retarget.TargetFace) -> np.ndarray | None:
+        """The picture's own mouth opening (its inner-lip outline, (N, 2)) where the mouth
+        opening's affine carries it this frame: the part of the parted lips that shows
+        what the picture has between its own lips (its teeth, when it smiles with them).
+        None when the picture's lips are closed or barely parted (``OWN_MOUTH_MIN``)."""
+        lips = self.source[:468, :2].astype(np.float64)
+        # Less the lower lip's inner edge, which is lip, not mouth: where the performer's
+        # lips part wider than the picture's, it showed as a pink line across the teeth.
+        upper, lower = topology.INNER_LIP_PAIRS.T
+        a, b = topology.MOUTH_CORNERS
+        width = float(np.linalg.norm(lips[a] - lips[b]))
+        across = lips[upper] - lips[lower]
+        length = np.maximum(np.linalg.norm(across, axis=1), 1e-6)
+        inset = np.minimum(OWN_MOUTH_INSET * width, length / 2)
+        if (length - inset).max() < OWN_MOUTH_MIN * width:
+            return None
+        lips[lower] += across * (inset / length)[:, None]
+        to_src = self._mouth_affine(target, target.points[:468, :2].astype(np.float64))
+        return warp.apply_affine(warp.invert_affine(to_src), lips[topology.INNER_LIPS])
 
     @property
     def coarse_shapes(self) -> int:

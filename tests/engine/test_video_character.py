@@ -466,6 +466,72 @@ def test_a_character_pictured_with_its_mouth_open_closes_it_with_the_performer(f
     assert composite.mouth_gap(retargeter.target(face, model.decompose(face)).points) > 0.1
 
 
+def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_part(face: np.ndarray) -> None:
+    """The driver's mouth interior fills only what the picture's own opening cannot show.
+    A character pictured with its teeth showing (the shared photo) kept them under the
+    driver's dark interior, and its mouth read as a black gap whenever the performer's
+    lips parted; painted around them, its own teeth show, in its own light."""
+    import cv2
+
+    from service.engine import composite, retarget, warp
+
+    shaper = rig.Rig(face, 1280, 720)
+    upper, lower = topology.INNER_LIP_PAIRS[:, 0], topology.INNER_LIP_PAIRS[:, 1]
+    opening = float((face[lower, 1] - face[upper, 1]).max())
+    points = face.copy()
+    points[lower, 1] += opening  # the performer opens twice as wide as the picture
+    target = retarget.TargetFace(
+        points=points, head=warp.IDENTITY, gaze_px=np.zeros((2, 2)), torso=warp.IDENTITY
+    )
+    own = shaper.own_mouth(target)
+    ring = list(topology.INNER_LIPS)
+    tops = [ring.index(i) for i in upper]
+    bottoms = [ring.index(i) for i in lower]
+    np.testing.assert_allclose(own[tops], face[upper, :2], atol=1e-3)  # under the upper lip
+    inset = own[bottoms, 1] - face[lower, 1]
+    assert (inset < 0).all() and (inset > -0.5 * opening).all()  # less the lower lip's edge
+
+    # The picture's teeth are white; the driver's interior dark.
+    canvas = np.full((720, 1280, 3), (150, 170, 220), dtype=np.uint8)
+    cv2.fillPoly(canvas, [np.round(face[topology.INNER_LIPS, :2]).astype(np.int32)], (235, 235, 235))
+    driver_frame = np.full((720, 1280, 3), (150, 170, 220), dtype=np.uint8)
+    cv2.fillPoly(driver_frame, [np.round(points[topology.INNER_LIPS, :2]).astype(np.int32)], (20, 20, 60))
+    painter = composite.MouthPainter(np.array((150.0, 170.0, 220.0)), np.array((150.0, 170.0, 220.0)))
+    out = canvas.copy()
+    painter.paint(out, points, driver_frame, points, strength=1.0, own=own)
+    x = int(round(face[13, 0]))
+    teeth_y = int(round((face[13, 1] + face[14, 1]) / 2))
+    below_y = int(round((face[14, 1] + points[14, 1]) / 2))
+    assert out[teeth_y, x].min() > 200  # its own teeth
+    assert out[below_y, x].max() < 100  # below them, the performer's open mouth
+    # The performer's upper teeth reach lower than the picture's (to 60 % of the opening),
+    # and lower teeth show at its bottom: under the picture's teeth the mouth's dark
+    # cavity shows, not a second row of upper teeth; the lower teeth still show.
+    top, bottom = float(points[13, 1]), float(points[14, 1])
+    lips = np.zeros((720, 1280), dtype=np.uint8)
+    cv2.fillPoly(lips, [np.round(points[topology.INNER_LIPS, :2]).astype(np.int32)], (255,))
+    rows = np.arange(720)[:, None]
+    teeth = (lips > 0) & ((rows < top + 0.6 * (bottom - top)) | (rows > bottom - 0.12 * (bottom - top)))
+    driver_frame[teeth] = (230, 230, 230)
+    out = canvas.copy()
+    painter.paint(out, points, driver_frame, points, strength=1.0, own=own)
+    second_row = int(round(top + 0.55 * (bottom - top)))
+    assert face[14, 1] < second_row  # below the picture's own teeth
+    assert out[second_row, x].max() < 120
+    assert out[int(round(bottom - 0.05 * (bottom - top))), x].min() > 180  # the lower teeth
+    # A picture with its lips closed or barely parted has no opening of its own: the
+    # performer's interior fills all of it, their upper teeth too.
+    a, b = topology.MOUTH_CORNERS
+    width = float(np.linalg.norm(face[a, :2] - face[b, :2]))
+    for gap in (0.0, 0.05):
+        picture = retarget.close_mouth(face)
+        picture[lower, 1] += gap * width
+        assert rig.Rig(picture, 1280, 720).own_mouth(target) is None
+    out = canvas.copy()
+    painter.paint(out, points, driver_frame, points, strength=1.0, own=None)
+    assert out[teeth_y, x].min() > 180
+
+
 def test_the_painted_teeth_lose_the_drivers_light_colour_and_the_tongue_keeps_its_own(
     face: np.ndarray,
 ) -> None:
