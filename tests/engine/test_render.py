@@ -87,6 +87,24 @@ def test_expression_intensity_scales_mouth_opening(render_once: Render) -> None:
     assert max(strong_gap) > max(weak_gap) * 1.3
 
 
+def test_a_character_pictured_with_its_teeth_shows_them_as_the_performer_talks(render_once: Render) -> None:
+    """The shared photo smiles with its upper teeth showing. Where the performer's lips
+    part, the output shows those teeth under its upper lip, not the performer's shaded
+    mouth interior laid over them (which read as a dark gap)."""
+    path = render_once().path
+    pts = _face_points(path, list(range(0, FRAMES, 3)))
+    frames = {i: frame for i, frame in enumerate(clips.frames(path)) if i in pts}
+    teeth = []
+    for i, points in pts.items():
+        if points is None or composite.mouth_gap(points) < 0.15:
+            continue
+        upper, lower = points[13, :2], points[14, :2]  # the inner lips' middles
+        x, y = np.round(upper + 0.25 * (lower - upper)).astype(int)
+        teeth.append(float(frames[i][y - 1 : y + 2, x - 3 : x + 4].mean()))
+    assert len(teeth) >= 3
+    assert np.median(teeth) > 100  # ~130 her teeth (in shade); ~57 the painted interior
+
+
 def test_body_control_moves_the_shoulders(render_once: Render) -> None:
     with_body = render_once(body_control=True).path
     head_only = render_once(body_control=False).path
