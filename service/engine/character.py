@@ -70,6 +70,8 @@ class CharacterFrame:
     shut_eyes: eyefit.ShutEyes | None = None
     #: Where ``background`` is an inpainted fill (float32 0..1; None: nowhere).
     plate_area: np.ndarray | None = None
+    #: The eyes' openings carried out past their lids, for the gaze (None: not drawn).
+    eyeballs: composite.Eyeballs | None = None
 
 
 def load_image(path: pathlib.Path) -> np.ndarray:
@@ -153,6 +155,7 @@ class StillCharacter:
             base=canvas,
             shut_eyes=None if drawn is None else drawn.lids,
             plate_area=plate_area,
+            eyeballs=composite.Eyeballs(canvas, points),
         )
 
     def frames(self) -> Iterator[CharacterFrame]:

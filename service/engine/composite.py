@@ -386,6 +386,87 @@ class MouthPainter:
         return cavity + (interior - cavity) * keep
 
 
+#: How far past each eye's opening its eyeball picture reaches (``Eyeballs``), in eye
+#: widths: beyond the gaze's greatest shift (``retarget.GAZE_MAX``).
+EYEBALL_MARGIN = 0.3
+#: The eyeball's shift by the gaze (px) over which its carried-out picture fades in.
+EYEBALL_SHIFT = (0.5, 2.0)
+
+
+class Eyeballs:
+    """Each eye's opening in the picture, carried out past its lids, for the eyeball to
+    turn in.
+
+    The warp shows an eye's opening from the picture shifted with the performer's gaze
+    (``Rig.eyeballs``). Shifted far, the opening showed the picture's own lid line
+    inside the eye, as a dark outline, and past it the skin, where the lashes should
+    have been. Here the opening's own pixels, less its edge (the lid line), are carried
+    outward by inpainting from inside only; where a shifted eyeball would show the
+    picture from that edge or beyond, it is drawn from this instead. An eye at rest is
+    left as the warp draws it, lid line and all.
+    """
+
+    def __init__(self, canvas: np.ndarray, points: np.ndarray) -> None:
+        import cv2
+
+        h, w = canvas.shape[:2]
+        self._eyes: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
+        #: Where each eye's corners are in its opening's outline.
+        self._corners = [[list(eye.ring).index(c) for c in eye.corners] for eye in topology.EYES]
+        for eye in topology.EYES:
+            ring = points[eye.ring, :2].astype(np.float64)
+            ends = points[list(eye.corners), :2].astype(np.float64)
+            reach = EYEBALL_MARGIN * float(np.linalg.norm(ends[1] - ends[0])) + 2
+            x0, y0 = np.floor(ring.min(axis=0) - reach).astype(int)
+            x1, y1 = np.ceil(ring.max(axis=0) + reach).astype(int)
+            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+            inside = np.zeros((max(0, y1 - y0), max(0, x1 - x0)), dtype=np.uint8)
+            if inside.size:
+                cv2.fillPoly(
+                    inside, [np.round((ring - [x0, y0]) * 4).astype(np.int32)], (255,), cv2.LINE_8, 2
+                )
+                inside = cv2.erode(inside, np.ones((5, 5), np.uint8))
+            if np.count_nonzero(inside) < 12:
+                self._eyes.append(None)  # an eye pictured shut: nothing to carry out
+                continue
+            patch = np.ascontiguousarray(canvas[y0:y1, x0:x1])
+            ball = cv2.inpaint(patch, cv2.bitwise_not(inside), 3, cv2.INPAINT_TELEA)
+            origin = np.array([x0, y0], dtype=np.float64)
+            self._eyes.append((ball, inside, origin, ends.mean(axis=0)))
+
+    def paint(self, out: np.ndarray, eyes: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Draw each shifted eyeball's carried-out part into its opening in ``out`` (in
+        place); ``eyes``: each eye's opening and dst -> src affine (``Rig.eyeballs``)."""
+        import cv2
+
+        h, w = out.shape[:2]
+        for kept, corners, (poly, affine) in zip(self._eyes, self._corners, eyes, strict=True):
+            if kept is None:
+                continue
+            ball, inside, origin, centre = kept
+            lin = affine[:, :2]
+            # How far the gaze shifts the eyeball: where the middle of its corners samples.
+            middle = poly[corners].mean(axis=0)
+            shift = float(np.linalg.norm(lin @ middle + affine[:, 2] - centre))
+            weight = float(warp.smoothstep(np.float64(shift), *EYEBALL_SHIFT))
+            if weight <= 0.0:
+                continue
+            x0, y0 = np.floor(poly.min(axis=0)).astype(int) - 1
+            x1, y1 = np.ceil(poly.max(axis=0)).astype(int) + 2
+            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            to_ball = np.hstack([lin, (lin @ [x0, y0] + affine[:, 2] - origin)[:, None]])
+            size, how = (x1 - x0, y1 - y0), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            pixels = cv2.warpAffine(ball, to_ball, size, flags=how, borderMode=cv2.BORDER_REPLICATE)
+            seen = cv2.warpAffine(inside, to_ball, size, flags=how, borderMode=cv2.BORDER_CONSTANT)
+            mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+            cv2.fillPoly(mask, [np.round((poly - [x0, y0]) * 4).astype(np.int32)], (255,), cv2.LINE_AA, 2)
+            alpha = cv2.subtract(mask, seen).astype(np.float32)[..., None] * np.float32(weight / 255)
+            region = out[y0:y1, x0:x1]
+            region[:] = (pixels * alpha + region * (1 - alpha) + 0.5).astype(np.uint8)
+
+
 def mouth_gap(points: np.ndarray) -> float:
     """Inner-lip opening as a fraction of mouth width."""
     a, b = topology.MOUTH_CORNERS

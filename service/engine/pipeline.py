@@ -271,6 +271,8 @@ def _animate(
         mask = window.clip(mask, roi.x0, roi.y0)
     out = cf.base.copy()
     composite.lay_person(out, roi, cf.canvas, maps.full(), back, mask)
+    if cf.eyeballs is not None:  # the gaze shows the eyeball, not the lids, past its edge
+        cf.eyeballs.paint(out, cf.rig.eyeballs(target))
     if cf.shut_eyes is not None:  # drawn eyes: their lids drawn as they narrow
         cf.shut_eyes.paint(out, target.points, cf.points)
     return out

@@ -153,21 +153,11 @@ class Rig:
         tri_src = np.concatenate([bg_src, face_src])
         affines, valid = warp.triangle_affines(tri_src, tri_dst)
 
-        # Openings: each eyeball spans its eye's corners (so a turned head foreshortens it
-        # along the eye) at the head's scale across it, shifted by the gaze; the lids then
-        # slide over it instead of squashing it. The mouth opening rides with the head and
+        # Openings: the eyeballs (``eyeballs``); the mouth opening rides with the head and
         # the upper lip (``_mouth_affine``).
-        head_scale = float(np.sqrt(abs(warp.det2(target.head[:, :2])))) or 1.0
-        hole_polys, hole_affines = [], []
-        for (ring, upper, lower, corners, _), gaze in zip(topology.EYES, target.gaze_px, strict=True):
-            src_c = self.source[list(corners), :2]
-            dst_c = dst_face[list(corners)]
-            # A widened eye stretches the eyeball to fill it rather than showing the lids.
-            src_open = np.linalg.norm(self.source[upper, :2] - self.source[lower, :2], axis=1).mean()
-            dst_open = np.linalg.norm(dst_face[upper] - dst_face[lower], axis=1).mean()
-            across = head_scale * max(1.0, dst_open / max(src_open * head_scale, 1e-6))
-            hole_polys.append(dst_face[ring])
-            hole_affines.append(_eyeball_affine(src_c, dst_c + gaze, across))
+        eyes = self.eyeballs(target)
+        hole_polys = [poly for poly, _ in eyes]
+        hole_affines = [affine for _, affine in eyes]
         hole_polys.append(dst_face[topology.INNER_LIPS])
         hole_affines.append(self._mouth_affine(target, dst_face))
         # Fan-triangulate each opening (fillConvexPoly needs convex pieces).
@@ -183,6 +173,24 @@ class Rig:
         all_aff = np.concatenate([affines[:n_bg], np.concatenate(fan_aff), affines[n_bg:]])
         all_valid = np.concatenate([valid[:n_bg], np.ones(len(holes), dtype=bool), valid[n_bg:]])
         return all_dst, all_aff, all_valid
+
+    def eyeballs(self, target: retarget.TargetFace) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each eye's opening this frame (its lid contour, (N, 2)) with the dst -> src
+        affine of the eyeball seen through it: spanning the eye's corners (so a turned
+        head foreshortens it along the eye) at the head's scale across it, shifted by the
+        gaze; the lids slide over it instead of squashing it."""
+        dst_face = target.points[:468, :2].astype(np.float64)
+        head_scale = float(np.sqrt(abs(warp.det2(target.head[:, :2])))) or 1.0
+        out = []
+        for (ring, upper, lower, corners, _), gaze in zip(topology.EYES, target.gaze_px, strict=True):
+            src_c = self.source[list(corners), :2]
+            dst_c = dst_face[list(corners)]
+            # A widened eye stretches the eyeball to fill it rather than showing the lids.
+            src_open = np.linalg.norm(self.source[upper, :2] - self.source[lower, :2], axis=1).mean()
+            dst_open = np.linalg.norm(dst_face[upper] - dst_face[lower], axis=1).mean()
+            across = head_scale * max(1.0, dst_open / max(src_open * head_scale, 1e-6))
+            out.append((dst_face[ring], _eyeball_affine(src_c, dst_c + gaze, across)))
+        return out
 
     def _mouth_affine(self, target: retarget.TargetFace, dst_face: np.ndarray) -> np.ndarray:
         """dst -> src affine of the mouth opening: it moves with the head, plus however far

@@ -148,6 +148,27 @@ def test_a_person_moved_past_the_pictures_edge_is_cut_off_there_not_drawn_over_t
     assert changed(out, slice(right - 100, right)) > 0.1  # they moved, inside the picture
 
 
+def test_a_stills_eyeballs_turned_by_the_gaze_are_drawn_from_their_carried_out_picture(
+    media: pathlib.Path,
+) -> None:
+    """The render draws a still's turned eyeballs from ``composite.Eyeballs`` (its own
+    test shows what that mends); with the eyes at rest it changes nothing."""
+    import dataclasses
+
+    from service.engine import character, pipeline, retarget, warp
+
+    cf = character.StillCharacter(media / "character_photo.jpg", 1280, 720).frame
+    assert cf.eyeballs is not None
+    plain = dataclasses.replace(cf, eyeballs=None)
+    warper = warp.Warper(pipeline.MAP_DOWNSAMPLE)
+    for gaze, differs in ((0.0, False), (8.0, True)):
+        target = retarget.TargetFace(
+            points=cf.points, head=warp.IDENTITY, gaze_px=np.full((2, 2), (gaze, 0.0)), torso=warp.IDENTITY
+        )
+        changed = pipeline._animate(cf, target, warper) != pipeline._animate(plain, target, warper)
+        assert changed.any() == differs
+
+
 def test_a_banded_pictures_plate_stops_short_of_its_feathered_edge(media: pathlib.Path) -> None:
     """The cartoon framed 720x1280 has bands above and below; the band's colour, mixed
     into the picture's feathered edge, streaked the fill above its hair."""

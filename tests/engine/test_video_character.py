@@ -466,6 +466,62 @@ def test_a_character_pictured_with_its_mouth_open_closes_it_with_the_performer(f
     assert composite.mouth_gap(retargeter.target(face, model.decompose(face)).points) > 0.1
 
 
+def test_an_eyeball_turned_by_the_gaze_shows_the_eye_not_its_lid_line_or_the_skin(face: np.ndarray) -> None:
+    """The warp shows an eye's opening from the picture shifted with the gaze. Shifted
+    far, it drew the picture's own lid line inside the eye, as a dark outline, and the
+    skin past it. The eyeball is drawn from the opening carried out past its lids; an
+    eye at rest is left as the warp draws it."""
+    import cv2
+
+    from service.engine import composite, retarget, warp
+
+    skin, line = (150, 170, 220), (20, 20, 20)
+    canvas = np.full((512, 512, 3), skin, dtype=np.uint8)
+    for eye in topology.EYES:
+        ring = np.round(face[eye.ring, :2]).astype(np.int32)
+        opening = np.zeros((512, 512), dtype=np.uint8)
+        cv2.fillPoly(opening, [ring], (255,))
+        ball = np.full_like(canvas, 235)  # the white, and a brown iris
+        centre = tuple(int(v) for v in np.round(face[eye.iris[0], :2]))
+        cv2.circle(ball, centre, int(0.2 * np.ptp(face[eye.ring, 0])), (60, 110, 160), -1)
+        canvas[opening > 0] = ball[opening > 0]
+        cv2.polylines(canvas, [ring], True, line, 2)
+    shaper = rig.Rig(face, 512, 512)
+    balls = composite.Eyeballs(canvas, face)
+
+    def drawn(gaze: float) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        target = retarget.TargetFace(
+            points=face, head=warp.IDENTITY, gaze_px=np.full((2, 2), (gaze, 0.0)), torso=warp.IDENTITY
+        )
+        eyes = shaper.eyeballs(target)
+        out = canvas.copy()
+        for poly, affine in eyes:  # the openings, as the warp draws them
+            pixels = cv2.warpAffine(canvas, affine, (512, 512), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+            hole = np.zeros((512, 512), dtype=np.uint8)
+            cv2.fillPoly(hole, [np.round(poly).astype(np.int32)], (255,))
+            out[hole > 0] = pixels[hole > 0]
+        warped = out.copy()
+        balls.paint(out, eyes)
+        return warped, out, eyes
+
+    warped, out, _ = drawn(0.0)
+    assert np.array_equal(out, warped)  # at rest: the lid line stays where it is
+    warped, out, eyes = drawn(8.0)
+    for poly, _ in eyes:
+        hole = np.zeros((512, 512), dtype=np.uint8)
+        cv2.fillPoly(hole, [np.round(poly).astype(np.int32)], (255,))
+        inner = cv2.erode(hole, np.ones((5, 5), np.uint8)) > 0
+
+        def stray(pixels: np.ndarray) -> float:  # share of lid line or skin
+            px = pixels.astype(int)
+            dark = px.max(axis=1) < 80
+            skin_like = np.abs(px - skin).max(axis=1) < 25
+            return float((dark | skin_like).mean())
+
+        assert stray(warped[inner]) > 0.05  # shifted, the picture's lid line and skin show
+        assert stray(out[inner]) < 0.01
+
+
 def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_part(face: np.ndarray) -> None:
     """The driver's mouth interior fills only what the picture's own opening cannot show.
     A character pictured with its teeth showing (the shared photo) kept them under the
