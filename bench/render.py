@@ -34,6 +34,7 @@ import resource
 import sys
 import threading
 import time
+from queue import Empty
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -184,7 +185,15 @@ def _spawned(target: object, *args: str) -> tuple[float, ...]:
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))  # type: ignore[arg-type]
     proc.start()
-    value = queue.get()
+    while True:  # a job that dies (an error, the OOM killer) must not leave us waiting
+        try:
+            value = queue.get(timeout=1.0)
+            break
+        except Empty:
+            if not proc.is_alive() and queue.empty():
+                raise RuntimeError(
+                    f"the job's process ended without a result (exit code {proc.exitcode})"
+                ) from None
     proc.join()
     return value
 
