@@ -255,7 +255,8 @@ def _animate(
     from service.engine import composite
 
     roi = cf.rig.moving_roi(target, warper.f)
-    shapes, affines, valid = cf.rig.shapes(target)
+    eyes = cf.rig.eyeballs(target)
+    shapes, affines, valid = cf.rig.shapes(target, eyes)
     maps = warper.maps(roi, shapes, affines, valid, cf.rig.detail_rois(target), cf.rig.coarse_shapes)
     if cf.plate_area is None:
         # Video: where the person was but no longer is, show the warped picture, not a
@@ -272,7 +273,7 @@ def _animate(
     out = cf.base.copy()
     composite.lay_person(out, roi, cf.canvas, maps.full(), back, mask)
     if cf.eyeballs is not None:  # the gaze shows the eyeball, not the lids, past its edge
-        cf.eyeballs.paint(out, cf.rig.eyeballs(target))
+        cf.eyeballs.paint(out, eyes)
     if cf.shut_eyes is not None:  # drawn eyes: their lids drawn as they narrow
         cf.shut_eyes.paint(out, target.points, cf.points)
     return out

@@ -14,6 +14,8 @@ far-to-near, which is what makes a turned head occlude itself instead of folding
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from service.engine import retarget, topology, warp
@@ -128,8 +130,11 @@ class Rig:
         self._is_head[: 2 * n_ring] = True  # rings 1-2 belong to the head, ring 3 and border don't
         self.face_height = face_h
 
-    def shapes(self, target: retarget.TargetFace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Destination polygons (K, 3, 2), their dst->src affines (K, 2, 3), valid (K,)."""
+    def shapes(
+        self, target: retarget.TargetFace, eyes: list[tuple[np.ndarray, np.ndarray]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Destination polygons (K, 3, 2), their dst->src affines (K, 2, 3), valid (K,);
+        ``eyes``: ``eyeballs(target)``, if the caller has it already."""
         dst_face = target.points[:468, :2].astype(np.float64)
         head_xy = warp.apply_affine(target.head, self.extra_src)
         torso_xy = warp.apply_affine(target.torso, self.extra_src)
@@ -155,7 +160,8 @@ class Rig:
 
         # Openings: the eyeballs (``eyeballs``); the mouth opening rides with the head and
         # the upper lip (``_mouth_affine``).
-        eyes = self.eyeballs(target)
+        if eyes is None:
+            eyes = self.eyeballs(target)
         hole_polys = [poly for poly, _ in eyes]
         hole_affines = [affine for _, affine in eyes]
         hole_polys.append(dst_face[topology.INNER_LIPS])
@@ -211,9 +217,17 @@ class Rig:
         opening's affine carries it this frame: the part of the parted lips that shows
         what the picture has between its own lips (its teeth, when it smiles with them).
         None when the picture's lips are closed or barely parted (``OWN_MOUTH_MIN``)."""
+        if self._own_lips is None:
+            return None
+        to_src = self._mouth_affine(target, target.points[:468, :2].astype(np.float64))
+        return warp.apply_affine(warp.invert_affine(to_src), self._own_lips)
+
+    @functools.cached_property
+    def _own_lips(self) -> np.ndarray | None:
+        """The picture's own inner-lip outline (N, 2) less the lower lip's inner edge,
+        which is lip, not mouth (where the performer's lips part wider than the
+        picture's, it showed as a pink line across the teeth); None if barely open."""
         lips = self.source[:468, :2].astype(np.float64)
-        # Less the lower lip's inner edge, which is lip, not mouth: where the performer's
-        # lips part wider than the picture's, it showed as a pink line across the teeth.
         upper, lower = topology.INNER_LIP_PAIRS.T
         a, b = topology.MOUTH_CORNERS
         width = float(np.linalg.norm(lips[a] - lips[b]))
@@ -223,8 +237,7 @@ class Rig:
         if (length - inset).max() < OWN_MOUTH_MIN * width:
             return None
         lips[lower] += across * (inset / length)[:, None]
-        to_src = self._mouth_affine(target, target.points[:468, :2].astype(np.float64))
-        return warp.apply_affine(warp.invert_affine(to_src), lips[topology.INNER_LIPS])
+        return lips[topology.INNER_LIPS]
 
     @property
     def coarse_shapes(self) -> int:
