@@ -352,11 +352,9 @@ class MouthPainter:
         bright = warp.smoothstep(grey, *TEETH_GREYS)
         white = grey * self._white
         interior = white + (interior - white) * (1.0 - np.float32(1.0 - TEETH_CHROMA) * bright)
-        mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-        cv2.fillPoly(mask, [np.round((poly_dst - [x0, y0]) * 4).astype(np.int32)], (255,), cv2.LINE_AA, 2)
+        mask = _polygon_mask((y1 - y0, x1 - x0), poly_dst, (x0, y0))
         if own is not None:
-            shown = np.zeros_like(mask)
-            cv2.fillPoly(shown, [np.round((own - [x0, y0]) * 4).astype(np.int32)], (255,), cv2.LINE_AA, 2)
+            shown = _polygon_mask(mask.shape, own, (x0, y0))
             if shown.any():
                 interior = self._below_own_teeth(interior, grey, mask, shown, float(np.ptp(poly_dst[:, 1])))
             mask = cv2.subtract(mask, shown)
@@ -391,6 +389,8 @@ class MouthPainter:
 EYEBALL_MARGIN = 0.3
 #: The eyeball's shift by the gaze (px) over which its carried-out picture fades in.
 EYEBALL_SHIFT = (0.5, 2.0)
+#: Where each eye's corners are in its opening's outline (``topology.Eye.ring``).
+_RING_CORNERS = [[list(eye.ring).index(c) for c in eye.corners] for eye in topology.EYES]
 
 
 class Eyeballs:
@@ -411,27 +411,19 @@ class Eyeballs:
 
         h, w = canvas.shape[:2]
         self._eyes: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
-        #: Where each eye's corners are in its opening's outline.
-        self._corners = [[list(eye.ring).index(c) for c in eye.corners] for eye in topology.EYES]
         for eye in topology.EYES:
             ring = points[eye.ring, :2].astype(np.float64)
             ends = points[list(eye.corners), :2].astype(np.float64)
             reach = EYEBALL_MARGIN * float(np.linalg.norm(ends[1] - ends[0])) + 2
-            x0, y0 = np.floor(ring.min(axis=0) - reach).astype(int)
-            x1, y1 = np.ceil(ring.max(axis=0) + reach).astype(int)
-            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-            inside = np.zeros((max(0, y1 - y0), max(0, x1 - x0)), dtype=np.uint8)
-            if inside.size:
-                cv2.fillPoly(
-                    inside, [np.round((ring - [x0, y0]) * 4).astype(np.int32)], (255,), cv2.LINE_8, 2
-                )
-                inside = cv2.erode(inside, np.ones((5, 5), np.uint8))
+            box = warp.Roi.around(ring, reach, w, h, 1)
+            patch = np.ascontiguousarray(canvas[box.slices])
+            inside = _polygon_mask(patch.shape, ring, (box.x0, box.y0), antialiased=False)
+            inside = cv2.erode(inside, np.ones((5, 5), np.uint8)) if inside.size else inside
             if np.count_nonzero(inside) < 12:
                 self._eyes.append(None)  # an eye pictured shut: nothing to carry out
                 continue
-            patch = np.ascontiguousarray(canvas[y0:y1, x0:x1])
             ball = cv2.inpaint(patch, cv2.bitwise_not(inside), 3, cv2.INPAINT_TELEA)
-            origin = np.array([x0, y0], dtype=np.float64)
+            origin = np.array([box.x0, box.y0], dtype=np.float64)
             self._eyes.append((ball, inside, origin, ends.mean(axis=0)))
 
     def paint(self, out: np.ndarray, eyes: list[tuple[np.ndarray, np.ndarray]]) -> None:
@@ -440,7 +432,7 @@ class Eyeballs:
         import cv2
 
         h, w = out.shape[:2]
-        for kept, corners, (poly, affine) in zip(self._eyes, self._corners, eyes, strict=True):
+        for kept, corners, (poly, affine) in zip(self._eyes, _RING_CORNERS, eyes, strict=True):
             if kept is None:
                 continue
             ball, inside, origin, centre = kept
@@ -451,20 +443,30 @@ class Eyeballs:
             weight = float(warp.smoothstep(np.float64(shift), *EYEBALL_SHIFT))
             if weight <= 0.0:
                 continue
-            x0, y0 = np.floor(poly.min(axis=0)).astype(int) - 1
-            x1, y1 = np.ceil(poly.max(axis=0)).astype(int) + 2
-            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-            if x1 - x0 < 2 or y1 - y0 < 2:
+            box = warp.Roi.around(poly, 1, w, h, 1)
+            if box.x1 - box.x0 < 2 or box.y1 - box.y0 < 2:
                 continue
-            to_ball = np.hstack([lin, (lin @ [x0, y0] + affine[:, 2] - origin)[:, None]])
-            size, how = (x1 - x0, y1 - y0), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            to_ball = np.hstack([lin, (lin @ [box.x0, box.y0] + affine[:, 2] - origin)[:, None]])
+            size, how = (box.x1 - box.x0, box.y1 - box.y0), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
             pixels = cv2.warpAffine(ball, to_ball, size, flags=how, borderMode=cv2.BORDER_REPLICATE)
             seen = cv2.warpAffine(inside, to_ball, size, flags=how, borderMode=cv2.BORDER_CONSTANT)
-            mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-            cv2.fillPoly(mask, [np.round((poly - [x0, y0]) * 4).astype(np.int32)], (255,), cv2.LINE_AA, 2)
+            mask = _polygon_mask(seen.shape, poly, (box.x0, box.y0))
             alpha = cv2.subtract(mask, seen).astype(np.float32)[..., None] * np.float32(weight / 255)
-            region = out[y0:y1, x0:x1]
+            region = out[box.slices]
             region[:] = (pixels * alpha + region * (1 - alpha) + 0.5).astype(np.uint8)
+
+
+def _polygon_mask(
+    shape: tuple[int, ...], poly: np.ndarray, origin: tuple[int, int], antialiased: bool = True
+) -> np.ndarray:
+    """A 0/255 mask of ``shape`` (H, W) over the box at ``origin`` (x, y), filled inside
+    ``poly`` (N, 2, canvas pixels) placed to a quarter pixel, its edge antialiased or not."""
+    import cv2
+
+    mask = np.zeros(shape[:2], dtype=np.uint8)
+    line = cv2.LINE_AA if antialiased else cv2.LINE_8
+    cv2.fillPoly(mask, [np.round((poly - origin) * 4).astype(np.int32)], (255,), line, 2)
+    return mask
 
 
 def mouth_gap(points: np.ndarray) -> float:
