@@ -66,7 +66,7 @@ class CharacterFrame:
     mask: np.ndarray
     background: np.ndarray
     base: np.ndarray
-    #: Draws the character's drawn eyes shut as they close (None: real eyes).
+    #: Makes the lids of the character's eyes as they narrow and shut (None: no face).
     shut_eyes: eyefit.ShutEyes | None = None
     #: Where ``background`` is an inpainted fill (float32 0..1; None: nowhere).
     plate_area: np.ndarray | None = None
@@ -153,7 +153,7 @@ class StillCharacter:
             mask=mask,
             background=plate,
             base=canvas,
-            shut_eyes=None if drawn is None else drawn.lids,
+            shut_eyes=eyefit.ShutEyes(canvas, points, []) if drawn is None else drawn.lids,
             plate_area=plate_area,
             eyeballs=composite.Eyeballs(canvas, points),
         )
@@ -210,14 +210,11 @@ class VideoCharacter:
         self._framing = framing.choose(w, h, first_face, width, height)
         #: The sharp picture on the canvas, when it leaves bands beside it (None: covers).
         self.window = framing.window(self._framing, w, h)
+        first_canvas, face = framing.render(first_frame, self._framing), self._framing.to_canvas(first_face)
         #: Drawn eyes, fitted on the first face and carried to every frame (None: real).
-        self._drawn = eyefit.DrawnEyes.find(
-            framing.render(first_frame, self._framing), self._framing.to_canvas(first_face)
-        )
-
-    @property
-    def _lids(self) -> eyefit.ShutEyes | None:
-        return None if self._drawn is None else self._drawn.lids
+        self._drawn = eyefit.DrawnEyes.find(first_canvas, face)
+        #: The lids, made on the first face (their narrowing measured on each frame's).
+        self._lids = eyefit.ShutEyes(first_canvas, face, []) if self._drawn is None else self._drawn.lids
 
     def frames(self) -> Iterator[CharacterFrame]:
         """``count`` frames: the video's own, then, if it ends first, the same played
@@ -435,7 +432,7 @@ class _Reel:
     def __init__(
         self, width: int, height: int, count: int, first: int = 0, lids: eyefit.ShutEyes | None = None
     ) -> None:
-        """``lids``: the video's drawn lids, if its eyes are drawn (the same on every frame)."""
+        """``lids``: the video's lids (the same on every frame)."""
         self._w, self._h = width, height
         self._lids = lids
         self._count, self._first = count, first

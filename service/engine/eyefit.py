@@ -21,6 +21,8 @@ still stays.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from service.engine import retarget, topology
@@ -233,42 +235,151 @@ class DrawnEyes:
         return out
 
 
-class ShutEyes:
-    """Draws the lids of a drawn eye as it narrows and shuts: a stylised eye cannot be
-    closed by moving its lids alone.
+#: Real eyes (``ShutEyes``): the lid stretched over a shutting eye is lifted to this
+#: share of the light of the skin around the eye...
+LID_LIGHT = 0.95
+#: ...as seen through a blur of this many eye widths (Gaussian sigma), after each pixel
+#: takes its lightest neighbour (so a lash a pixel or two wide does not count as dark)...
+LID_BLUR = 0.03
+#: ...by at most this factor...
+LID_GAIN = 3.0
+#: ...leaving the lash line along the lid: this many times the lashes' thickness.
+LASH_KEEP = 1.0
 
-    A drawn open eye shows no lid: its lashes sit right on the eye's top edge. Closing it
-    as a real eye is closed (the lids slide down and the skin above stretches over the
-    eyeball) stretches the drawn lashes into a tall brown band. So as such an eye
-    narrows (below ``LID_FROM`` of its opening, wholly at ``LID_FULL``) the region
-    between its upper lid and the mesh ring just beyond the eye (which on a fitted drawn
-    eye holds skin) is filled from the skin around it, and the lashes are drawn along the
-    upper lid: one tapered stroke, as thick and as dark as the drawing's own. The eye
-    below the lid shows as the warp leaves it. As it shuts (below ``FROM``, wholly at
-    ``FULL``) the rest of the eye, down to the ring below it, is filled too. Only eyes
-    that ``contour_moves`` found drawn get this (``DrawnEyes.lids``); real eyes close by the
-    warp alone.
+
+@dataclasses.dataclass(frozen=True)
+class Lid:
+    """What one eye's lids need, measured once on the picture."""
+
+    eye: int  # index into ``topology.EYES``
+    drawn: bool
+    upper_arc: np.ndarray  # the ring just beyond the eye, above its axis, inner to outer
+    lower_arc: np.ndarray  # ...and below it
+    lash: float  # the lash line's thickness along the upper lid, eye widths
+    colour: np.ndarray  # the lashes' colour (BGR)
+
+
+class _EyeArea:
+    """One eye of one frame: the box around it, and the skin filled in over it."""
+
+    def __init__(self, out: np.ndarray, target: np.ndarray, lid: Lid) -> None:
+        eye = topology.EYES[lid.eye]
+        inner, outer = (target[c, :2].astype(np.float64) for c in eye.corners)
+        self.width = float(np.linalg.norm(outer - inner)) or 1.0
+        self.up = _eye_axes(inner, outer)[1]
+        self.lid = np.vstack([inner, target[eye.upper, :2], outer])
+        self.low = np.vstack([inner, target[eye.lower, :2], outer])
+        self.upper_arc = target[lid.upper_arc, :2].astype(np.float64)
+        self.ring = np.vstack([self.upper_arc, target[lid.lower_arc[::-1], :2]]).astype(np.float64)
+        self.feather = max(3, int(0.12 * self.width)) | 1
+        h, w = out.shape[:2]
+        x0, y0 = np.floor(self.ring.min(axis=0)).astype(int) - self.feather
+        x1, y1 = np.ceil(self.ring.max(axis=0)).astype(int) + self.feather + 1
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        self.box = out[y0:y1, x0:x1]  # a view: painting it paints ``out``
+        self.shift = np.array([x0, y0], dtype=np.float64)
+
+    @property
+    def empty(self) -> bool:
+        return self.box.shape[0] < 4 or self.box.shape[1] < 4
+
+    def fill(self, poly: np.ndarray) -> np.ndarray:
+        """A mask (uint8, 255 inside) of the box: the polygon ``poly`` (frame px)."""
+        import cv2
+
+        mask = np.zeros(self.box.shape[:2], dtype=np.uint8)
+        cv2.fillPoly(mask, [np.round(poly - self.shift).astype(np.int32)], (255,))
+        return mask
+
+    def grow(self, mask: np.ndarray) -> np.ndarray:
+        """``mask`` reaching half a feather further out."""
+        import cv2
+
+        return cv2.dilate(
+            mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (self.feather // 2 * 2 + 1,) * 2)
+        )
+
+    def soften(self, mask: np.ndarray, share: float) -> np.ndarray:
+        """``mask`` feathered, as float32 0..``share``."""
+        import cv2
+
+        return cv2.GaussianBlur(mask, (self.feather, self.feather), 0).astype(np.float32) * np.float32(
+            share / 255
+        )
+
+    def skin(self) -> np.ndarray:
+        """The box with everything inside the ring (and half a feather past it) filled
+        from the skin around it (the eye itself is no source for the fill), at half size:
+        the fill is smooth, and it costs a quarter."""
+        import cv2
+
+        h, w = self.box.shape[:2]
+        size = (max(1, w // 2), max(1, h // 2))
+        small = cv2.inpaint(
+            cv2.resize(self.box, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(self.grow(self.fill(self.ring)), size, interpolation=cv2.INTER_NEAREST),
+            3,
+            cv2.INPAINT_TELEA,
+        )
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+class ShutEyes:
+    """The lids of an eye as it narrows and shuts, where the warp alone does not make
+    one: drawn eyes get theirs drawn, real eyes get theirs lifted out of the shadow.
+
+    **Drawn eyes** (``contour_moves`` found them; ``DrawnEyes.lids``). A drawn open eye
+    shows no lid: its lashes sit right on the eye's top edge. Closing it as a real eye
+    is closed (the lids slide down and the skin above stretches over the eyeball)
+    stretches the drawn lashes into a tall brown band. So as such an eye narrows (below
+    ``LID_FROM`` of its opening, wholly at ``LID_FULL``) the region between its upper lid
+    and the mesh ring just beyond the eye (which on a fitted drawn eye holds skin) is
+    filled from the skin around it, and the lashes are drawn along the upper lid: one
+    tapered stroke, as thick and as dark as the drawing's own. The eye below the lid
+    shows as the warp leaves it. As it shuts (below ``FROM``, wholly at ``FULL``) the
+    rest of the eye, down to the ring below it, is filled too.
+
+    **Real eyes** close by the warp: the band between the upper lid and that ring is
+    stretched over the eye, lashes and all, and on a photo with a visible lid that reads
+    as a lid. On a small or hooded eye (a smiling face in a small picture) that band is
+    thin, only lash line and crease shadow, and stretched to two or three times its
+    height it shows as a dark brown smear. So as a real eye's band is stretched (from
+    ``STRETCH_FROM`` times its own height, wholly at ``STRETCH_FULL``) the stretched lid,
+    above the lash line along the lid (``LASH_KEEP``), is lifted toward ``LID_LIGHT`` of
+    the light of the skin around the eye: each pixel multiplied by how much darker its
+    neighbourhood is than that (``LID_BLUR``, at most ``LID_GAIN``). The lid keeps its
+    texture; a lid already that light (skin between lashes) is left as it is, so a
+    picture's own lashes on a visible lid stay. Measured by the stretch, not by how far
+    the eye has shut, a tall lid band (a narrowed eye's, or a visible lid's) is left to
+    the warp.
     """
 
-    #: Eye opening (share of the character's own) where the upper lid starts being drawn...
+    #: Drawn eyes: the eye opening (share of the character's own) where the upper lid
+    #: starts being drawn...
     LID_FROM = 0.85
     #: ...and where it is drawn whole.
     LID_FULL = 0.6
-    #: Eye opening where the whole eye starts being filled (drawn shut)...
+    #: Drawn eyes: the eye opening where the whole eye starts being filled (drawn shut)...
     FROM = 0.35
     #: ...and where it is filled whole.
     FULL = 0.1
+    #: Real eyes: how far (times its own height) the band above the upper lid is
+    #: stretched where the lid starts being lifted...
+    STRETCH_FROM = 1.6
+    #: ...and where it is lifted whole.
+    STRETCH_FULL = 2.4
 
     def __init__(self, image: np.ndarray, points: np.ndarray, drawn: list[int]) -> None:
-        """``points``: the fitted landmarks (``fit_drawn_eyes``) of ``image``; ``drawn``:
-        indices into ``topology.EYES`` of the drawn eyes."""
+        """``points``: the landmarks of ``image`` (drawn eyes fitted: ``fit_drawn_eyes``);
+        ``drawn``: indices into ``topology.EYES`` of the drawn eyes (the others are real)."""
         import cv2
 
         light = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32)
         self._rest = retarget.eye_openness(points)  # each eye's own opening
-        self._eyes: list[tuple[int, np.ndarray, np.ndarray, float, np.ndarray]] = []
-        for k in drawn:
-            eye = topology.EYES[k]
+        self._points = points  # (and lid bands)
+        #: Each eye's lids, as measured on the picture.
+        self.eyes: list[Lid] = []
+        for k, eye in enumerate(topology.EYES):
             inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
             width = float(np.linalg.norm(outer - inner)) or 1.0
             along, up = _eye_axes(inner, outer)
@@ -284,78 +395,89 @@ class ShutEyes:
             ring = topology.eye_surround(k)
             rel = points[ring, :2] - points[eye.ring, :2].mean(axis=0)
             above = rel @ up > 0
-            upper_arc = ring[above][np.argsort(rel[above] @ along)]
-            lower_arc = ring[~above][np.argsort(rel[~above] @ along)]
-            self._eyes.append((k, upper_arc, lower_arc, lash / width, np.median(colour[:, 0], axis=0)))
+            self.eyes.append(
+                Lid(
+                    eye=k,
+                    drawn=k in drawn,
+                    upper_arc=ring[above][np.argsort(rel[above] @ along)],
+                    lower_arc=ring[~above][np.argsort(rel[~above] @ along)],
+                    lash=lash / width,
+                    colour=np.median(colour[:, 0], axis=0),
+                )
+            )
 
     def paint(self, out: np.ndarray, target: np.ndarray, own: np.ndarray | None = None) -> None:
-        """Draw the lids of the narrowing drawn eyes of ``out`` (in place): ``target`` is
-        where the warp put the character's landmarks in ``out``; ``own`` the character
-        frame's landmarks, whose eye openings the narrowing is measured against (default:
-        those of the frame these lids were made from; a video's change)."""
-        import cv2
-
+        """Make the lids of the narrowing eyes of ``out`` (in place): ``target`` is where
+        the warp put the character's landmarks in ``out``; ``own`` the character frame's
+        landmarks, whose eyes the narrowing is measured against (default: those of the
+        frame these lids were made from; a video's change)."""
         now = retarget.eye_openness(target)
         rest = self._rest if own is None else retarget.eye_openness(own)
-        h, w = out.shape[:2]
-        for k, upper_arc, lower_arc, lash, colour in self._eyes:
-            opening = now[k] / max(rest[k], 1e-6)
-            lid_share = _ramp(opening, self.LID_FROM, self.LID_FULL)
-            if lid_share <= 0:
+        for lid in self.eyes:
+            opening = now[lid.eye] / max(rest[lid.eye], 1e-6)
+            if lid.drawn:
+                share = _ramp(opening, self.LID_FROM, self.LID_FULL)
+            else:
+                stretch = _lid_band(target, lid) / max(
+                    _lid_band(self._points if own is None else own, lid), 1e-6
+                )
+                share = _ramp(-stretch, -self.STRETCH_FROM, -self.STRETCH_FULL)
+            if share <= 0:
                 continue
-            shut_share = _ramp(opening, self.FROM, self.FULL)
-            eye = topology.EYES[k]
-            inner, outer = (target[c, :2].astype(np.float64) for c in eye.corners)
-            width = float(np.linalg.norm(outer - inner)) or 1.0
-            lid = np.vstack([inner, target[eye.upper, :2], outer])
-            low = np.vstack([inner, target[eye.lower, :2], outer])
-            ring = np.vstack([target[upper_arc, :2], target[lower_arc[::-1], :2]]).astype(np.float64)
-            feather = max(3, int(0.12 * width)) | 1
-            x0, y0 = np.floor(ring.min(axis=0)).astype(int) - feather
-            x1, y1 = np.ceil(ring.max(axis=0)).astype(int) + feather + 1
-            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-            if x1 - x0 < 4 or y1 - y0 < 4:
+            area = _EyeArea(out, target, lid)
+            if area.empty:
                 continue
-            box = out[y0:y1, x0:x1]
-            shift = np.array([x0, y0], dtype=np.float64)
+            if lid.drawn:
+                self._draw(area, lid, share, _ramp(opening, self.FROM, self.FULL))
+            else:
+                self._lift(area, lid, share)
 
-            def fill(
-                poly: np.ndarray, shape: tuple[int, ...] = box.shape[:2], at: np.ndarray = shift
-            ) -> np.ndarray:
-                mask = np.zeros(shape, dtype=np.uint8)
-                cv2.fillPoly(mask, [np.round(poly - at).astype(np.int32)], (255,))
-                return mask
+    @staticmethod
+    def _draw(area: _EyeArea, lid: Lid, lid_share: float, shut_share: float) -> None:
+        """A drawn eye's lid: skin above the upper lid and the lashes along it; as it
+        shuts, skin over all of it."""
+        import cv2
 
-            grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (feather // 2 * 2 + 1,) * 2)
-            whole = cv2.dilate(fill(ring), grow)  # reaching half a feather past the ring
-            # Everything inside the ring is filled from the skin around it (the eye itself
-            # is no source for the fill), at half size: the fill is smooth, and it costs a
-            # quarter.
-            size = (max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2))
-            small = cv2.inpaint(
-                cv2.resize(box, size, interpolation=cv2.INTER_AREA),
-                cv2.resize(whole, size, interpolation=cv2.INTER_NEAREST),
-                3,
-                cv2.INPAINT_TELEA,
-            )
-            skin = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-            # Shown: above the upper lid, and, as the eye shuts, all of it.
-            upper = cv2.dilate(fill(np.vstack([target[upper_arc, :2], lid[::-1]])), grow)
-            alpha = cv2.GaussianBlur(upper, (feather, feather), 0).astype(np.float32)
-            alpha *= np.float32(lid_share / 255)
-            # Not over the open eye (the lash stroke hides the edge).
-            alpha[fill(np.vstack([lid, low[::-1]])) > 0] = 0
-            if shut_share > 0:
-                shut = cv2.GaussianBlur(whole, (feather, feather), 0).astype(np.float32)
-                np.maximum(alpha, shut * np.float32(shut_share / 255), out=alpha)
-            alpha = alpha[..., None]
-            box[:] = (skin * alpha + box * (1 - alpha) + 0.5).astype(np.uint8)
-            # The lashes along the upper lid, over the seam with the open eye.
-            stroke = np.zeros(box.shape[:2], dtype=np.uint8)
-            outline = _lash_stroke(lid, lash * width) - shift
-            cv2.fillPoly(stroke, [np.round(outline * 16).astype(np.int32)], (255,), cv2.LINE_AA, 4)
-            cover = (stroke.astype(np.float32) * np.float32(lid_share / 255))[..., None]
-            box[:] = (colour * cover + box * (1 - cover) + 0.5).astype(np.uint8)
+        box = area.box
+        skin = area.skin()
+        # Shown: above the upper lid, and, as the eye shuts, all of it.
+        alpha = area.soften(area.grow(area.fill(np.vstack([area.upper_arc, area.lid[::-1]]))), lid_share)
+        # Not over the open eye (the lash stroke hides the edge).
+        alpha[area.fill(np.vstack([area.lid, area.low[::-1]])) > 0] = 0
+        if shut_share > 0:
+            np.maximum(alpha, area.soften(area.grow(area.fill(area.ring)), shut_share), out=alpha)
+        alpha = alpha[..., None]
+        box[:] = (skin * alpha + box * (1 - alpha) + 0.5).astype(np.uint8)
+        # The lashes along the upper lid, over the seam with the open eye.
+        stroke = np.zeros(box.shape[:2], dtype=np.uint8)
+        outline = _lash_stroke(area.lid, lid.lash * area.width) - area.shift
+        cv2.fillPoly(stroke, [np.round(outline * 16).astype(np.int32)], (255,), cv2.LINE_AA, 4)
+        cover = (stroke.astype(np.float32) * np.float32(lid_share / 255))[..., None]
+        box[:] = (lid.colour * cover + box * (1 - cover) + 0.5).astype(np.uint8)
+
+    @staticmethod
+    def _lift(area: _EyeArea, lid: Lid, share: float) -> None:
+        """A real eye's stretched lid, above its lash line, lifted toward the skin's light."""
+        import cv2
+
+        box = area.box
+        target = area.skin().astype(np.float32) * np.float32(LID_LIGHT)
+        lightest = cv2.dilate(box, np.ones((3, 3), np.uint8))
+        seen = cv2.GaussianBlur(lightest.astype(np.float32), (0, 0), max(1.0, LID_BLUR * area.width))
+        gain = np.clip((target + 8) / (seen + 8), 1.0, LID_GAIN)
+        above_lashes = area.lid + area.up * (LASH_KEEP * lid.lash * area.width)
+        weight = area.soften(area.fill(np.vstack([area.upper_arc, above_lashes[::-1]])), share)
+        gain = 1 + (gain - 1) * weight[..., None]
+        box[:] = np.clip(box * gain + 0.5, 0, 255).astype(np.uint8)
+
+
+def _lid_band(points: np.ndarray, lid: Lid) -> float:
+    """How tall (px) the band between an eye's upper lid and the ring beyond it is, on
+    average, across the eye."""
+    eye = topology.EYES[lid.eye]
+    inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
+    up = _eye_axes(inner, outer)[1]
+    return float(points[lid.upper_arc, :2].mean(axis=0) @ up - points[eye.upper, :2].mean(axis=0) @ up)
 
 
 def _skin_below(

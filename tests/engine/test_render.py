@@ -169,6 +169,29 @@ def test_a_stills_eyeballs_turned_by_the_gaze_are_drawn_from_their_carried_out_p
         assert changed.any() == differs
 
 
+def test_a_stills_real_eyes_get_their_lids_made_as_they_shut(media: pathlib.Path) -> None:
+    """The render passes a real-eyed still's shut eyes to ``eyefit.ShutEyes`` (its own
+    test shows what it does to them); with the eyes open it changes nothing."""
+    import dataclasses
+
+    from service.engine import character, pipeline, retarget, topology, warp
+
+    cf = character.StillCharacter(media / "character_photo.jpg", 1280, 720).frame
+    assert cf.shut_eyes is not None
+    plain = dataclasses.replace(cf, shut_eyes=None)
+    warper = warp.Warper(pipeline.MAP_DOWNSAMPLE)
+    shut = cf.points.copy()
+    for eye in topology.EYES:
+        mid = cf.points[eye.lower] + retarget.EYE_CLOSE_POINT * (cf.points[eye.upper] - cf.points[eye.lower])
+        shut[eye.upper], shut[eye.lower] = mid, mid
+    for points, differs in ((cf.points, False), (shut, True)):
+        target = retarget.TargetFace(
+            points=points, head=warp.IDENTITY, gaze_px=np.zeros((2, 2)), torso=warp.IDENTITY
+        )
+        changed = pipeline._animate(cf, target, warper) != pipeline._animate(plain, target, warper)
+        assert changed.any() == differs
+
+
 def test_a_banded_pictures_plate_stops_short_of_its_feathered_edge(media: pathlib.Path) -> None:
     """The cartoon framed 720x1280 has bands above and below; the band's colour, mixed
     into the picture's feathered edge, streaked the fill above its hair."""
