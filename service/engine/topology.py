@@ -199,3 +199,27 @@ def eye_surround(eye_index: int) -> np.ndarray:
     around = np.array(sorted(touching - ring), dtype=np.int32)
     around.setflags(write=False)  # cached: shared by every caller
     return around
+
+
+@functools.cache
+def mouth_triangles() -> np.ndarray:
+    """The face triangles (K, 3) of the lips and the ring just around them: every
+    triangle with a corner on the lips (their inner and outer edges and the points
+    between, found by walking the mesh from the inner edge without crossing the outer)."""
+    outer = {int(i) for i in OUTER_LIPS}
+    neighbours: dict[int, set[int]] = collections.defaultdict(set)
+    for a, b, c in face_triangles():
+        neighbours[int(a)] |= {int(b), int(c)}
+        neighbours[int(b)] |= {int(a), int(c)}
+        neighbours[int(c)] |= {int(a), int(b)}
+    lips = {int(i) for i in INNER_LIPS}
+    frontier = list(lips)
+    while frontier:
+        point = frontier.pop()
+        for other in neighbours[point] - lips:
+            lips.add(other)
+            if other not in outer:
+                frontier.append(other)
+    triangles = np.array([t for t in face_triangles() if lips & {int(v) for v in t}], dtype=np.int32)
+    triangles.setflags(write=False)  # cached: shared by every caller
+    return triangles

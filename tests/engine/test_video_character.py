@@ -466,6 +466,60 @@ def test_a_character_pictured_with_its_mouth_open_closes_it_with_the_performer(f
     assert composite.mouth_gap(retargeter.target(face, model.decompose(face)).points) > 0.1
 
 
+def _twice_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    a, b, c = (points[triangles[:, k], :2].astype(np.float64) for k in range(3))
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+def test_closing_a_pictured_mouth_keeps_the_lower_lip_whole(face: np.ndarray) -> None:
+    """The lower lip rises onto the upper one whole, keeping its thickness, and the chin
+    rises under it over a longer stretch: closed by each point's depth below the
+    corners, the lip was squashed toward the corners to a tenth of its height, and the
+    performer's expression then folded it over."""
+    from service.engine import retarget
+
+    closed = retarget.close_mouth(face)
+    triangles = topology.mouth_triangles()
+    away = ~np.isin(triangles, list(topology.MOUTH_CORNERS)).any(axis=1)  # where the lips meet
+    before, after = _twice_areas(face, triangles), _twice_areas(closed, triangles)
+    kept = after[away] / before[away]
+    assert kept.min() > 0.3
+    lower_lip = np.isin(triangles, retarget.LOWER_OUTER_LIP).any(axis=1) & away
+    assert np.median(after[lower_lip] / before[lower_lip]) > 0.8  # the lip keeps its size
+
+
+def test_the_performers_expression_does_not_fold_the_characters_lips_over(face: np.ndarray) -> None:
+    """A performer's lower lip pressed down past what the character's fuller lip leaves
+    room for turned the triangles between lip and chin over (the warp then showed the
+    picture's teeth in torn pieces at the lips' corners). Only the folded triangles'
+    corners are evened out, toward their mean offset, until nothing faces the other way."""
+    from service.engine import retarget
+
+    triangles = topology.mouth_triangles()
+    closed = retarget.close_mouth(face)
+    moved = closed.copy()
+    moved[17, 1] += 14.0  # the lower lip's middle, pushed down past the point under it
+    moved[[13, 14], 1] += 3.0  # the lips' middle, a little
+    moved[61, 0] -= 2.0  # a corner, a little
+
+    def folded(points: np.ndarray) -> int:
+        return int((_twice_areas(points, triangles) * np.sign(_twice_areas(closed, triangles)) < 0).sum())
+
+    assert folded(moved) > 0
+    fixed = moved.copy()
+    assert retarget.unfold_mouth(closed, fixed) == folded(moved)
+    assert folded(fixed) == 0
+    assert 0 < fixed[17, 1] - closed[17, 1] < 14.0  # pressed down less, but still down
+    np.testing.assert_array_equal(fixed[61], moved[61])  # the rest as the performer had it
+    np.testing.assert_array_equal(fixed[[13, 14]], moved[[13, 14]])
+    # The retargeter does it on every frame.
+    model = retarget.DriverModel(closed)
+    pressed = closed.copy()
+    pressed[17, 1] += 14.0
+    target = retarget.Retargeter(model, intensity=3, body_control=True).target(face, model.decompose(pressed))
+    assert folded(target.points) == 0
+
+
 def test_an_eyeball_turned_by_the_gaze_shows_the_eye_not_its_lid_line_or_the_skin(face: np.ndarray) -> None:
     """The warp shows an eye's opening from the picture shifted with the gaze. Shifted
     far, it drew the picture's own lid line inside the eye, as a dark outline, and the
