@@ -376,7 +376,7 @@ class ShutEyes:
 
         light = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32)
         self._rest = retarget.eye_openness(points)  # each eye's own opening
-        self._points = points  # (and lid bands)
+        self._points = points  # where each eye's lid band is measured at rest (``_lid_band``)
         #: Each eye's lids, as measured on the picture.
         self.eyes: list[Lid] = []
         for k, eye in enumerate(topology.EYES):
