@@ -49,6 +49,9 @@ def probe(path: str | os.PathLike[str]) -> contracts.MediaInfo:
     image_format = _image_format(head)
     if image_format is not None:
         return _probe_image(head, image_format)
+    other = _other_image_format(head)
+    if other is not None:
+        raise contracts.asset_invalid(f"{other} images are not supported; use JPEG, PNG or WebP.")
     try:
         return _probe_video(path)
     except contracts.EngineError:
@@ -66,6 +69,42 @@ def _image_format(head: bytes) -> str | None:
         return "png"
     if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
+    return None
+
+
+#: ISO base media ``ftyp`` brands of still-image files (HEIF/HEIC, AVIF), which FFmpeg
+#: would otherwise open as a video container.
+_STILL_BRANDS = {
+    b"heic": "HEIC",
+    b"heix": "HEIC",
+    b"heim": "HEIC",
+    b"heis": "HEIC",
+    b"hevc": "HEIC",
+    b"hevx": "HEIC",
+    b"mif1": "HEIF",
+    b"msf1": "HEIF",
+    b"avif": "AVIF",
+    b"avis": "AVIF",
+}
+
+
+def _other_image_format(head: bytes) -> str | None:
+    """The name of an image format the engine does not take (a phone's HEIC, a GIF...),
+    recognised by its magic bytes, or None."""
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if (
+        head.startswith(b"BM")
+        and len(head) >= 26
+        and struct.unpack("<I", head[14:18])[0] in (12, 40, 52, 56, 64, 108, 124)
+    ):
+        return "BMP"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "TIFF"
+    if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")):
+        return "JPEG XL"
+    if len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] in _STILL_BRANDS:
+        return _STILL_BRANDS[head[8:12]]
     return None
 
 

@@ -162,6 +162,40 @@ def test_probe_turns_garbage_into_asset_invalid(tmp_path: pathlib.Path, content:
     assert err.value.message
 
 
+#: A 1x1 GIF (OpenCV writes BMP and TIFF, not GIF).
+_GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+
+
+@pytest.mark.parametrize(("ext", "name"), [(".gif", "GIF"), (".bmp", "BMP"), (".tiff", "TIFF")])
+def test_probe_names_an_image_format_it_does_not_take(
+    tmp_path: pathlib.Path, photo: np.ndarray, ext: str, name: str
+) -> None:
+    """A picture in a format Runway does not take is refused as that picture, not as a
+    video in the wrong container."""
+    path = tmp_path / f"photo{ext}"
+    if ext == ".gif":
+        path.write_bytes(_GIF)
+    else:
+        assert cv2.imwrite(str(path), cv2.resize(photo, (64, 64)))
+    with pytest.raises(engine.EngineError, match=f"^{name} images are not supported; use JPEG, PNG or WebP"):
+        engine.probe(path)
+
+
+@pytest.mark.parametrize(("brand", "name"), [(b"heic", "HEIC"), (b"mif1", "HEIF"), (b"avif", "AVIF")])
+def test_probe_names_a_phones_still_image_rather_than_opening_it_as_a_video(
+    tmp_path: pathlib.Path, brand: bytes, name: str
+) -> None:
+    """HEIC (a phone camera's photo) and AVIF share MP4's box structure: their ``ftyp``
+    brand tells them apart before FFmpeg opens them as a container."""
+    path = tmp_path / "IMG_0001.heic"
+    path.write_bytes(struct.pack(">I", 24) + b"ftyp" + brand + b"\x00\x00\x00\x00mif1heic" + b"\x00" * 200)
+    with pytest.raises(engine.EngineError, match=f"^{name} images are not supported"):
+        engine.probe(path)
+
+
 def test_probe_refuses_truncated_video(tmp_path: pathlib.Path, reference: pathlib.Path) -> None:
     path = tmp_path / "truncated.mp4"
     path.write_bytes(reference.read_bytes()[:4000])
