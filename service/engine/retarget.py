@@ -61,8 +61,6 @@ EYE_SHUT_RATIO = 0.28
 GAZE_MAX = 0.18
 
 
-#: The lower lip's outer edge, corner to corner (``close_mouth``).
-LOWER_OUTER_LIP = np.array([146, 91, 181, 84, 17, 314, 405, 321, 375], dtype=np.int32)
 #: Below the lower lip, a closing mouth's rise turns from the lip's into the jaw's over
 #: this many times the opening (more steeply, it squashed the skin under the lip).
 JAW_BLEND = 2.0
@@ -310,7 +308,9 @@ def close_mouth(points: np.ndarray) -> np.ndarray:
     gap = by_column((0.0, 0.0), lower, gaps)  # 0 beyond the corners
     top = by_column((0.0, 0.0), upper, depth[upper])  # the upper lip's inner edge
     outer_corners = [depth[c] for c in topology.MOUTH_OUTER_CORNERS]
-    bottom = by_column((min(outer_corners), min(outer_corners)), LOWER_OUTER_LIP, depth[LOWER_OUTER_LIP])
+    bottom = by_column(
+        (min(outer_corners), min(outer_corners)), topology.LOWER_OUTER_LIP, depth[topology.LOWER_OUTER_LIP]
+    )
     bottom = np.maximum(bottom, top + gap)
     jaw = opening * np.exp(-((along / (0.9 * half_face)) ** 2))
     beyond = np.clip((depth - bottom) / (JAW_BLEND * opening), 0.0, 1.0)

@@ -104,6 +104,9 @@ OUTER_LIPS = np.array(
     [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146],
     dtype=np.int32,
 )
+#: The lower half of the lips' outer edge, from the right corner's side to the left's
+#: (``OUTER_LIPS`` runs over the top first).
+LOWER_OUTER_LIP = OUTER_LIPS[11:][::-1].copy()
 #: Both eyebrows (upper and lower edges, from the inner end out).
 BROWS = np.array(
     [107, 66, 105, 63, 70, 55, 65, 52, 53, 46, 336, 296, 334, 293, 300, 285, 295, 282, 283, 276],

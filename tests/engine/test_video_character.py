@@ -484,7 +484,7 @@ def test_closing_a_pictured_mouth_keeps_the_lower_lip_whole(face: np.ndarray) ->
     before, after = _twice_areas(face, triangles), _twice_areas(closed, triangles)
     kept = after[away] / before[away]
     assert kept.min() > 0.3
-    lower_lip = np.isin(triangles, retarget.LOWER_OUTER_LIP).any(axis=1) & away
+    lower_lip = np.isin(triangles, topology.LOWER_OUTER_LIP).any(axis=1) & away
     assert np.median(after[lower_lip] / before[lower_lip]) > 0.8  # the lip keeps its size
 
 
