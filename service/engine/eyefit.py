@@ -257,6 +257,7 @@ class Lid:
     lower_arc: np.ndarray  # ...and below it
     lash: float  # the lash line's thickness along the upper lid, eye widths
     colour: np.ndarray  # the lashes' colour (BGR)
+    band: float  # how tall (px) the band between the upper lid and ``upper_arc`` is
 
 
 class _EyeArea:
@@ -272,6 +273,7 @@ class _EyeArea:
         self.upper_arc = target[lid.upper_arc, :2].astype(np.float64)
         self.ring = np.vstack([self.upper_arc, target[lid.lower_arc[::-1], :2]]).astype(np.float64)
         self.feather = max(3, int(0.12 * self.width)) | 1
+        self._grow = _disc(self.feather // 2 * 2 + 1)
         h, w = out.shape[:2]
         x0, y0 = np.floor(self.ring.min(axis=0)).astype(int) - self.feather
         x1, y1 = np.ceil(self.ring.max(axis=0)).astype(int) + self.feather + 1
@@ -295,9 +297,7 @@ class _EyeArea:
         """``mask`` reaching half a feather further out."""
         import cv2
 
-        return cv2.dilate(
-            mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (self.feather // 2 * 2 + 1,) * 2)
-        )
+        return cv2.dilate(mask, self._grow)
 
     def soften(self, mask: np.ndarray, share: float) -> np.ndarray:
         """``mask`` feathered, as float32 0..``share``."""
@@ -376,7 +376,6 @@ class ShutEyes:
 
         light = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32)
         self._rest = retarget.eye_openness(points)  # each eye's own opening
-        self._points = points  # where each eye's lid band is measured at rest (``_lid_band``)
         #: Each eye's lids, as measured on the picture.
         self.eyes: list[Lid] = []
         for k, eye in enumerate(topology.EYES):
@@ -395,14 +394,16 @@ class ShutEyes:
             ring = topology.eye_surround(k)
             rel = points[ring, :2] - points[eye.ring, :2].mean(axis=0)
             above = rel @ up > 0
+            upper_arc = ring[above][np.argsort(rel[above] @ along)]
             self.eyes.append(
                 Lid(
                     eye=k,
                     drawn=k in drawn,
-                    upper_arc=ring[above][np.argsort(rel[above] @ along)],
+                    upper_arc=upper_arc,
                     lower_arc=ring[~above][np.argsort(rel[~above] @ along)],
                     lash=lash / width,
                     colour=np.median(colour[:, 0], axis=0),
+                    band=_band(points, k, upper_arc),
                 )
             )
 
@@ -418,9 +419,8 @@ class ShutEyes:
             if lid.drawn:
                 share = _ramp(opening, self.LID_FROM, self.LID_FULL)
             else:
-                stretch = _lid_band(target, lid) / max(
-                    _lid_band(self._points if own is None else own, lid), 1e-6
-                )
+                rest_band = lid.band if own is None else _lid_band(own, lid)
+                stretch = _lid_band(target, lid) / max(rest_band, 1e-6)
                 share = _ramp(-stretch, -self.STRETCH_FROM, -self.STRETCH_FULL)
             if share <= 0:
                 continue
@@ -472,12 +472,24 @@ class ShutEyes:
 
 
 def _lid_band(points: np.ndarray, lid: Lid) -> float:
-    """How tall (px) the band between an eye's upper lid and the ring beyond it is, on
-    average, across the eye."""
-    eye = topology.EYES[lid.eye]
+    """How tall (px) the band between an eye's upper lid and the ring beyond it is, at
+    ``points``, on average across the eye."""
+    return _band(points, lid.eye, lid.upper_arc)
+
+
+def _band(points: np.ndarray, k: int, upper_arc: np.ndarray) -> float:
+    """``_lid_band`` of eye ``k``, whose upper arc is ``upper_arc``."""
+    eye = topology.EYES[k]
     inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
     up = _eye_axes(inner, outer)[1]
-    return float(points[lid.upper_arc, :2].mean(axis=0) @ up - points[eye.upper, :2].mean(axis=0) @ up)
+    return float(points[upper_arc, :2].mean(axis=0) @ up - points[eye.upper, :2].mean(axis=0) @ up)
+
+
+def _disc(size: int) -> np.ndarray:
+    """An elliptical structuring element ``size`` px across."""
+    import cv2
+
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
 def _skin_below(
