@@ -297,20 +297,18 @@ def close_mouth(points: np.ndarray) -> np.ndarray:
     rel = pts - centre
     along, depth = rel @ across, rel @ down
 
-    def by_column(ends: tuple[float, float], index: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """``values`` at landmarks ``index`` (and ``ends`` at the corners), interpolated
-        across the mouth to every point's column."""
+    def by_column(index: np.ndarray, values: np.ndarray, end: float) -> np.ndarray:
+        """``values`` at landmarks ``index`` (and ``end`` at the corners and beyond),
+        interpolated across the mouth to every point's column."""
         u = np.concatenate([[(left - centre) @ across], along[index], [(right - centre) @ across]])
-        v = np.concatenate([[ends[0]], values, [ends[1]]])
+        v = np.concatenate([[end], values, [end]])
         order = np.argsort(u)
         return np.interp(along, u[order], v[order])
 
-    gap = by_column((0.0, 0.0), lower, gaps)  # 0 beyond the corners
-    top = by_column((0.0, 0.0), upper, depth[upper])  # the upper lip's inner edge
-    outer_corners = [depth[c] for c in topology.MOUTH_OUTER_CORNERS]
-    bottom = by_column(
-        (min(outer_corners), min(outer_corners)), topology.LOWER_OUTER_LIP, depth[topology.LOWER_OUTER_LIP]
-    )
+    gap = by_column(lower, gaps, 0.0)
+    top = by_column(upper, depth[upper], 0.0)  # the upper lip's inner edge
+    outer_corner = min(depth[c] for c in topology.MOUTH_OUTER_CORNERS)
+    bottom = by_column(topology.LOWER_OUTER_LIP, depth[topology.LOWER_OUTER_LIP], outer_corner)
     bottom = np.maximum(bottom, top + gap)
     jaw = opening * np.exp(-((along / (0.9 * half_face)) ** 2))
     beyond = np.clip((depth - bottom) / (JAW_BLEND * opening), 0.0, 1.0)
