@@ -19,7 +19,18 @@ from typing import TypeVar
 
 import numpy as np
 
-from service.engine import composite, contracts, eyefit, framing, landmarks, retarget, rig, topology, video
+from service.engine import (
+    composite,
+    contracts,
+    eyefit,
+    framing,
+    landmarks,
+    retarget,
+    rig,
+    topology,
+    video,
+    warp,
+)
 
 T = TypeVar("T")
 
@@ -598,8 +609,7 @@ class OpenEyes:
         view_px = cv2.warpAffine(
             patch, to_box, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
-        mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-        cv2.fillPoly(mask, [np.round(outline - [x0, y0]).astype(np.int32)], (255,))
+        mask = warp.polygon_mask((y1 - y0, x1 - x0), outline, (x0, y0), quarter=False, antialiased=False)
         alpha = cv2.GaussianBlur(mask, (feather, feather), 0).astype(np.float32)[..., None] / 255
         region = canvas[y0:y1, x0:x1]
         region[:] = (view_px * alpha + region * (1 - alpha)).astype(np.uint8)

@@ -169,8 +169,7 @@ def person_mask(
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     mask = segmentation.copy()
     if x1 > x0 and y1 > y0:
-        hull = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-        cv2.fillPoly(hull, [np.round(oval - [x0, y0]).astype(np.int32)], (255,))
+        hull = warp.polygon_mask((y1 - y0, x1 - x0), oval, (x0, y0), quarter=False, antialiased=False)
         hull_f = cv2.GaussianBlur(hull, (k, k), 0).astype(np.float32) / 255
         np.maximum(mask[y0:y1, x0:x1], hull_f, out=mask[y0:y1, x0:x1])
     mask = cv2.GaussianBlur(mask, (5, 5), 0)
@@ -352,9 +351,9 @@ class MouthPainter:
         bright = warp.smoothstep(grey, *TEETH_GREYS)
         white = grey * self._white
         interior = white + (interior - white) * (1.0 - np.float32(1.0 - TEETH_CHROMA) * bright)
-        mask = _polygon_mask((y1 - y0, x1 - x0), poly_dst, (x0, y0))
+        mask = warp.polygon_mask((y1 - y0, x1 - x0), poly_dst, (x0, y0))
         if own is not None:
-            shown = _polygon_mask(mask.shape, own, (x0, y0))
+            shown = warp.polygon_mask(mask.shape, own, (x0, y0))
             if shown.any():
                 interior = self._below_own_teeth(interior, grey, mask, shown, float(np.ptp(poly_dst[:, 1])))
             mask = cv2.subtract(mask, shown)
@@ -417,7 +416,7 @@ class Eyeballs:
             reach = EYEBALL_MARGIN * float(np.linalg.norm(ends[1] - ends[0])) + 2
             box = warp.Roi.around(ring, reach, w, h, 1)
             patch = np.ascontiguousarray(canvas[box.slices])
-            inside = _polygon_mask(patch.shape, ring, (box.x0, box.y0), antialiased=False)
+            inside = warp.polygon_mask(patch.shape, ring, (box.x0, box.y0), antialiased=False)
             inside = cv2.erode(inside, np.ones((5, 5), np.uint8)) if inside.size else inside
             if np.count_nonzero(inside) < 12:
                 self._eyes.append(None)  # an eye pictured shut: nothing to carry out
@@ -450,23 +449,10 @@ class Eyeballs:
             size, how = (box.x1 - box.x0, box.y1 - box.y0), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
             pixels = cv2.warpAffine(ball, to_ball, size, flags=how, borderMode=cv2.BORDER_REPLICATE)
             seen = cv2.warpAffine(inside, to_ball, size, flags=how, borderMode=cv2.BORDER_CONSTANT)
-            mask = _polygon_mask(seen.shape, poly, (box.x0, box.y0))
+            mask = warp.polygon_mask(seen.shape, poly, (box.x0, box.y0))
             alpha = cv2.subtract(mask, seen).astype(np.float32)[..., None] * np.float32(weight / 255)
             region = out[box.slices]
             region[:] = (pixels * alpha + region * (1 - alpha) + 0.5).astype(np.uint8)
-
-
-def _polygon_mask(
-    shape: tuple[int, ...], poly: np.ndarray, origin: tuple[int, int], antialiased: bool = True
-) -> np.ndarray:
-    """A 0/255 mask of ``shape`` (H, W) over the box at ``origin`` (x, y), filled inside
-    ``poly`` (N, 2, canvas pixels) placed to a quarter pixel, its edge antialiased or not."""
-    import cv2
-
-    mask = np.zeros(shape[:2], dtype=np.uint8)
-    line = cv2.LINE_AA if antialiased else cv2.LINE_8
-    cv2.fillPoly(mask, [np.round((poly - origin) * 4).astype(np.int32)], (255,), line, 2)
-    return mask
 
 
 def mouth_gap(points: np.ndarray) -> float:

@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from service.engine import retarget, topology
+from service.engine import retarget, topology, warp
 
 #: Share of an eye's lower contour points that must see a drawn lid for it to count.
 DRAWN_SHARE = 0.5
@@ -287,11 +287,7 @@ class _EyeArea:
 
     def fill(self, poly: np.ndarray) -> np.ndarray:
         """A mask (uint8, 255 inside) of the box: the polygon ``poly`` (frame px)."""
-        import cv2
-
-        mask = np.zeros(self.box.shape[:2], dtype=np.uint8)
-        cv2.fillPoly(mask, [np.round(poly - self.shift).astype(np.int32)], (255,))
-        return mask
+        return warp.polygon_mask(self.box.shape, poly, self.shift, quarter=False, antialiased=False)
 
     def grow(self, mask: np.ndarray) -> np.ndarray:
         """``mask`` reaching half a feather further out."""

@@ -95,6 +95,27 @@ class Roi:
         return Roi(x0, y0, max(x1, x0 + align), max(y1, y0 + align))
 
 
+def polygon_mask(
+    shape: tuple[int, ...],
+    poly: np.ndarray,
+    origin: Sequence[float],
+    *,
+    quarter: bool = True,
+    antialiased: bool = True,
+) -> np.ndarray:
+    """A 0/255 uint8 mask of ``shape`` (H, W) over the box whose top-left corner is at
+    ``origin`` (x, y), filled inside ``poly`` (N, 2, canvas pixels): placed to a quarter
+    pixel (or to the nearest), its edge antialiased or not."""
+    import cv2
+
+    mask = np.zeros(shape[:2], dtype=np.uint8)
+    bits = 2 if quarter else 0
+    line = cv2.LINE_AA if antialiased else cv2.LINE_8
+    at = np.round((poly - np.asarray(origin, dtype=np.float64)) * (1 << bits)).astype(np.int32)
+    cv2.fillPoly(mask, [at], (255,), line, bits)
+    return mask
+
+
 class Warper:
     """Builds dst->src coordinate maps over an ROI from shapes painted in order.
 
