@@ -44,6 +44,8 @@ REST_AHEAD_BYTES = 16 * 1024 * 1024
 LENGTH_SLACK = 0.05
 #: glibc malloc arenas for a render process (see ``preload``).
 MALLOC_ARENAS = 2
+#: Threads each OpenCV call may use in a render process (see ``preload``).
+OPENCV_THREADS = 1
 _M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
 
 
@@ -81,10 +83,15 @@ def preload() -> None:
     It also caps glibc's malloc arenas for the process (``MALLOC_ARENAS``): a render's
     half-dozen threads each allocate frame-sized buffers, and with an arena per thread
     their freed memory is not shared between them (a 30 s video render peaks ~20 MB
-    higher, no faster)."""
+    higher, no faster). And it keeps OpenCV to the calling thread (``OPENCV_THREADS``):
+    a render already keeps both cores busy with its own threads, and OpenCV's pool,
+    splitting each call's rows across the cores, spent ~0.9 s of CPU a 12 s render
+    handing them out and waiting on them (same pixels either way)."""
     _limit_malloc_arenas(MALLOC_ARENAS)
     import av  # noqa: F401
     import cv2
+
+    cv2.setNumThreads(OPENCV_THREADS)
     from scipy.spatial import Delaunay  # noqa: F401
 
     from service.engine import character, composite, driver, landmarks, raster, retarget, video, warp  # noqa: F401

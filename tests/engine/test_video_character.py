@@ -249,6 +249,19 @@ def test_preloading_builds_opencvs_lab_tables_before_a_job(monkeypatch: pytest.M
     assert cv2.COLOR_BGR2LAB in codes
 
 
+def test_preloading_keeps_opencv_to_the_calling_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A render keeps both cores busy with its own threads; OpenCV's pool on top of them
+    only cost CPU."""
+    import cv2
+
+    from service.engine import pipeline
+
+    asked: list[int] = []
+    monkeypatch.setattr(cv2, "setNumThreads", asked.append)
+    pipeline.preload()
+    assert asked == [pipeline.OPENCV_THREADS] and pipeline.OPENCV_THREADS == 1
+
+
 def test_a_head_turn_does_not_tilt_the_character(face: np.ndarray) -> None:
     """MediaPipe's depth is not metric: a 3D fit of a turned head leaves a tilt of the
     eye line that must not reach the character as a roll."""
