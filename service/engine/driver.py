@@ -26,6 +26,12 @@ from service.engine import contracts, landmarks, retarget, topology, torso, vide
 
 #: Smallest share of reference frames with a tracked face for a render to go ahead.
 MIN_TRACKED = 0.5
+#: The reference's frames are worked on at most this long (px, longer side): a phone's
+#: 4K clip is reduced to 1920x1080 as it is decoded. Its 4K frames cost the tracking 55 ms
+#: each (converting, copying and scaling 25 MB for MediaPipe and the torso) and took
+#: a render to twice real time; the face mesh itself works on a 192 px crop, and the
+#: mouth interior is taken at well above the size the character shows it.
+LONGEST = 1920
 #: Frames sampled across the clip to choose the performer's rest expression.
 REST_SAMPLES = 24
 #: Lips count as closed within this much of the smallest gap seen (``mouth_gap``).
@@ -98,7 +104,7 @@ def rest_pose(
     stride = max(1, count // REST_SAMPLES)
     found = []
     frames = video.prefetch(
-        video.iter_frames(path, fps, count, stride=stride, nearby=True), depth=max(1, ahead)
+        video.iter_frames(path, fps, count, stride=stride, nearby=True, longest=LONGEST), depth=max(1, ahead)
     )
     with contextlib.closing(frames):
         first = next(frames, None)  # starts the decoding thread before the model loads
@@ -163,7 +169,7 @@ def stream(path: pathlib.Path, fps: int, count: int, *, body: bool = True) -> It
     follow = torso.TorsoTracker(fps) if body else None
     allowed_misses = count - int(np.ceil(MIN_TRACKED * count))
     with landmarks.FaceTracker(video=True) as tracker:
-        for frame in video.iter_frames(path, fps, count):
+        for frame in video.iter_frames(path, fps, count, longest=LONGEST):
             found = tracker.detect(frame)
             if found is None:
                 missed += 1

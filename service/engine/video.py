@@ -79,9 +79,17 @@ def prefetch(source: Iterable[T], depth: int = QUEUE_DEPTH) -> Generator[T, None
 
 
 def iter_frames(
-    path: pathlib.Path, fps: int, count: int, *, hold: bool = True, stride: int = 1, nearby: bool = False
+    path: pathlib.Path,
+    fps: int,
+    count: int,
+    *,
+    hold: bool = True,
+    stride: int = 1,
+    nearby: bool = False,
+    longest: int | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield ``count`` BGR frames of ``path`` sampled at ``fps``.
+    """Yield ``count`` BGR frames of ``path`` sampled at ``fps``; with ``longest``, frames
+    whose longer side is longer come reduced to it (``shown``).
 
     Output frame i shows the source frame on screen at time i/fps. When the source ends
     early, its last frame is repeated (``hold``: covers containers whose duration
@@ -98,7 +106,7 @@ def iter_frames(
     picture: Callable[[Any], np.ndarray] = _bgr
     for n, (frame, t_end) in enumerate(_timed_frames(path, skip_unreferenced=nearby)):
         if n == 0:
-            picture = shown(frame)
+            picture = shown(frame, longest)
         frame_bgr = None
         while produced < count and (produced / fps) < t_end:
             if produced % stride == 0:
@@ -117,19 +125,40 @@ def iter_frames(
         produced += 1
 
 
-def shown(first: Any) -> Callable[[Any], np.ndarray]:
+def shown(first: Any, longest: int | None = None) -> Callable[[Any], np.ndarray]:
     """How to convert the decoded frames of the stream whose first frame is ``first`` to
-    the BGR pictures players show.
+    the BGR pictures players show; with ``longest``, reduced (area average) to at most
+    that many pixels on their longer side (``reduced_size``).
 
     Phones store portrait video as landscape frames with a display matrix that turns (and
     for a mirrored selfie, flips) them on playback; players apply it, and so does this,
     the way FFmpeg's own ``autorotate`` does. HDR frames are tone-mapped (``ToneMap``).
     Both are read from the first frame only: a frame's side data holds the frame in a
-    reference cycle (``display_matrix``).
+    reference cycle (``display_matrix``). The reduction is made by FFmpeg's scaler in
+    the same pass as the conversion to BGR (or to the tone map's RGB), so a phone's 4K
+    frame is never held, nor converted, at full size: 2.7 ms a frame down to 720x1280,
+    against 8.7 ms for the full-size BGR alone.
     """
     matrix = display_matrix(first)
-    convert = ToneMap.for_frame(first) or _bgr
-    return lambda frame: orient(convert(frame), matrix)
+    size = reduced_size(first.width, first.height, longest)
+    tone = ToneMap.for_frame(first)
+    if tone is not None:
+        return lambda frame: orient(tone(frame, size), matrix)
+    if size is None:
+        return lambda frame: orient(_bgr(frame), matrix)
+    width, height = size
+    return lambda frame: orient(
+        frame.to_ndarray(format="bgr24", width=width, height=height, interpolation="AREA"), matrix
+    )
+
+
+def reduced_size(width: int, height: int, longest: int | None) -> tuple[int, int] | None:
+    """(width, height) scaled down to ``longest`` pixels on the longer side, each rounded
+    to an even number; None if the frame is no longer than that (or no ``longest``)."""
+    if longest is None or max(width, height) <= longest:
+        return None
+    scale = longest / max(width, height)
+    return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
 
 
 def upright(frame: Any) -> np.ndarray:
@@ -194,10 +223,15 @@ class ToneMap:
         transfer = getattr(frame, "color_trc", None)
         return cls(transfer) if transfer in (TRANSFER_PQ, TRANSFER_HLG) else None
 
-    def __call__(self, frame: Any) -> np.ndarray:
+    def __call__(self, frame: Any, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The SDR picture of ``frame``; reduced to ``size`` (width, height) first if given."""
         from service.engine import raster
 
-        signal = frame.to_ndarray(format="rgb48le")  # BT.2020 R'G'B', the frame's matrix and range
+        # BT.2020 R'G'B', the frame's matrix and range
+        if size is None:
+            signal = frame.to_ndarray(format="rgb48le")
+        else:
+            signal = frame.to_ndarray(format="rgb48le", width=size[0], height=size[1], interpolation="AREA")
         return raster.tone_map(signal, self._linear, self._matrix, self._code)
 
 

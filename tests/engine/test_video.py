@@ -7,6 +7,7 @@ import pathlib
 
 import av
 import numpy as np
+import pytest
 
 from service import engine
 from service.engine import driver, video
@@ -157,3 +158,64 @@ def test_the_performer_in_an_hdr_clip_is_tracked_as_in_sdr(
             found, plain = tracker.detect(frame), tracker.detect(original)
             assert found is not None and plain is not None
             assert np.abs(found[:, :2] - plain[:, :2]).mean() < 1.0
+
+
+def _reduced_matches(reduced: np.ndarray, full: np.ndarray, tolerance: float) -> None:
+    """``reduced`` is ``full`` brought down to its size by area averaging."""
+    import cv2
+
+    expected = cv2.resize(full, (reduced.shape[1], reduced.shape[0]), interpolation=cv2.INTER_AREA)
+    assert np.abs(reduced.astype(int) - expected).mean() < tolerance
+
+
+def test_frames_longer_than_asked_come_reduced_as_they_are_decoded(
+    reference: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """A phone's 4K frames are brought down in the decoder's own conversion: the
+    picture as shown (upright, tone-mapped), only smaller; frames no longer than asked
+    are untouched."""
+    full = list(video.iter_frames(reference, 24, 6))
+    small = list(video.iter_frames(reference, 24, 6, longest=128))
+    assert all(f.shape == (128, 128, 3) for f in small)
+    for a, b in zip(small, full, strict=True):
+        _reduced_matches(a, b, 2.0)
+    for same, b in zip(video.iter_frames(reference, 24, 6, longest=256), full, strict=True):
+        np.testing.assert_array_equal(same, b)
+    # Stored turned: reduced, then turned upright (the longer side is the shown height).
+    stored = clips.turned(reference, tmp_path / "turned.mp4", how=clips.QUARTER)
+    upright = next(video.iter_frames(stored, 24, 1))
+    turned_small = next(video.iter_frames(stored, 24, 1, longest=100))
+    assert turned_small.shape == (100, 100, 3)
+    _reduced_matches(turned_small, upright, 2.5)
+    # HDR: the tone map works on the reduced signal.
+    hdr = clips.hdr((frame[..., ::-1] for frame in full), tmp_path / "hdr.mp4", "hlg")
+    shown = list(video.iter_frames(hdr, 24, 6))
+    for a, b in zip(video.iter_frames(hdr, 24, 6, longest=128), shown, strict=True):
+        assert a.shape == (128, 128, 3)
+        _reduced_matches(a, b, 2.5)
+
+
+def test_a_reduced_size_keeps_the_shape_in_even_pixels() -> None:
+    assert video.reduced_size(3840, 2160, 1920) == (1920, 1080)
+    assert video.reduced_size(2160, 3840, 1920) == (1080, 1920)
+    assert video.reduced_size(1001, 777, 500) == (500, 388)
+    assert video.reduced_size(1920, 1080, 1920) is None and video.reduced_size(640, 480, None) is None
+
+
+def test_the_performer_is_tracked_on_reduced_frames_in_their_own_pixels(
+    reference: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver works on frames at most ``driver.LONGEST`` long: the landmarks, the
+    torso, the frame the mouth is taken from and the rest pose all come in the reduced
+    frame's pixels, and find the face where the full-size frames do."""
+    count = 24
+    full = list(driver.stream(reference, 24, count))
+    rest_full = driver.rest_pose(reference, 24, count)
+    monkeypatch.setattr(driver, "LONGEST", 128)
+    small = list(driver.stream(reference, 24, count))
+    rest_small = driver.rest_pose(reference, 24, count)
+    assert rest_full is not None and rest_small is not None
+    assert np.abs(rest_small.points[:, :2] * 2 - rest_full.points[:, :2]).mean() < 1.5
+    for a, b in zip(small, full, strict=True):
+        assert a.frame is not None and a.frame.shape == (128, 128, 3)
+        assert np.abs(a.points[:, :2] * 2 - b.points[:, :2]).mean() < 1.5
