@@ -208,7 +208,9 @@ class VideoCharacter:
         first_face = None
         first_frame = None
         with landmarks.FaceTracker(video=False) as tracker:
-            for i, frame in enumerate(video.iter_frames(path, fps, VIDEO_SEARCH_FRAMES)):
+            for i, frame in enumerate(
+                video.iter_frames(path, fps, VIDEO_SEARCH_FRAMES, cover=(width, height))
+            ):
                 step()
                 first_frame = frame
                 if i % 4 == 0:
@@ -259,7 +261,9 @@ class VideoCharacter:
         previous: np.ndarray | None = None  # the last analysed canvas
         shown: CharacterFrame | None = None  # the last frame yielded
         try:
-            frames = video.iter_frames(self._path, self._fps, self._count, hold=False)
+            frames = video.iter_frames(
+                self._path, self._fps, self._count, hold=False, cover=(self._w, self._h)
+            )
             for i, (frame, last) in enumerate(_marking_last(frames)):
                 canvas = framing.render(frame, self._framing)
                 if i % ANALYSE_EVERY and not last:

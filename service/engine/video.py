@@ -87,9 +87,11 @@ def iter_frames(
     stride: int = 1,
     nearby: bool = False,
     longest: int | None = None,
+    cover: tuple[int, int] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield ``count`` BGR frames of ``path`` sampled at ``fps``; with ``longest``, frames
-    whose longer side is longer come reduced to it (``shown``).
+    whose longer side is longer come reduced to it, with ``cover`` (width, height),
+    frames larger than needed to cover that come reduced to just cover it (``shown``).
 
     Output frame i shows the source frame on screen at time i/fps. When the source ends
     early, its last frame is repeated (``hold``: covers containers whose duration
@@ -106,7 +108,7 @@ def iter_frames(
     picture: Callable[[Any], np.ndarray] = _bgr
     for n, (frame, t_end) in enumerate(_timed_frames(path, skip_unreferenced=nearby)):
         if n == 0:
-            picture = shown(frame, longest)
+            picture = shown(frame, longest, cover)
         frame_bgr = None
         while produced < count and (produced / fps) < t_end:
             if produced % stride == 0:
@@ -125,10 +127,14 @@ def iter_frames(
         produced += 1
 
 
-def shown(first: Any, longest: int | None = None) -> Callable[[Any], np.ndarray]:
+def shown(
+    first: Any, longest: int | None = None, cover: tuple[int, int] | None = None
+) -> Callable[[Any], np.ndarray]:
     """How to convert the decoded frames of the stream whose first frame is ``first`` to
     the BGR pictures players show; with ``longest``, reduced (area average) to at most
-    that many pixels on their longer side (``reduced_size``).
+    that many pixels on their longer side (``reduced_size``); with ``cover`` (width,
+    height), to the smallest size that, scaled uniformly, still covers that canvas (a
+    character video: its framing then never has to enlarge it).
 
     Phones store portrait video as landscape frames with a display matrix that turns (and
     for a mirrored selfie, flips) them on playback; players apply it, and so does this,
@@ -140,6 +146,10 @@ def shown(first: Any, longest: int | None = None) -> Callable[[Any], np.ndarray]
     against 8.7 ms for the full-size BGR alone.
     """
     matrix = display_matrix(first)
+    if cover is not None:
+        wide, high = (first.height, first.width) if sideways(matrix) else (first.width, first.height)
+        covering = math.ceil(max(wide, high) * max(cover[0] / wide, cover[1] / high))
+        longest = covering if longest is None else min(longest, covering)
     size = reduced_size(first.width, first.height, longest)
     tone = ToneMap.for_frame(first)
     if tone is not None:

@@ -219,3 +219,46 @@ def test_the_performer_is_tracked_on_reduced_frames_in_their_own_pixels(
     for a, b in zip(small, full, strict=True):
         assert a.frame is not None and a.frame.shape == (128, 128, 3)
         assert np.abs(a.points[:, :2] * 2 - b.points[:, :2]).mean() < 1.5
+
+
+def test_frames_bigger_than_their_canvas_needs_come_reduced_to_just_cover_it(
+    short_character_video: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """A character video (a 4K clip for a 720p render) is decoded no larger than the
+    canvas needs: the smallest size that, scaled uniformly, covers it; one that only
+    just covers it, or is smaller, is untouched."""
+    full = next(video.iter_frames(short_character_video, 24, 1))  # 640x360
+    wide = next(video.iter_frames(short_character_video, 24, 1, cover=(320, 180)))
+    assert wide.shape == (180, 320, 3)
+    _reduced_matches(wide, full, 2.0)
+    tall = next(video.iter_frames(short_character_video, 24, 1, cover=(100, 300)))
+    assert tall.shape == (300, 534, 3)  # the height covers; the width follows the shape
+    for enough in ((640, 360), (1280, 720), (720, 1280)):
+        same = next(video.iter_frames(short_character_video, 24, 1, cover=enough))
+        np.testing.assert_array_equal(same, full)
+    # Stored turned (360 wide, 640 high): measured as shown (640 wide, 360 high).
+    stored = clips.turned(short_character_video, tmp_path / "turned.mp4", how=clips.QUARTER)
+    upright = next(video.iter_frames(stored, 24, 1))
+    reduced = next(video.iter_frames(stored, 24, 1, cover=(320, 180)))
+    assert upright.shape == (360, 640, 3) and reduced.shape == (180, 320, 3)
+    _reduced_matches(reduced, upright, 2.5)
+
+
+def test_a_character_video_larger_than_its_canvas_looks_the_same_reduced_as_decoded(
+    media: pathlib.Path, clip_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A character video twice the canvas's size, reduced as it is decoded, gives the
+    canvases and the face it gave decoded at full size and scaled by the framing."""
+    from service.engine import character
+
+    large = clips.cut(
+        media / "character_video.mp4", clip_dir / "character_large.mp4", 0.0, 0.5, size=(1280, 720)
+    )
+    count = 10
+    reduced = list(character.VideoCharacter(large, 640, 360, count, 24).frames())
+    full_size = video.shown
+    monkeypatch.setattr(video, "shown", lambda first, longest=None, cover=None: full_size(first, longest))
+    decoded_whole = list(character.VideoCharacter(large, 640, 360, count, 24).frames())
+    for a, b in zip(reduced, decoded_whole, strict=True):
+        assert np.abs(a.canvas.astype(int) - b.canvas).mean() < 1.5
+        assert np.abs(a.points[:, :2] - b.points[:, :2]).mean() < 0.3
