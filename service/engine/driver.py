@@ -28,8 +28,8 @@ from service.engine import contracts, landmarks, retarget, topology, torso, vide
 MIN_TRACKED = 0.5
 #: The reference's frames are worked on at most this long (px, longer side): a phone's
 #: 4K clip is reduced to 1920x1080 as it is decoded. Its 4K frames cost the tracking 55 ms
-#: each (converting, copying and scaling 25 MB for MediaPipe and the torso) and took
-#: a render to twice real time; the face mesh itself works on a 192 px crop, and the
+#: each (converting, copying and scaling 25 MB for MediaPipe and the torso), and an 8 s
+#: clip rendered at 1.8 times real time; the face mesh itself works on a 192 px crop, and the
 #: mouth interior is taken at well above the size the character shows it.
 LONGEST = 1920
 #: Frames sampled across the clip to choose the performer's rest expression.
