@@ -344,11 +344,11 @@ def unfold_mouth(base: np.ndarray, moved: np.ndarray) -> int:
     triangles = topology.mouth_triangles()
     flat = base[:, :2].astype(np.float64)
     offsets = moved[:, :2].astype(np.float64) - flat
-    before = _twice_areas(flat, triangles)
+    before = warp.signed_areas(flat[triangles])
     judged = np.abs(before) > UNFOLD_MIN_AREA
 
     def folded() -> np.ndarray:
-        return judged & (_twice_areas(flat + offsets, triangles) * np.sign(before) < 0)
+        return judged & (warp.signed_areas((flat + offsets)[triangles]) * np.sign(before) < 0)
 
     bad = folded()
     count = int(bad.sum())
@@ -369,12 +369,6 @@ def unfold_mouth(base: np.ndarray, moved: np.ndarray) -> int:
     if count:
         moved[:, :2] = (flat + offsets).astype(moved.dtype)
     return count
-
-
-def _twice_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Twice the signed area of each triangle (K, 3) of ``points`` (N, 2)."""
-    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
-    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
 
 
 @dataclasses.dataclass(frozen=True)

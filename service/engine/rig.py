@@ -62,20 +62,14 @@ class _BackgroundMesh:
         triangles if none has flipped or thinned too much on these points, else a new
         Delaunay triangulation (the costliest step of building a rig)."""
         if like is not None:
-            areas = _signed_areas(points[like.triangles])
+            areas = warp.signed_areas(points[like.triangles])
             if (areas * np.sign(like.areas) >= cls.KEEP_AREA * np.abs(like.areas)).all():
                 return like
         from scipy.spatial import Delaunay
 
         tri = Delaunay(points).simplices
         tri = tri[~(tri < n_inner).all(axis=1)]
-        return cls(tri, _signed_areas(points[tri]))
-
-
-def _signed_areas(tri: np.ndarray) -> np.ndarray:
-    """Twice the signed area of each (K, 3, 2) triangle."""
-    a, b = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
-    return a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+        return cls(tri, warp.signed_areas(points[tri]))
 
 
 class Rig:

@@ -48,6 +48,12 @@ def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
+def signed_areas(tri: np.ndarray) -> np.ndarray:
+    """Twice the signed area of each (K, 3, 2) triangle (its sign: which way it faces)."""
+    a, b = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    return a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+
+
 def triangle_affines(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-triangle affine maps dst -> src for (K, 3, 2) corner arrays.
 

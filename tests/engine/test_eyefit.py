@@ -9,7 +9,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from service.engine import character, eyefit, framing, retarget, rig, topology
+from service.engine import character, eyefit, framing, retarget, topology, warp
 
 EYES = topology.EYES
 
@@ -73,7 +73,7 @@ def test_a_drawn_eye_larger_than_the_contour_gets_its_contour_on_the_drawing(
     tri = topology.face_triangles()
 
     def areas(p: np.ndarray) -> np.ndarray:
-        return rig._signed_areas(p.astype(np.float64)[tri, :2])
+        return warp.signed_areas(p.astype(np.float64)[tri, :2])
 
     assert (np.sign(areas(fitted)) == np.sign(areas(points))).all()
     # Away from the eyes nothing moved.
