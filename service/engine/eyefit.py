@@ -22,6 +22,7 @@ still stays.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -264,6 +265,8 @@ class _EyeArea:
     """One eye of one frame: the box around it, and the skin filled in over it."""
 
     def __init__(self, out: np.ndarray, target: np.ndarray, lid: Lid) -> None:
+        import cv2
+
         eye = topology.EYES[lid.eye]
         inner, outer = (target[c, :2].astype(np.float64) for c in eye.corners)
         self.width = float(np.linalg.norm(outer - inner)) or 1.0
@@ -273,7 +276,8 @@ class _EyeArea:
         self.upper_arc = target[lid.upper_arc, :2].astype(np.float64)
         self.ring = np.vstack([self.upper_arc, target[lid.lower_arc[::-1], :2]]).astype(np.float64)
         self.feather = max(3, int(0.12 * self.width)) | 1
-        self._grow = _disc(self.feather // 2 * 2 + 1)
+        size = self.feather // 2 * 2 + 1
+        self._grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
         h, w = out.shape[:2]
         x0, y0 = np.floor(self.ring.min(axis=0)).astype(int) - self.feather
         x1, y1 = np.ceil(self.ring.max(axis=0)).astype(int) + self.feather + 1
@@ -303,17 +307,22 @@ class _EyeArea:
             share / 255
         )
 
+    @functools.cached_property
+    def whole(self) -> np.ndarray:
+        """The mask of everything inside the ring, reaching half a feather past it."""
+        return self.grow(self.fill(self.ring))
+
     def skin(self) -> np.ndarray:
-        """The box with everything inside the ring (and half a feather past it) filled
-        from the skin around it (the eye itself is no source for the fill), at half size:
-        the fill is smooth, and it costs a quarter."""
+        """The box with everything inside the ring (``whole``) filled from the skin
+        around it (the eye itself is no source for the fill), at half size: the fill is
+        smooth, and it costs a quarter."""
         import cv2
 
         h, w = self.box.shape[:2]
         size = (max(1, w // 2), max(1, h // 2))
         small = cv2.inpaint(
             cv2.resize(self.box, size, interpolation=cv2.INTER_AREA),
-            cv2.resize(self.grow(self.fill(self.ring)), size, interpolation=cv2.INTER_NEAREST),
+            cv2.resize(self.whole, size, interpolation=cv2.INTER_NEAREST),
             3,
             cv2.INPAINT_TELEA,
         )
@@ -441,7 +450,7 @@ class ShutEyes:
         # Not over the open eye (the lash stroke hides the edge).
         alpha[area.fill(np.vstack([area.lid, area.low[::-1]])) > 0] = 0
         if shut_share > 0:
-            np.maximum(alpha, area.soften(area.grow(area.fill(area.ring)), shut_share), out=alpha)
+            np.maximum(alpha, area.soften(area.whole, shut_share), out=alpha)
         alpha = alpha[..., None]
         box[:] = (skin * alpha + box * (1 - alpha) + 0.5).astype(np.uint8)
         # The lashes along the upper lid, over the seam with the open eye.
@@ -479,13 +488,6 @@ def _band(points: np.ndarray, k: int, upper_arc: np.ndarray) -> float:
     inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
     up = _eye_axes(inner, outer)[1]
     return float(points[upper_arc, :2].mean(axis=0) @ up - points[eye.upper, :2].mean(axis=0) @ up)
-
-
-def _disc(size: int) -> np.ndarray:
-    """An elliptical structuring element ``size`` px across."""
-    import cv2
-
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
 def _skin_below(
