@@ -164,6 +164,18 @@ CHEEKS = np.array([50, 101, 118, 280, 330, 347, 205, 425], dtype=np.int32)
 
 
 @functools.cache
+def _neighbours() -> dict[int, set[int]]:
+    """Each of the 468 face points' neighbours along the mesh's edges."""
+    from mediapipe.python.solutions import face_mesh_connections
+
+    neighbours: dict[int, set[int]] = collections.defaultdict(set)
+    for a, b in face_mesh_connections.FACEMESH_TESSELATION:
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    return dict(neighbours)  # cached: a plain dict, so a lookup never adds to it
+
+
+@functools.cache
 def face_triangles() -> np.ndarray:
     """The mesh triangles (K, 3) of the 468 face points, recovered from the edge list.
 
@@ -174,10 +186,7 @@ def face_triangles() -> np.ndarray:
     from mediapipe.python.solutions import face_mesh_connections
 
     edges = face_mesh_connections.FACEMESH_TESSELATION
-    neighbours: dict[int, set[int]] = collections.defaultdict(set)
-    for a, b in edges:
-        neighbours[a].add(b)
-        neighbours[b].add(a)
+    neighbours = _neighbours()
     cycles = set()
     for a, b in edges:
         for c in neighbours[a] & neighbours[b]:
@@ -210,11 +219,7 @@ def mouth_triangles() -> np.ndarray:
     triangle with a corner on the lips (their inner and outer edges and the points
     between, found by walking the mesh from the inner edge without crossing the outer)."""
     outer = {int(i) for i in OUTER_LIPS}
-    neighbours: dict[int, set[int]] = collections.defaultdict(set)
-    for a, b, c in face_triangles():
-        neighbours[int(a)] |= {int(b), int(c)}
-        neighbours[int(b)] |= {int(a), int(c)}
-        neighbours[int(c)] |= {int(a), int(b)}
+    neighbours = _neighbours()
     lips = {int(i) for i in INNER_LIPS}
     frontier = list(lips)
     while frontier:
