@@ -83,6 +83,12 @@ def _lost(found: int, count: int) -> contracts.EngineError:
     )
 
 
+def frame_size(width: int, height: int) -> tuple[int, int]:
+    """The size (width, height) of the frames the driver works on, for a reference of
+    ``width`` x ``height`` (``LONGEST``)."""
+    return video.reduced_size(width, height, LONGEST) or (width, height)
+
+
 def rest_pose(
     path: pathlib.Path, fps: int, count: int, step: Callable[[], None] = lambda: None, ahead: int = 1
 ) -> RestPose | None:

@@ -166,7 +166,7 @@ def _render(
     # scan. The scan (decoding the whole reference) runs on a thread meanwhile; progress
     # and cancellation callbacks are only ever called from this thread.
     prep_steps = iter(np.linspace(0.0, PREPARE_SHARE / 2, 40))
-    scan_w, scan_h = video.reduced_size(ref.width, ref.height, driver.LONGEST) or (ref.width, ref.height)
+    scan_w, scan_h = driver.frame_size(ref.width, ref.height)
     ahead = max(1, REST_AHEAD_BYTES // max(1, scan_w * scan_h * 3))
     with _RestScan(req.reference_path, fps, count, ahead) as scan:
         if req.character_type == "image":

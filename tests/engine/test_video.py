@@ -262,3 +262,10 @@ def test_a_character_video_larger_than_its_canvas_looks_the_same_reduced_as_deco
     for a, b in zip(reduced, decoded_whole, strict=True):
         assert np.abs(a.canvas.astype(int) - b.canvas).mean() < 1.5
         assert np.abs(a.points[:, :2] - b.points[:, :2]).mean() < 0.3
+
+
+def test_the_driver_says_what_size_it_works_on() -> None:
+    """What the render sizes the rest scan's read-ahead by: a 4K reference's frames are
+    worked on at 1920 px, smaller ones as they are."""
+    assert driver.frame_size(3840, 2160) == (1920, 1080) and driver.frame_size(2160, 3840) == (1080, 1920)
+    assert driver.frame_size(1280, 720) == (1280, 720) and driver.frame_size(1920, 1080) == (1920, 1080)
