@@ -35,6 +35,10 @@ from service.engine import (
 T = TypeVar("T")
 
 NO_FACE = "No human-like face was found in the character {kind}."
+NO_FACE_SOON = (
+    "No human-like face was found in the first {seconds:.1f} s of the character video (half of"
+    " what the render shows of it); the face must be visible for most of the clip."
+)
 #: A video character's eyes: how fast the remembered usual opening fades per frame (a
 #: long squint becomes the new usual) and the share of it below which an eye counts as
 #: closing and is re-opened from the last open view of it. A blink shuts in two or three
@@ -47,8 +51,12 @@ DETECT_MAX_SIDE = 1280
 #: A face narrower than this (px) in the reduced picture is looked at again in the
 #: full-size one.
 SMALL_FACE = 160
-#: How many opening frames of a character video may be searched for a face.
+#: A character video is searched for its face through the first half of what the
+#: render shows of it (its frames up to the reference's length), and at least this many
+#: frames; on every ``VIDEO_SEARCH_STRIDE``-th frame. Frames before the face is first
+#: seen (a title card, a fade in, a person walking into shot) are shown as they are.
 VIDEO_SEARCH_FRAMES = 24
+VIDEO_SEARCH_STRIDE = 4
 #: A video character's face and person mask are found on every this many frames and
 #: interpolated between (a second FaceMesh and a segmentation were a quarter of a video
 #: render's CPU). On the shared character video, faces interpolated over 3 frames are
@@ -194,7 +202,8 @@ class VideoCharacter:
         step: Callable[[], None] = lambda: None,
         duration_s: float | None = None,
     ) -> None:
-        """Find the face in the opening frames; ``step()`` runs between frames.
+        """Find the face, looking through the first half of what the render shows of the
+        video (``VIDEO_SEARCH_FRAMES`` at least); ``step()`` runs between the frames looked at.
         ``duration_s``: the video's length (default: its video stream's, by its header).
         Frames are kept for playing back only if it is shorter than ``count`` frames (or
         of unknown length), and from the first the turn back may reach by it, less a
@@ -205,20 +214,24 @@ class VideoCharacter:
         self._bounces = duration_s is None or duration_s * fps < count
         own = int(duration_s * fps) if duration_s is not None else 0
         self._keep_from = max(0, own - 1 - (count - own) - fps)
+        search = max(VIDEO_SEARCH_FRAMES, (count if duration_s is None else min(count, own)) // 2)
         first_face = None
         first_frame = None
+        searched = 0
         with landmarks.FaceTracker(video=False) as tracker:
-            for i, frame in enumerate(
-                video.iter_frames(path, fps, VIDEO_SEARCH_FRAMES, cover=(width, height))
+            for frame in video.iter_frames(
+                path, fps, search, hold=False, stride=VIDEO_SEARCH_STRIDE, cover=(width, height)
             ):
                 step()
+                searched += 1
                 first_frame = frame
-                if i % 4 == 0:
-                    first_face = tracker.detect(frame)
-                    if first_face is not None:
-                        break
+                first_face = tracker.detect(frame)
+                if first_face is not None:
+                    break
         if first_face is None or first_frame is None:
-            raise contracts.asset_invalid(NO_FACE.format(kind="video"))
+            if searched < -(-search // VIDEO_SEARCH_STRIDE):  # the video ended first
+                raise contracts.asset_invalid(NO_FACE.format(kind="video"))
+            raise contracts.asset_invalid(NO_FACE_SOON.format(seconds=search / fps))
         h, w = first_frame.shape[:2]
         self._framing = framing.choose(w, h, first_face, width, height)
         #: The sharp picture on the canvas, when it leaves bands beside it (None: covers).

@@ -8,6 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from service import engine
 from service.engine import character, landmarks, rig, topology
 from service.engine.character import _Look
 
@@ -721,3 +722,57 @@ def _mouth_width(points: np.ndarray) -> float:
     a, b = topology.MOUTH_OUTER_CORNERS
     eyes = float(np.linalg.norm(points[outer_r, :2] - points[outer_l, :2])) or 1.0
     return float(np.linalg.norm(points[a, :2] - points[b, :2])) / eyes
+
+
+def _late_face_video(media: pathlib.Path, dst: pathlib.Path, blank_s: float, face_s: float) -> pathlib.Path:
+    """``blank_s`` seconds of an empty grey frame (a title card), then ``face_s`` seconds
+    of the character video, 640x360 at 24 fps."""
+    from tests.engine import clips
+
+    faces = list(clips.frames(clips.cut(media / "character_video.mp4", dst.with_suffix(".src.mp4"), 0.0, face_s)))
+    import cv2
+
+    faces = [cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA) for f in faces]
+    blank = np.full((360, 640, 3), 90, np.uint8)
+    return clips.encode(dst, [blank] * round(blank_s * 24) + faces[: round(face_s * 24)], (640, 360), 24)
+
+
+def test_a_character_video_whose_face_shows_late_passes_through_until_then(
+    media: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """A title card before the person: the face is looked for past the opening second,
+    the frames before it show as they are, and the face is animated from where it shows."""
+    clip = _late_face_video(media, tmp_path / "late.mp4", 1.5, 2.0)
+    count = 84  # 3.5 s: half of what is shown of the 3.5 s video reaches past 1.5 s
+    frames = list(character.VideoCharacter(clip, 640, 360, count, 24).frames())
+    assert len(frames) == count
+    has_rig = [f.rig is not None for f in frames]
+    # The title card passes through up to the last frame analysed before the face shows
+    # (frames between that one and the next take the next one's face: a fade in).
+    step = character.ANALYSE_EVERY
+    assert not any(has_rig[: 36 // step * step - step + 1])
+    assert all(has_rig[36:])  # the face, from its first frame
+    assert all(float(f.canvas.std()) < 2 for f in frames[:36])  # (grey, as encoded)
+    assert all(float(f.canvas.std()) > 20 for f in frames[36:])
+
+
+def test_a_character_video_whose_face_shows_too_late_fails_naming_how_far_it_looked(
+    media: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    clip = _late_face_video(media, tmp_path / "late.mp4", 2.5, 1.0)
+    with pytest.raises(engine.EngineError) as err:
+        character.VideoCharacter(clip, 640, 360, 84, 24)
+    assert err.value.failure_code == "ASSET.INVALID"
+    assert err.value.message.startswith(
+        "No human-like face was found in the first 1.8 s of the character video"
+    )
+
+
+def test_a_character_video_with_no_face_anywhere_fails_as_having_none(tmp_path: pathlib.Path) -> None:
+    from tests.engine import clips
+
+    clip = clips.synthetic(tmp_path / "grey.mp4", 0.8, size=(640, 360))  # shorter than the search
+    with pytest.raises(engine.EngineError) as err:
+        character.VideoCharacter(clip, 640, 360, 84, 24)
+    assert err.value.failure_code == "ASSET.INVALID"
+    assert err.value.message == "No human-like face was found in the character video."
