@@ -12,8 +12,10 @@ prints one line to stderr and exits with 2.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
+import tempfile
 import time
 
 from service.engine import contracts
@@ -73,6 +75,25 @@ class _Bar:
             sys.stderr.write("\n")
 
 
+def _output_problem(out: pathlib.Path, inputs: list[pathlib.Path]) -> str | None:
+    """Why the render could not be written to ``out`` (None: it can), found before any
+    work is done: a render that fails at its last step for a typo in a path wastes it."""
+    if out.is_dir():
+        return f"--out {out} is a directory; give the file to write, such as {out / 'out.mp4'}"
+    parent = out.parent
+    if not parent.is_dir():
+        return f"--out {out}: the directory {parent} does not exist"
+    for path in inputs:
+        if out.exists() and path.exists() and os.path.samefile(out, path):
+            return f"--out {out} is one of the inputs; it would be overwritten"
+    try:  # the render is written next to its destination, then moved into place
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".callboard-check-"):
+            pass
+    except OSError as exc:
+        return f"--out {out}: cannot write in {parent} ({exc.strerror or exc})"
+    return None
+
+
 def main(argv: list[str]) -> int:
     """Entry point; returns the process exit code."""
     parser = _parser()
@@ -82,6 +103,10 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0) and 2
     if not 0 <= args.seed <= 0xFFFFFFFF:
         print("error: --seed must be between 0 and 4294967295", file=sys.stderr)
+        return 2
+    problem = _output_problem(args.out, [args.character, args.reference])
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
 
     from service.engine import assets, pipeline

@@ -59,3 +59,39 @@ def test_cli_rejects_unknown_ratio_with_exit_2(
     code = cli.main(["--character", "a.jpg", "--reference", "b.mp4", "--out", "c.mp4", "--ratio", "4:3"])
     assert code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["missing_dir", "a_directory", "read_only_dir", "an_input"])
+def test_cli_refuses_an_output_it_cannot_write_before_rendering(
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    from service.engine import pipeline
+
+    character, reference = tmp_path / "c.jpg", tmp_path / "r.mp4"
+    character.write_bytes(b"x")
+    reference.write_bytes(b"x")
+    expected = {
+        "missing_dir": (tmp_path / "nowhere" / "o.mp4", "the directory"),
+        "a_directory": (tmp_path, "is a directory"),
+        "read_only_dir": (tmp_path / "locked" / "o.mp4", "cannot write in"),
+        "an_input": (reference, "is one of the inputs"),
+    }
+    out, words = expected[where]
+    if where == "read_only_dir":
+        import tempfile
+
+        out.parent.mkdir()
+
+        def refuse(*_: object, **__: object) -> None:
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)  # (root may write anywhere)
+    monkeypatch.setattr(pipeline, "render", lambda *_, **__: pytest.fail("rendered"))
+    code = cli.main(["--character", str(character), "--reference", str(reference), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith(f"error: --out {out}") and words in err[0]
+    assert reference.read_bytes() == b"x"
