@@ -727,12 +727,12 @@ def _mouth_width(points: np.ndarray) -> float:
 def _late_face_video(media: pathlib.Path, dst: pathlib.Path, blank_s: float, face_s: float) -> pathlib.Path:
     """``blank_s`` seconds of an empty grey frame (a title card), then ``face_s`` seconds
     of the character video, 640x360 at 24 fps."""
-    from tests.engine import clips
-
-    faces = list(clips.frames(clips.cut(media / "character_video.mp4", dst.with_suffix(".src.mp4"), 0.0, face_s)))
     import cv2
 
-    faces = [cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA) for f in faces]
+    from tests.engine import clips
+
+    source = clips.cut(media / "character_video.mp4", dst.with_suffix(".src.mp4"), 0.0, face_s)
+    faces = [cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA) for f in clips.frames(source)]
     blank = np.full((360, 640, 3), 90, np.uint8)
     return clips.encode(dst, [blank] * round(blank_s * 24) + faces[: round(face_s * 24)], (640, 360), 24)
 
