@@ -101,16 +101,15 @@ def load_image(path: pathlib.Path) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise contracts.asset_invalid("The character image could not be decoded.")
-    if image.dtype != np.uint8:
-        image = (image / 257).astype(np.uint8)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
+    if image.ndim == 3 and image.shape[2] == 4:
+        if image.dtype != np.uint8:
+            image = (image / 257).astype(np.uint8)
         alpha = image[..., 3:4].astype(np.float32) / 255
         image = (image[..., :3] * alpha + 128 * (1 - alpha)).astype(np.uint8)
         # IMREAD_UNCHANGED skips EXIF rotation; PNG/WebP with alpha rarely carry it.
         return np.ascontiguousarray(image)
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)  # re-decode to apply EXIF orientation
+    # Re-decoded to apply EXIF orientation (grey pictures too), as 8-bit BGR.
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
 def find_face(image: np.ndarray) -> np.ndarray | None:

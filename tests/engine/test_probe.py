@@ -64,19 +64,21 @@ def _orientation(value: int, order: str = "<") -> bytes:
         (b"II*\x00\xff\xff\xff\xff", (300, 200)),  # a broken block is ignored
     ],
 )
+@pytest.mark.parametrize("grey", [False, True])
 def test_probe_reports_a_jpeg_as_shown_after_its_exif_orientation(
-    tmp_path: pathlib.Path, photo: np.ndarray, tiff: bytes, shown: tuple[int, int]
+    tmp_path: pathlib.Path, photo: np.ndarray, tiff: bytes, shown: tuple[int, int], grey: bool
 ) -> None:
     from service.engine import character
 
-    ok, encoded = cv2.imencode(".jpg", cv2.resize(photo, (300, 200)))
+    picture = cv2.resize(photo, (300, 200))
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY) if grey else picture)
     assert ok
     path = tmp_path / "oriented.jpg"
     path.write_bytes(_with_exif(encoded.tobytes(), tiff))
     info = engine.probe(path)
     assert (info.width, info.height) == shown
     decoded = character.load_image(path)
-    assert (decoded.shape[1], decoded.shape[0]) == shown  # as the engine decodes it
+    assert decoded.shape == (shown[1], shown[0], 3)  # as the engine decodes it, grey or not
 
 
 def test_probe_refuses_decompression_bomb_without_decoding(tmp_path: pathlib.Path) -> None:
