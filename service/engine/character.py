@@ -36,8 +36,8 @@ T = TypeVar("T")
 
 NO_FACE = "No human-like face was found in the character {kind}."
 NO_FACE_SOON = (
-    "No human-like face was found in the first {seconds:.1f} s of the character video (half of"
-    " what the render shows of it); the face must be visible for most of the clip."
+    "No human-like face was found in the first {seconds:.1f} s of the character video;"
+    " the face must be visible for most of the clip."
 )
 #: A video character's eyes: how fast the remembered usual opening fades per frame (a
 #: long squint becomes the new usual) and the share of it below which an eye counts as

@@ -77,15 +77,15 @@ class _Bar:
 
 def _output_problem(out: pathlib.Path, inputs: list[pathlib.Path]) -> str | None:
     """Why the render could not be written to ``out`` (None: it can), found before any
-    work is done: a render that fails at its last step for a typo in a path wastes it."""
+    work is done: the engine itself finds out only when it starts writing, after loading
+    its models and preparing the character, and reports an internal failure."""
     if out.is_dir():
         return f"--out {out} is a directory; give the file to write, such as {out / 'out.mp4'}"
     parent = out.parent
     if not parent.is_dir():
         return f"--out {out}: the directory {parent} does not exist"
-    for path in inputs:
-        if out.exists() and path.exists() and os.path.samefile(out, path):
-            return f"--out {out} is one of the inputs; it would be overwritten"
+    if out.exists() and any(path.exists() and os.path.samefile(out, path) for path in inputs):
+        return f"--out {out} is one of the inputs; it would be overwritten"
     try:  # the render is written next to its destination, then moved into place
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".callboard-check-"):
             pass
