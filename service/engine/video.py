@@ -154,12 +154,7 @@ def shown(
     tone = ToneMap.for_frame(first)
     if tone is not None:
         return lambda frame: orient(tone(frame, size), matrix)
-    if size is None:
-        return lambda frame: orient(_bgr(frame), matrix)
-    width, height = size
-    return lambda frame: orient(
-        frame.to_ndarray(format="bgr24", width=width, height=height, interpolation="AREA"), matrix
-    )
+    return lambda frame: orient(_pixels(frame, "bgr24", size), matrix)
 
 
 def reduced_size(width: int, height: int, longest: int | None) -> tuple[int, int] | None:
@@ -179,6 +174,16 @@ def upright(frame: Any) -> np.ndarray:
 
 def _bgr(frame: Any) -> np.ndarray:
     return frame.to_ndarray(format="bgr24")
+
+
+def _pixels(frame: Any, pixel_format: str, size: tuple[int, int] | None) -> np.ndarray:
+    """``frame`` as an array of ``pixel_format``, reduced (area average, by FFmpeg's
+    scaler in the same pass) to ``size`` (width, height) if given. Without a size the
+    plain conversion runs: the area flag at the frame's own size is not promised to
+    give the same pixels."""
+    if size is None:
+        return frame.to_ndarray(format=pixel_format)
+    return frame.to_ndarray(format=pixel_format, width=size[0], height=size[1], interpolation="AREA")
 
 
 #: FFmpeg's transfer characteristics of HDR video: PQ (SMPTE ST 2084) and HLG (ARIB STD-B67).
@@ -237,11 +242,7 @@ class ToneMap:
         """The SDR picture of ``frame``; reduced to ``size`` (width, height) first if given."""
         from service.engine import raster
 
-        # BT.2020 R'G'B', the frame's matrix and range
-        if size is None:
-            signal = frame.to_ndarray(format="rgb48le")
-        else:
-            signal = frame.to_ndarray(format="rgb48le", width=size[0], height=size[1], interpolation="AREA")
+        signal = _pixels(frame, "rgb48le", size)  # BT.2020 R'G'B', the frame's matrix and range
         return raster.tone_map(signal, self._linear, self._matrix, self._code)
 
 
