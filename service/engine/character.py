@@ -228,7 +228,7 @@ class VideoCharacter:
                 if first_face is not None:
                     break
         if first_face is None or first_frame is None:
-            if searched < -(-search // VIDEO_SEARCH_STRIDE):  # the video ended first
+            if searched < len(range(0, search, VIDEO_SEARCH_STRIDE)):  # the video ended first
                 raise contracts.asset_invalid(NO_FACE.format(kind="video"))
             raise contracts.asset_invalid(NO_FACE_SOON.format(seconds=search / fps))
         h, w = first_frame.shape[:2]
