@@ -335,6 +335,7 @@ class VideoCharacter:
             background=canvas,
             base=canvas,
             shut_eyes=self._lids,
+            eyeballs=composite.Eyeballs(canvas, points),
         )
 
 
@@ -521,6 +522,7 @@ class _Reel:
             background=canvas,
             base=canvas,
             shut_eyes=self._lids,
+            eyeballs=composite.Eyeballs(canvas, kept.points),
         )
 
 

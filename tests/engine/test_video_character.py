@@ -111,6 +111,36 @@ def test_a_short_character_video_plays_back_and_forth_from_the_frames_it_kept(
         assert shown.rig is not None and shown.rig.person_box == kept.rig.person_box
 
 
+def test_a_character_videos_eyeballs_turned_by_the_gaze_are_drawn_from_each_frames_own_eye(
+    short_character_video: pathlib.Path,
+) -> None:
+    """Every frame of a character video, played back from its kept frames too, carries
+    its own eyes out past their lids (``composite.Eyeballs``): shifted by the gaze, the
+    video's eyes showed their lid line inside the eye. At rest nothing changes, and an
+    eye is carried out only once it is drawn shifted."""
+    import dataclasses
+
+    from service.engine import pipeline, retarget, warp
+
+    char = character.VideoCharacter(short_character_video, 640, 360, 60, 24, duration_s=1.5)
+    frames = list(char.frames())
+    warper = warp.Warper(pipeline.MAP_DOWNSAMPLE)
+    for cf in (frames[10], frames[50]):  # its own, and one played back
+        assert cf.rig is not None and cf.eyeballs is not None
+        plain = dataclasses.replace(cf, eyeballs=None)
+        for gaze, differs in ((0.0, False), (6.0, True)):
+            target = retarget.TargetFace(
+                points=cf.points,
+                head=warp.IDENTITY,
+                gaze_px=np.full((2, 2), (gaze, 0.0)),
+                torso=warp.IDENTITY,
+            )
+            changed = pipeline._animate(cf, target, warper) != pipeline._animate(plain, target, warper)
+            assert changed.any() == differs
+            if not differs:
+                assert not cf.eyeballs._carried  # nothing made for eyes at rest
+
+
 def test_a_character_video_long_enough_keeps_no_frames(
     short_character_video: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -588,6 +618,25 @@ def test_an_eyeball_turned_by_the_gaze_shows_the_eye_not_its_lid_line_or_the_ski
 
         assert stray(warped[inner]) > 0.05  # shifted, the picture's lid line and skin show
         assert stray(out[inner]) < 0.01
+
+
+def test_an_eyes_picture_is_carried_out_from_its_nearest_pixel_inside_the_opening() -> None:
+    """Outside the opening each pixel takes the colour of the nearest one inside it
+    (softened), inside it the picture is kept as it is."""
+    from service.engine import composite
+
+    patch = np.zeros((40, 60, 3), dtype=np.uint8)
+    patch[:, :30] = (200, 40, 40)  # the opening's left half blue, its right half green
+    patch[:, 30:] = (40, 200, 40)
+    patch[:, 28:32] = (255, 255, 255)
+    inside = np.zeros((40, 60), dtype=np.uint8)
+    inside[15:25, 20:40] = 255
+    carried = composite._carry_out(patch, inside)
+    np.testing.assert_array_equal(carried[inside > 0], patch[inside > 0])
+    np.testing.assert_array_equal(carried[:, :15], np.broadcast_to((200, 40, 40), (40, 15, 3)))
+    np.testing.assert_array_equal(carried[:, 45:], np.broadcast_to((40, 200, 40), (40, 15, 3)))
+    assert (carried[:12, 29:31] > 200).all()  # the white stripe, carried straight up
+    assert (carried[28:, 29:31] > 200).all()  # and down
 
 
 def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_part(face: np.ndarray) -> None:
