@@ -335,7 +335,7 @@ class VideoCharacter:
             background=canvas,
             base=canvas,
             shut_eyes=self._lids,
-            eyeballs=composite.Eyeballs(canvas, points),
+            eyeballs=composite.Eyeballs(canvas, points, quick=True),
         )
 
 
@@ -522,7 +522,7 @@ class _Reel:
             background=canvas,
             base=canvas,
             shut_eyes=self._lids,
-            eyeballs=composite.Eyeballs(canvas, kept.points),
+            eyeballs=composite.Eyeballs(canvas, kept.points, quick=True),
         )
 
 
