@@ -437,8 +437,9 @@ class Eyeballs:
 
     def _carried_out(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Eye ``index``'s (picture carried out, its opening's inside mask, their origin on
-        the canvas), made the first time it is asked for: a character video's frames
-        are each used once, and most with the eyes near rest. None: pictured shut."""
+        the canvas), made the first time the gaze turns it: a character video's frame
+        is used once, and one whose eyes stay at rest never needs it. None: pictured
+        shut."""
         if index in self._carried:
             return self._carried[index]
         import cv2
