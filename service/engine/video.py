@@ -105,7 +105,7 @@ def iter_frames(
     """
     produced = 0
     last: np.ndarray | None = None
-    picture: Callable[[Any], np.ndarray] = _bgr
+    picture: Callable[[Any], np.ndarray]  # how this stream's frames are shown (its first says)
     for n, (frame, t_end) in enumerate(_timed_frames(path, skip_unreferenced=nearby)):
         if n == 0:
             picture = shown(frame, longest, cover)
@@ -170,10 +170,6 @@ def upright(frame: Any) -> np.ndarray:
     """A decoded ``av.VideoFrame`` (a stream's first, or its only one looked at) as the
     BGR picture players show (``shown``)."""
     return shown(frame)(frame)
-
-
-def _bgr(frame: Any) -> np.ndarray:
-    return frame.to_ndarray(format="bgr24")
 
 
 def _pixels(frame: Any, pixel_format: str, size: tuple[int, int] | None) -> np.ndarray:
