@@ -427,11 +427,10 @@ class Eyeballs:
     """
 
     def __init__(self, canvas: np.ndarray, points: np.ndarray, quick: bool = False) -> None:
-        """``canvas`` is read when an eye is first drawn shifted, so it must not change
-        after (a character frame's canvas does not); ``quick``: a character video's
-        frame, carried out the cheaper way (``_carry_out``)."""
-        self._canvas, self._quick = canvas, quick
-        self._rings = [points[eye.ring, :2].astype(np.float64) for eye in topology.EYES]
+        """``canvas`` and ``points`` are read when an eye is first drawn shifted, so they
+        must not change after (a character frame's do not); ``quick``: a character
+        video's frame, carried out the cheaper way (``_carry_out``)."""
+        self._canvas, self._points, self._quick = canvas, points, quick
         self._ends = [points[list(eye.corners), :2].astype(np.float64) for eye in topology.EYES]
         self._carried: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
 
@@ -445,7 +444,7 @@ class Eyeballs:
         import cv2
 
         h, w = self._canvas.shape[:2]
-        ring, ends = self._rings[index], self._ends[index]
+        ring, ends = self._points[topology.EYES[index].ring, :2].astype(np.float64), self._ends[index]
         reach = EYEBALL_MARGIN * float(np.linalg.norm(ends[1] - ends[0])) + 2
         box = warp.Roi.around(ring, reach, w, h, 1)
         patch = np.ascontiguousarray(self._canvas[box.slices])
