@@ -104,7 +104,7 @@ class Roi:
 def polygon_mask(
     shape: tuple[int, ...],
     poly: np.ndarray,
-    origin: Sequence[float],
+    origin: Sequence[float] | np.ndarray,
     *,
     quarter: bool = True,
     antialiased: bool = True,
