@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service import engine
-from service.engine import character, landmarks, rig, topology
+from service.engine import character, landmarks, rig, topology, warp
 from service.engine.character import _Look
 
 
@@ -511,8 +511,7 @@ def test_a_character_pictured_with_its_mouth_open_closes_it_with_the_performer(f
 
 
 def _twice_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    a, b, c = (points[triangles[:, k], :2].astype(np.float64) for k in range(3))
-    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    return warp.signed_areas(points[:, :2].astype(np.float64)[triangles])
 
 
 def test_closing_a_pictured_mouth_keeps_the_lower_lip_whole(face: np.ndarray) -> None:
