@@ -269,6 +269,22 @@ TEETH_GREYS = (60.0, 140.0)
 #: Below a character's own teeth (``MouthPainter.paint``'s ``own``), the share of the
 #: opening's height over which the mouth's dark cavity gives way to the performer's.
 OWN_TEETH_FADE = 0.5
+#: Below a character's own teeth, the performer's upper teeth are darkened too
+#: (``_upper_teeth``): where, in each column, the teeth must start, as a share of the
+#: opening's height below its top.
+UPPER_TEETH_START = 0.25
+#: ...and, where no dark gap ends them (teeth together), the span of the opening's
+#: height in which they meet the lower teeth or lip.
+UPPER_TEETH_MEET = (0.4, 0.9)
+#: ...where the column is darkest, if darker than this share of its run's mean grey; a
+#: column lit evenly down to the lip is all upper teeth.
+UPPER_TEETH_DIP = 0.8
+#: The mouth's cavity there is no lighter than this grey level: a performer grinning
+#: with all their teeth shows little that is dark, and the darkest of it lit a flat brown.
+CAVITY_GREY = 40.0
+#: The grey level (in the character's light) above which the interior counts as teeth
+#: there: the middle of ``TEETH_GREYS``; a tongue is darker.
+TEETH_SPLIT = sum(TEETH_GREYS) / 2
 
 
 def _light_colour(skin: np.ndarray) -> np.ndarray:
@@ -365,22 +381,70 @@ class MouthPainter:
     def _below_own_teeth(
         interior: np.ndarray, grey: np.ndarray, mask: np.ndarray, shown: np.ndarray, height: float
     ) -> np.ndarray:
-        """``interior`` darkened to the mouth's cavity next to the character's own opening
-        (``shown``), back to the performer's own over ``OWN_TEETH_FADE`` of the opening's
-        ``height``: under the character's upper teeth the mouth is open, and the
-        performer's upper teeth, reaching lower than the picture's, showed there as a
-        second row. Their lower teeth and tongue, toward the lower lip, still show."""
+        """``interior`` darkened to the mouth's cavity where it would show the performer's
+        upper teeth below the character's own (``shown``): under the character's upper
+        teeth the mouth is open. Their lower teeth and tongue, toward the lower lip, still
+        show.
+
+        Two things are darkened. Next to the character's opening, everything, back to the
+        performer's own over ``OWN_TEETH_FADE`` of the opening's ``height``. And, in each
+        column, the performer's upper teeth themselves (``_upper_teeth``): in a broad smile
+        they fill most of the opening, and past that fade their lower edge showed as a
+        second row of jagged teeth, dark gaps between, under the character's own.
+        """
         import cv2
 
-        inside = grey[..., 0][mask > 127]
-        if not len(inside):
+        inside = mask > 127
+        if not inside.any():
             return interior
-        dark = grey[..., 0] <= np.percentile(inside, 10)
-        cavity = interior[dark & (mask > 127)].mean(axis=0)
+        values = grey[..., 0]
+        cavity = interior[(values <= np.percentile(values[inside], 10)) & inside].mean(axis=0)
+        cavity *= min(1.0, CAVITY_GREY / max(float(cavity.mean()), 1.0))
         outside = np.where(shown >= 128, 0, 255).astype(np.uint8)
         depth = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
-        keep = warp.smoothstep(depth, 0.0, max(1.0, OWN_TEETH_FADE * height))[..., None]
+        keep = warp.smoothstep(depth, 0.0, max(1.0, OWN_TEETH_FADE * height))
+        upper = _upper_teeth(values, inside, height)
+        soft = cv2.GaussianBlur(upper.astype(np.float32), (3, 3), 0)
+        keep = np.minimum(keep, 1.0 - soft)[..., None]
         return cavity + (interior - cavity) * keep
+
+
+def _upper_teeth(grey: np.ndarray, inside: np.ndarray, height: float) -> np.ndarray:
+    """Where a mouth interior (``grey``, float32 (H, W)) shows its upper teeth (bool,
+    like ``inside``, the opening).
+
+    In each column, the run brighter than ``TEETH_SPLIT`` that starts within
+    ``UPPER_TEETH_START`` of the opening's ``height`` below its top (under the upper lip),
+    and two pixels past its end (the teeth's soft lower edge). The lower teeth, whose run
+    starts further down, are not included, nor a tongue or throat. A gap of a few pixels
+    between teeth, or of a pixel or two along a tooth's edge, does not end a run or keep
+    one from starting. A run that reaches the lower lip (teeth together in a grin, or the
+    lip as light as the teeth) ends where the column is darkest within ``UPPER_TEETH_MEET``
+    of its opening, the line where the teeth meet or where teeth end and lip begins, if
+    that is darker than the run by ``UPPER_TEETH_DIP``; otherwise at the lip.
+    """
+    import cv2
+
+    bright = ((grey > TEETH_SPLIT) & inside).astype(np.uint8)
+    lit = (cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((3, 5), np.uint8)) > 0) & inside
+    rows = np.arange(inside.shape[0])[:, None]
+    top = np.argmax(inside, axis=0)[None, :]
+    bottom = inside.shape[0] - np.argmax(inside[::-1], axis=0)[None, :]
+    near = lit & (rows >= top) & (rows <= top + max(2.0, UPPER_TEETH_START * height))
+    start = np.argmax(near, axis=0)[None, :]
+    end = np.argmax(~lit & (rows >= start), axis=0)[None, :]
+    end = np.where(end == 0, inside.shape[0], end)  # 0: lit to the last row
+    low, high = UPPER_TEETH_MEET
+    span = (rows >= top + low * (bottom - top)) & (rows <= top + high * (bottom - top))
+    across = cv2.blur(grey, (9, 1))  # the line runs across the mouth
+    meet = np.argmin(np.where(span, across, np.inf), axis=0)[None, :]
+    run = lit & (rows >= start)
+    typical = (grey * run).sum(axis=0) / np.maximum(run.sum(axis=0), 1)
+    dips = np.take_along_axis(across, meet, axis=0) < UPPER_TEETH_DIP * typical
+    end = np.where(end >= bottom, np.where(dips, meet + 1, bottom), end + 2)
+    upper = near.any(axis=0)[None, :] & (rows >= start) & (rows < end)
+    # A column between two teeth, dark from the lip down, is taken with its neighbours.
+    return (cv2.morphologyEx(upper.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((1, 5), np.uint8)) > 0) & inside
 
 
 #: How far past each eye's opening its eyeball picture reaches (``Eyeballs``), in eye

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service import engine
-from service.engine import character, landmarks, rig, topology, warp
+from service.engine import character, landmarks, retarget, rig, topology, warp
 from service.engine.character import _Look
 
 
@@ -643,19 +643,12 @@ def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_p
     A character pictured with its teeth showing (the shared photo) kept them under the
     driver's dark interior, and its mouth read as a black gap whenever the performer's
     lips parted; painted around them, its own teeth show, in its own light."""
-    import cv2
 
-    from service.engine import composite, retarget, warp
+    from service.engine import composite, retarget
 
-    shaper = rig.Rig(face, 1280, 720)
     upper, lower = topology.INNER_LIP_PAIRS[:, 0], topology.INNER_LIP_PAIRS[:, 1]
     opening = float((face[lower, 1] - face[upper, 1]).max())
-    points = face.copy()
-    points[lower, 1] += opening  # the performer opens twice as wide as the picture
-    target = retarget.TargetFace(
-        points=points, head=warp.IDENTITY, gaze_px=np.zeros((2, 2)), torso=warp.IDENTITY
-    )
-    own = shaper.own_mouth(target)
+    points, target, own = _opened_wider(face)
     ring = list(topology.INNER_LIPS)
     tops = [ring.index(i) for i in upper]
     bottoms = [ring.index(i) for i in lower]
@@ -664,10 +657,7 @@ def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_p
     assert (inset < 0).all() and (inset > -0.5 * opening).all()  # less the lower lip's edge
 
     # The picture's teeth are white; the driver's interior dark.
-    canvas = np.full((720, 1280, 3), (150, 170, 220), dtype=np.uint8)
-    cv2.fillPoly(canvas, [np.round(face[topology.INNER_LIPS, :2]).astype(np.int32)], (235, 235, 235))
-    driver_frame = np.full((720, 1280, 3), (150, 170, 220), dtype=np.uint8)
-    cv2.fillPoly(driver_frame, [np.round(points[topology.INNER_LIPS, :2]).astype(np.int32)], (20, 20, 60))
+    canvas, driver_frame = _own_teeth_frames(face, points)
     painter = composite.MouthPainter(np.array((150.0, 170.0, 220.0)), np.array((150.0, 170.0, 220.0)))
     out = canvas.copy()
     painter.paint(out, points, driver_frame, points, strength=1.0, own=own)
@@ -680,10 +670,9 @@ def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_p
     # and lower teeth show at its bottom: under the picture's teeth the mouth's dark
     # cavity shows, not a second row of upper teeth; the lower teeth still show.
     top, bottom = float(points[13, 1]), float(points[14, 1])
-    lips = np.zeros((720, 1280), dtype=np.uint8)
-    cv2.fillPoly(lips, [np.round(points[topology.INNER_LIPS, :2]).astype(np.int32)], (255,))
+    lips = _inside(points, (720, 1280))
     rows = np.arange(720)[:, None]
-    teeth = (lips > 0) & ((rows < top + 0.6 * (bottom - top)) | (rows > bottom - 0.12 * (bottom - top)))
+    teeth = lips & ((rows < top + 0.6 * (bottom - top)) | (rows > bottom - 0.12 * (bottom - top)))
     driver_frame[teeth] = (230, 230, 230)
     out = canvas.copy()
     painter.paint(out, points, driver_frame, points, strength=1.0, own=own)
@@ -702,6 +691,72 @@ def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_p
     out = canvas.copy()
     painter.paint(out, points, driver_frame, points, strength=1.0, own=None)
     assert out[teeth_y, x].min() > 180
+
+
+def test_a_performers_upper_teeth_never_show_under_a_characters_own(face: np.ndarray) -> None:
+    """In a broad smile the performer's upper teeth fill most of their opening. Past the
+    dark fade under the character's own teeth their lower edge showed as a second row of
+    jagged teeth, dark gaps between; and with the teeth together, the grin's lower teeth
+    must still show."""
+    from service.engine import composite
+
+    points, _, own = _opened_wider(face)
+    assert own is not None
+    canvas, driver_frame = _own_teeth_frames(face, points)
+    painter = composite.MouthPainter(np.array((150.0, 170.0, 220.0)), np.array((150.0, 170.0, 220.0)))
+    top, bottom = float(points[13, 1]), float(points[14, 1])
+    x = int(round(face[13, 0]))
+
+    def at(share: float) -> np.ndarray:
+        return out[int(round(top + share * (bottom - top))), x - 12 : x + 13]
+
+    lips = _inside(points, driver_frame.shape[:2])
+    rows, cols = np.mgrid[: lips.shape[0], : lips.shape[1]]
+    # Upper teeth to 85 % of the opening, a dark gap between each two, then dark.
+    teeth = lips & (rows < top + 0.85 * (bottom - top)) & (cols % 9 != 0)
+    driver_frame[teeth] = (230, 230, 230)
+    out = canvas.copy()
+    painter.paint(out, points, driver_frame, points, strength=1.0, own=own)
+    assert at(0.78).max() < 90
+
+    # Teeth together: upper teeth to 60 %, a grey line, the lower teeth to the lip.
+    driver_frame[lips] = (230, 230, 230)
+    driver_frame[lips & (np.abs(rows - (top + 0.6 * (bottom - top))) < 1)] = (110, 110, 110)
+    out = canvas.copy()
+    painter.paint(out, points, driver_frame, points, strength=1.0, own=own)
+    assert at(0.55).max() < 70  # the mouth's dark under the character's own teeth
+    assert at(0.9).min() > 180  # the lower teeth, from where the teeth meet
+
+
+def _opened_wider(face: np.ndarray) -> tuple[np.ndarray, retarget.TargetFace, np.ndarray | None]:
+    """The picture's landmarks with the lips parted twice as wide, the target face they
+    make, and where it shows the picture's own opening (``Rig.own_mouth``)."""
+    upper, lower = topology.INNER_LIP_PAIRS[:, 0], topology.INNER_LIP_PAIRS[:, 1]
+    points = face.copy()
+    points[lower, 1] += float((face[lower, 1] - face[upper, 1]).max())
+    target = retarget.TargetFace(
+        points=points, head=warp.IDENTITY, gaze_px=np.zeros((2, 2)), torso=warp.IDENTITY
+    )
+    return points, target, rig.Rig(face, 1280, 720).own_mouth(target)
+
+
+def _inside(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Where ``points``' inner lips enclose (bool, ``shape``)."""
+    import cv2
+
+    lips = np.zeros(shape, dtype=np.uint8)
+    cv2.fillPoly(lips, [np.round(points[topology.INNER_LIPS, :2]).astype(np.int32)], (255,))
+    return lips > 0
+
+
+def _own_teeth_frames(face: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A 1280x720 picture whose opening (at ``face``) shows white teeth, and a driver
+    frame whose opening (at ``points``) is dark, both on the same skin."""
+    canvas = np.full((720, 1280, 3), (150, 170, 220), dtype=np.uint8)
+    canvas[_inside(face, canvas.shape[:2])] = (235, 235, 235)
+    driver_frame = np.full((720, 1280, 3), (150, 170, 220), dtype=np.uint8)
+    driver_frame[_inside(points, driver_frame.shape[:2])] = (20, 20, 60)
+    return canvas, driver_frame
 
 
 def test_the_painted_teeth_lose_the_drivers_light_colour_and_the_tongue_keeps_its_own(
