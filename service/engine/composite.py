@@ -452,6 +452,9 @@ def _upper_teeth(grey: np.ndarray, inside: np.ndarray, height: float) -> np.ndar
 EYEBALL_MARGIN = 0.3
 #: The eyeball's shift by the gaze (px) over which its carried-out picture fades in.
 EYEBALL_SHIFT = (0.5, 2.0)
+#: How much of an eye's width, from its inner corner, stays put as the eyeball turns
+#: (``Eyeballs._anchored``): the caruncle.
+CARUNCLE = 0.12
 #: Where each eye's corners are in its opening's outline (``topology.Eye.ring``).
 _RING_CORNERS = [[list(eye.ring).index(c) for c in eye.corners] for eye in topology.EYES]
 
@@ -525,8 +528,9 @@ class Eyeballs:
         return kept
 
     def paint(self, out: np.ndarray, eyes: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Draw each shifted eyeball's carried-out part into its opening in ``out`` (in
-        place); ``eyes``: each eye's opening and dst -> src affine (``Rig.eyeballs``)."""
+        """Draw each shifted eyeball into its opening in ``out`` (in place), its inner
+        corner held where it is (``_anchored``); ``eyes``: each eye's opening and dst ->
+        src affine (``Rig.eyeballs``)."""
         import cv2
 
         h, w = out.shape[:2]
@@ -536,23 +540,64 @@ class Eyeballs:
             lin = affine[:, :2]
             # How far the gaze shifts the eyeball: where the middle of its corners samples.
             middle = poly[corners].mean(axis=0)
-            shift = float(np.linalg.norm(lin @ middle + affine[:, 2] - ends.mean(axis=0)))
-            weight = float(warp.smoothstep(np.float64(shift), *EYEBALL_SHIFT))
+            moved = ends.mean(axis=0) - (lin @ middle + affine[:, 2])
+            weight = float(warp.smoothstep(np.float64(np.linalg.norm(moved)), *EYEBALL_SHIFT))
             if weight <= 0.0:
                 continue
             box = warp.Roi.around(poly, 1, w, h, 1)
             kept = self._carried_out(index)
             if kept is None or box.x1 - box.x0 < 2 or box.y1 - box.y0 < 2:
                 continue
-            ball, inside, origin = kept
-            to_ball = np.hstack([lin, (lin @ [box.x0, box.y0] + affine[:, 2] - origin)[:, None]])
-            size, how = (box.x1 - box.x0, box.y1 - box.y0), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-            pixels = cv2.warpAffine(ball, to_ball, size, flags=how, borderMode=cv2.BORDER_REPLICATE)
-            seen = cv2.warpAffine(inside, to_ball, size, flags=how, borderMode=cv2.BORDER_CONSTANT)
-            mask = warp.polygon_mask(seen.shape, poly, (box.x0, box.y0))
-            alpha = cv2.subtract(mask, seen).astype(np.float32)[..., None] * np.float32(weight / 255)
+            ball, _, origin = kept
+            ys, xs = np.mgrid[box.y0 : box.y1, box.x0 : box.x1].astype(np.float64)
+            gazed = np.stack([xs, ys], axis=-1) @ lin.T + affine[:, 2]  # where the warp sampled
+            at = self._anchored(index, gazed + moved, moved) - origin
+            pixels = cv2.remap(
+                ball,
+                at[..., 0].astype(np.float32),
+                at[..., 1].astype(np.float32),
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            mask = warp.polygon_mask(pixels.shape[:2], poly, (box.x0, box.y0))
+            alpha = mask.astype(np.float32)[..., None] * np.float32(weight / 255)
             region = out[box.slices]
             region[:] = (pixels * alpha + region * (1 - alpha) + 0.5).astype(np.uint8)
+
+    def _anchored(self, index: int, rest: np.ndarray, moved: np.ndarray) -> np.ndarray:
+        """Where in the picture each pixel of eye ``index`` samples, given where it would
+        at rest (``rest``, (..., 2)) and how far the gaze moves the sampling (``moved``).
+
+        The eyeball turns; the eye's inner corner (the pink caruncle, ``CARUNCLE`` of its
+        width) does not. Moved whole with the eyeball, the caruncle slid across the eye
+        and left a grey-mauve wedge at the corner, its own edge carried out. So the
+        corner samples where it is at rest; the iris and everything beyond it toward the
+        outer corner move with the gaze (past the opening, from its carried-out
+        picture); and the white between the caruncle and the iris stretches or squeezes
+        between them. Across the eye the gaze's shift grows over that same white. An
+        iris turned into the corner covers the caruncle rather than being cut by it.
+        """
+        inner, outer = self._ends[index]
+        width = float(np.linalg.norm(outer - inner)) or 1.0
+        along = (outer - inner) / width
+        shift = float(moved @ along) / width  # how far the eyeball moves, in eye widths
+        across = moved - along * (moved @ along)
+        t = (rest - inner) @ along / width
+        iris = self._points[topology.EYES[index].iris[1:], :2].astype(np.float64)
+        edge = float(((iris - inner) @ along).min()) / width  # the iris's inner edge at rest
+        seen = edge + shift  # where it shows
+        # Turned toward the corner, the iris covers the caruncle; and the corner is never
+        # so wide that the white it stretches is narrower than itself (a drawn eye's iris
+        # may reach close to the corner).
+        corner = max(0.0, min(CARUNCLE, seen, edge / 2))
+        if seen > corner + 1e-3:
+            span = np.clip((t - corner) / (seen - corner), 0.0, 1.0)
+            taken = np.where(t < seen, corner + span * (edge - corner), t - shift)
+        else:
+            span = (t > corner).astype(np.float64)
+            taken = t - shift * span
+        taken = np.where(t <= corner, t, taken)
+        return rest + ((taken - t)[..., None] * width) * along - span[..., None] * across
 
 
 def mouth_gap(points: np.ndarray) -> float:

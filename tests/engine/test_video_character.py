@@ -570,40 +570,10 @@ def test_an_eyeball_turned_by_the_gaze_shows_the_eye_not_its_lid_line_or_the_ski
     eye at rest is left as the warp draws it."""
     import cv2
 
-    from service.engine import composite, retarget, warp
-
-    skin, line = (150, 170, 220), (20, 20, 20)
-    canvas = np.full((512, 512, 3), skin, dtype=np.uint8)
-    for eye in topology.EYES:
-        ring = np.round(face[eye.ring, :2]).astype(np.int32)
-        opening = np.zeros((512, 512), dtype=np.uint8)
-        cv2.fillPoly(opening, [ring], (255,))
-        ball = np.full_like(canvas, 235)  # the white, and a brown iris
-        centre = tuple(int(v) for v in np.round(face[eye.iris[0], :2]))
-        cv2.circle(ball, centre, int(0.2 * np.ptp(face[eye.ring, 0])), (60, 110, 160), -1)
-        canvas[opening > 0] = ball[opening > 0]
-        cv2.polylines(canvas, [ring], True, line, 2)
-    shaper = rig.Rig(face, 512, 512)
-    balls = composite.Eyeballs(canvas, face)
-
-    def drawn(gaze: float) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-        target = retarget.TargetFace(
-            points=face, head=warp.IDENTITY, gaze_px=np.full((2, 2), (gaze, 0.0)), torso=warp.IDENTITY
-        )
-        eyes = shaper.eyeballs(target)
-        out = canvas.copy()
-        for poly, affine in eyes:  # the openings, as the warp draws them
-            pixels = cv2.warpAffine(canvas, affine, (512, 512), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-            hole = np.zeros((512, 512), dtype=np.uint8)
-            cv2.fillPoly(hole, [np.round(poly).astype(np.int32)], (255,))
-            out[hole > 0] = pixels[hole > 0]
-        warped = out.copy()
-        balls.paint(out, eyes)
-        return warped, out, eyes
-
-    warped, out, _ = drawn(0.0)
+    canvas = _eyes_picture(face)
+    warped, out, _ = _turned_eyes(face, canvas, (0.0, 0.0))
     assert np.array_equal(out, warped)  # at rest: the lid line stays where it is
-    warped, out, eyes = drawn(8.0)
+    warped, out, eyes = _turned_eyes(face, canvas, (8.0, 8.0))
     for poly, _ in eyes:
         hole = np.zeros((512, 512), dtype=np.uint8)
         cv2.fillPoly(hole, [np.round(poly).astype(np.int32)], (255,))
@@ -612,11 +582,86 @@ def test_an_eyeball_turned_by_the_gaze_shows_the_eye_not_its_lid_line_or_the_ski
         def stray(pixels: np.ndarray) -> float:  # share of lid line or skin
             px = pixels.astype(int)
             dark = px.max(axis=1) < 80
-            skin_like = np.abs(px - skin).max(axis=1) < 25
+            skin_like = np.abs(px - EYE_SKIN).max(axis=1) < 25
             return float((dark | skin_like).mean())
 
         assert stray(warped[inner]) > 0.05  # shifted, the picture's lid line and skin show
         assert stray(out[inner]) < 0.01
+
+
+def test_a_turned_eyeball_leaves_the_eyes_inner_corner_where_it_is(face: np.ndarray) -> None:
+    """Moved whole with the eyeball, the pink caruncle at an eye's inner corner slid
+    across the eye, and what it left behind at the corner was its own edge carried out,
+    a grey-mauve wedge. It stays at the corner; the white between it and the iris
+    stretches, and the iris moves with the gaze."""
+    canvas = _eyes_picture(face, caruncle=True)
+    away = 7.0  # px, each eyeball away from its inner corner
+    sides = [float(np.sign(face[eye.corners[1], 0] - face[eye.corners[0], 0])) for eye in topology.EYES]
+    _, out, _ = _turned_eyes(face, canvas, (away * sides[0], away * sides[1]))
+    pink = np.all(canvas == CARUNCLE_PINK, axis=-1)
+    assert np.abs(out[pink].astype(int) - CARUNCLE_PINK).mean() < 30  # still at the corner
+    for eye in topology.EYES:
+        inner, outer = face[eye.corners[0], :2].astype(float), face[eye.corners[1], :2].astype(float)
+        x, y = np.round(inner + 0.2 * (outer - inner)).astype(int)
+        assert out[y, x].min() > 200  # the white, not the caruncle's edge carried out
+        along = (outer - inner) / np.linalg.norm(outer - inner)
+        x, y = np.round(face[eye.iris[0], :2] + along * away).astype(int)
+        assert np.abs(out[y, x].astype(int) - EYE_IRIS).max() < 20  # the iris moved
+
+
+#: The skin, iris and caruncle colours of ``_eyes_picture`` (BGR).
+EYE_SKIN, EYE_IRIS, CARUNCLE_PINK = (150, 170, 220), (60, 110, 160), (150, 140, 225)
+
+
+def _eyes_picture(face: np.ndarray, caruncle: bool = False) -> np.ndarray:
+    """A 512x512 picture of ``face``'s eye openings: white, a brown iris, a dark lid line
+    around, skin outside; with ``caruncle``, a pink tenth of each eye at its inner corner."""
+    import cv2
+
+    canvas = np.full((512, 512, 3), EYE_SKIN, dtype=np.uint8)
+    for eye in topology.EYES:
+        ring = np.round(face[eye.ring, :2]).astype(np.int32)
+        opening = np.zeros((512, 512), dtype=np.uint8)
+        cv2.fillPoly(opening, [ring], (255,))
+        ball = np.full_like(canvas, 235)
+        centre = tuple(int(v) for v in np.round(face[eye.iris[0], :2]))
+        cv2.circle(ball, centre, int(0.2 * np.ptp(face[eye.ring, 0])), EYE_IRIS, -1)
+        if caruncle:
+            inner, outer = face[eye.corners[0], :2], face[eye.corners[1], :2]
+            xs = np.arange(512)[None, :] - inner[0]
+            ys = np.arange(512)[:, None] - inner[1]
+            along = (xs * (outer - inner)[0] + ys * (outer - inner)[1]) / float(np.sum((outer - inner) ** 2))
+            ball[along < 0.1] = CARUNCLE_PINK
+        canvas[opening > 0] = ball[opening > 0]
+        cv2.polylines(canvas, [ring], True, (20, 20, 20), 2)
+    return canvas
+
+
+def _turned_eyes(
+    face: np.ndarray, canvas: np.ndarray, gaze: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """``canvas``'s eyes with each eyeball's gaze shifted by ``gaze`` px along x: as the
+    warp draws them, then with ``Eyeballs`` painted over, and the openings."""
+    import cv2
+
+    from service.engine import composite
+
+    target = retarget.TargetFace(
+        points=face,
+        head=warp.IDENTITY,
+        gaze_px=np.array([[gaze[0], 0.0], [gaze[1], 0.0]]),
+        torso=warp.IDENTITY,
+    )
+    eyes = rig.Rig(face, 512, 512).eyeballs(target)
+    out = canvas.copy()
+    for poly, affine in eyes:  # the openings, as the warp draws them
+        pixels = cv2.warpAffine(canvas, affine, (512, 512), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        hole = np.zeros((512, 512), dtype=np.uint8)
+        cv2.fillPoly(hole, [np.round(poly).astype(np.int32)], (255,))
+        out[hole > 0] = pixels[hole > 0]
+    warped = out.copy()
+    composite.Eyeballs(canvas, face).paint(out, eyes)
+    return warped, out, eyes
 
 
 def test_an_eyes_picture_is_carried_out_from_its_nearest_pixel_inside_the_opening() -> None:
