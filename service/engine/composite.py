@@ -549,24 +549,29 @@ class Eyeballs:
             if kept is None or box.x1 - box.x0 < 2 or box.y1 - box.y0 < 2:
                 continue
             ball, _, origin = kept
-            ys, xs = np.mgrid[box.y0 : box.y1, box.x0 : box.x1].astype(np.float64)
-            gazed = np.stack([xs, ys], axis=-1) @ lin.T + affine[:, 2]  # where the warp sampled
-            at = self._anchored(index, gazed + moved, moved) - origin
-            pixels = cv2.remap(
-                ball,
-                at[..., 0].astype(np.float32),
-                at[..., 1].astype(np.float32),
-                cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
+            xs = np.arange(box.x0, box.x1, dtype=np.float32)[None, :]
+            ys = np.arange(box.y0, box.y1, dtype=np.float32)[:, None]
+            map_x, map_y = self._anchored(index, lin, affine[:, 2] + moved, xs, ys, moved, origin)
+            pixels = cv2.remap(ball, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             mask = warp.polygon_mask(pixels.shape[:2], poly, (box.x0, box.y0))
             alpha = mask.astype(np.float32)[..., None] * np.float32(weight / 255)
             region = out[box.slices]
             region[:] = (pixels * alpha + region * (1 - alpha) + 0.5).astype(np.uint8)
 
-    def _anchored(self, index: int, rest: np.ndarray, moved: np.ndarray) -> np.ndarray:
-        """Where in the picture each pixel of eye ``index`` samples, given where it would
-        at rest (``rest``, (..., 2)) and how far the gaze moves the sampling (``moved``).
+    def _anchored(
+        self,
+        index: int,
+        lin: np.ndarray,
+        offset: np.ndarray,
+        xs: np.ndarray,
+        ys: np.ndarray,
+        moved: np.ndarray,
+        origin: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where in eye ``index``'s carried-out picture each pixel (``xs`` (1, W), ``ys``
+        (H, 1)) samples (maps for ``cv2.remap``), given the dst -> src affine of the eye
+        at rest, ``lin`` and ``offset``, how far the gaze moves the sampling (``moved``,
+        px) and where the carried-out picture lies in the character's (``origin``).
 
         The eyeball turns; the eye's inner corner (the pink caruncle, ``CARUNCLE`` of its
         width) does not. Moved whole with the eyeball, the caruncle slid across the eye
@@ -582,7 +587,6 @@ class Eyeballs:
         along = (outer - inner) / width
         shift = float(moved @ along) / width  # how far the eyeball moves, in eye widths
         across = moved - along * (moved @ along)
-        t = (rest - inner) @ along / width
         iris = self._points[topology.EYES[index].iris[1:], :2].astype(np.float64)
         edge = float(((iris - inner) @ along).min()) / width  # the iris's inner edge at rest
         seen = edge + shift  # where it shows
@@ -590,14 +594,24 @@ class Eyeballs:
         # so wide that the white it stretches is narrower than itself (a drawn eye's iris
         # may reach close to the corner).
         corner = max(0.0, min(CARUNCLE, seen, edge / 2))
+        # Each pixel's place along the eye at rest (0 at the inner corner, 1 at the outer).
+        slope = lin.T @ along / width
+        t = slope[0] * xs + slope[1] * ys + np.float32((offset - inner) @ along / width)
         if seen > corner + 1e-3:
-            span = np.clip((t - corner) / (seen - corner), 0.0, 1.0)
-            taken = np.where(t < seen, corner + span * (edge - corner), t - shift)
+            span = np.minimum(np.maximum((t - corner) * np.float32(1 / (seen - corner)), 0), 1)
+            stretched = corner + span * np.float32(edge - corner) - t
+            along_shift = np.where(t < seen, stretched, np.float32(-shift))
         else:
-            span = (t > corner).astype(np.float64)
-            taken = t - shift * span
-        taken = np.where(t <= corner, t, taken)
-        return rest + ((taken - t)[..., None] * width) * along - span[..., None] * across
+            span = (t > corner).astype(np.float32)
+            along_shift = span * np.float32(-shift)
+        along_shift = np.where(t <= corner, np.float32(0), along_shift) * np.float32(width)
+        maps = []
+        for k in range(2):
+            rest = lin[k, 0] * xs + lin[k, 1] * ys + np.float32(offset[k] - origin[k])
+            maps.append(
+                (rest + along_shift * np.float32(along[k]) - span * np.float32(across[k])).astype(np.float32)
+            )
+        return maps[0], maps[1]
 
 
 def mouth_gap(points: np.ndarray) -> float:
