@@ -488,9 +488,9 @@ class Eyeballs:
     (``Rig.eyeballs``). Shifted far, the opening showed the picture's own lid line
     inside the eye, as a dark outline, and past it the skin, where the lashes should
     have been. Here the opening's own pixels, less its edge (the lid line), are carried
-    outward by inpainting from inside only; where a shifted eyeball would show the
-    picture from that edge or beyond, it is drawn from this instead. An eye at rest is
-    left as the warp draws it, lid line and all.
+    outward by inpainting from inside only, and a shifted eyeball is drawn from this
+    instead, over its whole opening, its inner corner held in place (``_anchored``). An
+    eye at rest is left as the warp draws it, lid line and all.
     """
 
     def __init__(self, canvas: np.ndarray, points: np.ndarray, quick: bool = False) -> None:
@@ -499,13 +499,12 @@ class Eyeballs:
         video's frame, carried out the cheaper way (``_carry_out``)."""
         self._canvas, self._points, self._quick = canvas, points, quick
         self._ends = [points[list(eye.corners), :2].astype(np.float64) for eye in topology.EYES]
-        self._carried: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
+        self._carried: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
 
-    def _carried_out(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Eye ``index``'s (picture carried out, its opening's inside mask, their origin on
-        the canvas), made the first time the gaze turns it: a character video's frame
-        is used once, and one whose eyes stay at rest never needs it. None: pictured
-        shut."""
+    def _carried_out(self, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Eye ``index``'s (picture carried out, its origin on the canvas), made the first
+        time the gaze turns it: a character video's frame is used once, and one whose
+        eyes stay at rest never needs it. None: pictured shut."""
         if index in self._carried:
             return self._carried[index]
         import cv2
@@ -519,11 +518,7 @@ class Eyeballs:
         inside = cv2.erode(inside, np.ones((5, 5), np.uint8)) if inside.size else inside
         kept = None  # an eye pictured shut: nothing to carry out
         if np.count_nonzero(inside) >= 12:
-            kept = (
-                _carry_out(patch, inside, self._quick),
-                inside,
-                np.array([box.x0, box.y0], dtype=np.float64),
-            )
+            kept = (_carry_out(patch, inside, self._quick), np.array([box.x0, box.y0], dtype=np.float64))
         self._carried[index] = kept
         return kept
 
@@ -548,7 +543,7 @@ class Eyeballs:
             kept = self._carried_out(index)
             if kept is None or box.x1 - box.x0 < 2 or box.y1 - box.y0 < 2:
                 continue
-            ball, _, origin = kept
+            ball, origin = kept
             xs = np.arange(box.x0, box.x1, dtype=np.float32)[None, :]
             ys = np.arange(box.y0, box.y1, dtype=np.float32)[:, None]
             map_x, map_y = self._anchored(index, lin, affine[:, 2] + moved, xs, ys, moved, origin)
