@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -430,7 +431,7 @@ def _upper_teeth(grey: np.ndarray, inside: np.ndarray, height: float) -> np.ndar
     rows = np.arange(inside.shape[0])[:, None]
     top = np.argmax(inside, axis=0)[None, :]
     bottom = inside.shape[0] - np.argmax(inside[::-1], axis=0)[None, :]
-    near = lit & (rows >= top) & (rows <= top + max(2.0, UPPER_TEETH_START * height))
+    near = lit & (rows <= top + max(2.0, UPPER_TEETH_START * height))  # lit: inside, so below top
     start = np.argmax(near, axis=0)[None, :]
     end = np.argmax(~lit & (rows >= start), axis=0)[None, :]
     end = np.where(end == 0, inside.shape[0], end)  # 0: lit to the last row
@@ -453,7 +454,7 @@ EYEBALL_MARGIN = 0.3
 #: The eyeball's shift by the gaze (px) over which its carried-out picture fades in.
 EYEBALL_SHIFT = (0.5, 2.0)
 #: How much of an eye's width, from its inner corner, stays put as the eyeball turns
-#: (``Eyeballs._anchored``): the caruncle.
+#: (``_anchored``): the caruncle.
 CARUNCLE = 0.12
 #: Where each eye's corners are in its opening's outline (``topology.Eye.ring``).
 _RING_CORNERS = [[list(eye.ring).index(c) for c in eye.corners] for eye in topology.EYES]
@@ -480,6 +481,17 @@ def _carry_out(patch: np.ndarray, inside: np.ndarray, quick: bool) -> np.ndarray
     return np.where(inside[..., None] > 0, patch, soft)
 
 
+class _TurnedEye(NamedTuple):
+    """What ``Eyeballs`` keeps of one eye once the gaze first turns it."""
+
+    ball: np.ndarray  # the picture around the eye, its opening carried out past its lids
+    origin: np.ndarray  # where ``ball`` lies on the canvas
+    inner: np.ndarray  # the inner corner on the canvas
+    along: np.ndarray  # unit vector from the inner corner to the outer
+    width: float  # between the corners, px
+    edge: float  # the iris's inner edge, in eye widths from the inner corner
+
+
 class Eyeballs:
     """Each eye's opening in the picture, carried out past its lids, for the eyeball to
     turn in.
@@ -499,12 +511,12 @@ class Eyeballs:
         video's frame, carried out the cheaper way (``_carry_out``)."""
         self._canvas, self._points, self._quick = canvas, points, quick
         self._ends = [points[list(eye.corners), :2].astype(np.float64) for eye in topology.EYES]
-        self._carried: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._carried: dict[int, _TurnedEye | None] = {}
 
-    def _carried_out(self, index: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Eye ``index``'s (picture carried out, its origin on the canvas), made the first
-        time the gaze turns it: a character video's frame is used once, and one whose
-        eyes stay at rest never needs it. None: pictured shut."""
+    def _carried_out(self, index: int) -> _TurnedEye | None:
+        """Eye ``index`` carried out, made the first time the gaze turns it: a character
+        video's frame is used once, and one whose eyes stay at rest never needs it. None:
+        pictured shut."""
         if index in self._carried:
             return self._carried[index]
         import cv2
@@ -518,7 +530,18 @@ class Eyeballs:
         inside = cv2.erode(inside, np.ones((5, 5), np.uint8)) if inside.size else inside
         kept = None  # an eye pictured shut: nothing to carry out
         if np.count_nonzero(inside) >= 12:
-            kept = (_carry_out(patch, inside, self._quick), np.array([box.x0, box.y0], dtype=np.float64))
+            inner, outer = ends
+            width = float(np.linalg.norm(outer - inner)) or 1.0
+            along = (outer - inner) / width
+            iris = self._points[topology.EYES[index].iris[1:], :2].astype(np.float64)
+            kept = _TurnedEye(
+                ball=_carry_out(patch, inside, self._quick),
+                origin=np.array([box.x0, box.y0], dtype=np.float64),
+                inner=inner,
+                along=along,
+                width=width,
+                edge=float(((iris - inner) @ along).min()) / width,
+            )
         self._carried[index] = kept
         return kept
 
@@ -536,77 +559,66 @@ class Eyeballs:
             # How far the gaze shifts the eyeball: where the middle of its corners samples.
             middle = poly[corners].mean(axis=0)
             moved = ends.mean(axis=0) - (lin @ middle + affine[:, 2])
-            weight = float(warp.smoothstep(np.float64(np.linalg.norm(moved)), *EYEBALL_SHIFT))
+            weight = float(warp.smoothstep(float(np.linalg.norm(moved)), *EYEBALL_SHIFT))
             if weight <= 0.0:
                 continue
             box = warp.Roi.around(poly, 1, w, h, 1)
             kept = self._carried_out(index)
             if kept is None or box.x1 - box.x0 < 2 or box.y1 - box.y0 < 2:
                 continue
-            ball, origin = kept
             xs = np.arange(box.x0, box.x1, dtype=np.float32)[None, :]
             ys = np.arange(box.y0, box.y1, dtype=np.float32)[:, None]
-            map_x, map_y = self._anchored(index, lin, affine[:, 2] + moved, xs, ys, moved, origin)
-            pixels = cv2.remap(ball, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            map_x, map_y = _anchored(kept, lin, affine[:, 2] + moved, xs, ys, moved)
+            pixels = cv2.remap(kept.ball, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             mask = warp.polygon_mask(pixels.shape[:2], poly, (box.x0, box.y0))
             alpha = mask.astype(np.float32)[..., None] * np.float32(weight / 255)
             region = out[box.slices]
             region[:] = (pixels * alpha + region * (1 - alpha) + 0.5).astype(np.uint8)
 
-    def _anchored(
-        self,
-        index: int,
-        lin: np.ndarray,
-        offset: np.ndarray,
-        xs: np.ndarray,
-        ys: np.ndarray,
-        moved: np.ndarray,
-        origin: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Where in eye ``index``'s carried-out picture each pixel (``xs`` (1, W), ``ys``
-        (H, 1)) samples (maps for ``cv2.remap``), given the dst -> src affine of the eye
-        at rest, ``lin`` and ``offset``, how far the gaze moves the sampling (``moved``,
-        px) and where the carried-out picture lies in the character's (``origin``).
 
-        The eyeball turns; the eye's inner corner (the pink caruncle, ``CARUNCLE`` of its
-        width) does not. Moved whole with the eyeball, the caruncle slid across the eye
-        and left a grey-mauve wedge at the corner, its own edge carried out. So the
-        corner samples where it is at rest; the iris and everything beyond it toward the
-        outer corner move with the gaze (past the opening, from its carried-out
-        picture); and the white between the caruncle and the iris stretches or squeezes
-        between them. Across the eye the gaze's shift grows over that same white. An
-        iris turned into the corner covers the caruncle rather than being cut by it.
-        """
-        inner, outer = self._ends[index]
-        width = float(np.linalg.norm(outer - inner)) or 1.0
-        along = (outer - inner) / width
-        shift = float(moved @ along) / width  # how far the eyeball moves, in eye widths
-        across = moved - along * (moved @ along)
-        iris = self._points[topology.EYES[index].iris[1:], :2].astype(np.float64)
-        edge = float(((iris - inner) @ along).min()) / width  # the iris's inner edge at rest
-        seen = edge + shift  # where it shows
-        # Turned toward the corner, the iris covers the caruncle; and the corner is never
-        # so wide that the white it stretches is narrower than itself (a drawn eye's iris
-        # may reach close to the corner).
-        corner = max(0.0, min(CARUNCLE, seen, edge / 2))
-        # Each pixel's place along the eye at rest (0 at the inner corner, 1 at the outer).
-        slope = lin.T @ along / width
-        t = slope[0] * xs + slope[1] * ys + np.float32((offset - inner) @ along / width)
-        if seen > corner + 1e-3:
-            span = np.minimum(np.maximum((t - corner) * np.float32(1 / (seen - corner)), 0), 1)
-            stretched = corner + span * np.float32(edge - corner) - t
-            along_shift = np.where(t < seen, stretched, np.float32(-shift))
-        else:
-            span = (t > corner).astype(np.float32)
-            along_shift = span * np.float32(-shift)
-        along_shift = np.where(t <= corner, np.float32(0), along_shift) * np.float32(width)
-        maps = []
-        for k in range(2):
-            rest = lin[k, 0] * xs + lin[k, 1] * ys + np.float32(offset[k] - origin[k])
-            maps.append(
-                (rest + along_shift * np.float32(along[k]) - span * np.float32(across[k])).astype(np.float32)
-            )
-        return maps[0], maps[1]
+def _anchored(
+    eye: _TurnedEye, lin: np.ndarray, offset: np.ndarray, xs: np.ndarray, ys: np.ndarray, moved: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where in ``eye``'s carried-out picture each pixel (``xs`` (1, W), ``ys`` (H, 1))
+    samples (maps for ``cv2.remap``), given the dst -> src affine of the eye at rest on
+    the canvas, ``lin`` and ``offset``, and how far the gaze moves the sampling
+    (``moved``, px).
+
+    The eyeball turns; the eye's inner corner (the pink caruncle, ``CARUNCLE`` of its
+    width) does not. Moved whole with the eyeball, the caruncle slid across the eye and
+    left a grey-mauve wedge at the corner, its own edge carried out. So the corner
+    samples where it is at rest; the iris and everything beyond it toward the outer
+    corner move with the gaze (past the opening, from its carried-out picture); and the
+    white between the caruncle and the iris stretches or squeezes between them. Across
+    the eye the gaze's shift grows over that same white. An iris turned into the corner
+    covers the caruncle rather than being cut by it.
+    """
+    along, width, edge = eye.along, eye.width, eye.edge
+    shift = float(moved @ along) / width  # how far the eyeball moves, in eye widths
+    across = moved - along * (moved @ along)
+    seen = edge + shift  # where the iris's inner edge shows
+    # Turned toward the corner, the iris covers the caruncle; and the corner is never so
+    # wide that the white it stretches is narrower than itself (a drawn eye's iris may
+    # reach close to the corner).
+    corner = max(0.0, min(CARUNCLE, seen, edge / 2))
+    # Each pixel's place along the eye at rest (0 at the inner corner, 1 at the outer).
+    slope = lin.T @ along / width
+    t = slope[0] * xs + slope[1] * ys + np.float32((offset - eye.inner) @ along / width)
+    if seen > corner + 1e-3:
+        span = np.minimum(np.maximum((t - corner) * np.float32(1 / (seen - corner)), 0), 1)
+        stretched = corner + span * np.float32(edge - corner) - t
+        along_shift = np.where(t < seen, stretched, np.float32(-shift))
+    else:
+        span = (t > corner).astype(np.float32)
+        along_shift = span * np.float32(-shift)
+    along_shift = np.where(t <= corner, np.float32(0), along_shift) * np.float32(width)
+    maps = []
+    for k in range(2):
+        rest = lin[k, 0] * xs + lin[k, 1] * ys + np.float32(offset[k] - eye.origin[k])
+        maps.append(
+            (rest + along_shift * np.float32(along[k]) - span * np.float32(across[k])).astype(np.float32)
+        )
+    return maps[0], maps[1]
 
 
 def mouth_gap(points: np.ndarray) -> float:

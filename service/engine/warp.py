@@ -42,9 +42,10 @@ def invert_affine(affine: np.ndarray) -> np.ndarray:
     return np.hstack([lin, (-lin @ affine[:, 2])[:, None]])
 
 
-def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """0 below ``lo``, 1 above ``hi``, and a smooth (C1) ramp between."""
-    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+def smoothstep(x: np.ndarray | float, lo: float, hi: float) -> np.ndarray:
+    """0 below ``lo``, 1 above ``hi``, and a smooth (C1) ramp between (a 0-d array for a
+    number)."""
+    t = np.clip((np.asarray(x) - lo) / (hi - lo), 0.0, 1.0)
     return t * t * (3 - 2 * t)
 
 
