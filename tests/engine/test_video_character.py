@@ -575,8 +575,7 @@ def test_an_eyeball_turned_by_the_gaze_shows_the_eye_not_its_lid_line_or_the_ski
     assert np.array_equal(out, warped)  # at rest: the lid line stays where it is
     warped, out, eyes = _turned_eyes(face, canvas, (8.0, 8.0))
     for poly, _ in eyes:
-        hole = np.zeros((512, 512), dtype=np.uint8)
-        cv2.fillPoly(hole, [np.round(poly).astype(np.int32)], (255,))
+        hole = _filled(poly, (512, 512)).astype(np.uint8)
         inner = cv2.erode(hole, np.ones((5, 5), np.uint8)) > 0
 
         def stray(pixels: np.ndarray) -> float:  # share of lid line or skin
@@ -621,8 +620,7 @@ def _eyes_picture(face: np.ndarray, caruncle: bool = False) -> np.ndarray:
     canvas = np.full((512, 512, 3), EYE_SKIN, dtype=np.uint8)
     for eye in topology.EYES:
         ring = np.round(face[eye.ring, :2]).astype(np.int32)
-        opening = np.zeros((512, 512), dtype=np.uint8)
-        cv2.fillPoly(opening, [ring], (255,))
+        opening = _filled(ring, (512, 512))
         ball = np.full_like(canvas, 235)
         centre = tuple(int(v) for v in np.round(face[eye.iris[0], :2]))
         cv2.circle(ball, centre, int(0.2 * np.ptp(face[eye.ring, 0])), EYE_IRIS, -1)
@@ -632,7 +630,7 @@ def _eyes_picture(face: np.ndarray, caruncle: bool = False) -> np.ndarray:
             ys = np.arange(512)[:, None] - inner[1]
             along = (xs * (outer - inner)[0] + ys * (outer - inner)[1]) / float(np.sum((outer - inner) ** 2))
             ball[along < 0.1] = CARUNCLE_PINK
-        canvas[opening > 0] = ball[opening > 0]
+        canvas[opening] = ball[opening]
         cv2.polylines(canvas, [ring], True, (20, 20, 20), 2)
     return canvas
 
@@ -656,9 +654,8 @@ def _turned_eyes(
     out = canvas.copy()
     for poly, affine in eyes:  # the openings, as the warp draws them
         pixels = cv2.warpAffine(canvas, affine, (512, 512), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-        hole = np.zeros((512, 512), dtype=np.uint8)
-        cv2.fillPoly(hole, [np.round(poly).astype(np.int32)], (255,))
-        out[hole > 0] = pixels[hole > 0]
+        hole = _filled(poly, (512, 512))
+        out[hole] = pixels[hole]
     warped = out.copy()
     composite.Eyeballs(canvas, face).paint(out, eyes)
     return warped, out, eyes
@@ -787,11 +784,16 @@ def _opened_wider(face: np.ndarray) -> tuple[np.ndarray, retarget.TargetFace, np
 
 def _inside(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Where ``points``' inner lips enclose (bool, ``shape``)."""
+    return _filled(points[topology.INNER_LIPS, :2], shape)
+
+
+def _filled(poly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Where the polygon ``poly`` (N, 2), rounded to whole pixels, covers (bool, ``shape``)."""
     import cv2
 
-    lips = np.zeros(shape, dtype=np.uint8)
-    cv2.fillPoly(lips, [np.round(points[topology.INNER_LIPS, :2]).astype(np.int32)], (255,))
-    return lips > 0
+    mask = np.zeros(shape, dtype=np.uint8)
+    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], (255,))
+    return mask > 0
 
 
 def _own_teeth_frames(face: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
