@@ -283,6 +283,23 @@ UPPER_TEETH_DIP = 0.8
 #: The mouth's cavity there is no lighter than this grey level: a performer grinning
 #: with all their teeth shows little that is dark, and the darkest of it lit a flat brown.
 CAVITY_GREY = 40.0
+#: Where the performer's upper teeth reach below the character's own (a broad smile),
+#: the character's own teeth are drawn longer to meet them (``_grown_teeth``), up to
+#: this many times the height its own opening shows them at...
+TEETH_GROW_MAX = 2.0
+#: ...the reach of the performer's teeth taken as the median over this share of the
+#: mouth's width (the ends of the teeth are a smooth line; gaps between them are not).
+TEETH_REACH_SPAN = 0.15
+#: Only the columns of the character's opening that show its teeth grow: a pixel there
+#: is teeth up to the first colourfulness (max - min channel, as a share of its grey),
+#: lip from the second (the photo's shaded teeth 0.26-0.45, its lips 0.65-1.2), and no
+#: darker than the first share of the opening's brightest grey, nor teeth below the
+#: second. A column grows by the share of its pixels that are teeth, from the first
+#: ``OWN_TEETH_SHARE`` to the second: the opening's pointed ends show lip, which grown
+#: made a red wedge beside the teeth.
+OWN_TEETH_CHROMA = (0.45, 0.65)
+OWN_TEETH_GREY = (0.4, 0.6)
+OWN_TEETH_SHARE = (0.3, 0.7)
 #: The grey level (in the character's light) above which the interior counts as teeth
 #: there: the middle of ``TEETH_GREYS``; a tongue is darker.
 TEETH_SPLIT = sum(TEETH_GREYS) / 2
@@ -341,7 +358,10 @@ class MouthPainter:
         ``strength`` (0..1) fades the fill in as the driver's lips part. ``own`` (N, 2):
         where the warp shows the character's own mouth opening (``Rig.own_mouth``), left
         as it is: a character pictured smiling with its teeth shows its own teeth, in its
-        own light, and only the rest of the opening is filled.
+        own light, and only the rest of the opening is filled. Where the performer's
+        upper teeth reach further down, the character's are drawn longer to meet them
+        (``_grown_teeth``), and what they do not reach of the performer's is darkened
+        (``_below_own_teeth``).
         """
         import cv2
 
@@ -369,45 +389,124 @@ class MouthPainter:
         white = grey * self._white
         interior = white + (interior - white) * (1.0 - np.float32(1.0 - TEETH_CHROMA) * bright)
         mask = warp.polygon_mask((y1 - y0, x1 - x0), poly_dst, (x0, y0))
-        if own is not None:
-            shown = warp.polygon_mask(mask.shape, own, (x0, y0))
-            if shown.any():
-                interior = self._below_own_teeth(interior, grey, mask, shown, float(np.ptp(poly_dst[:, 1])))
-            mask = cv2.subtract(mask, shown)
-        alpha = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] * (strength / 255)
         region = out[y0:y1, x0:x1]
+        opening = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None]
+        alpha = opening * (strength / 255)
+        shown = None if own is None else warp.polygon_mask(mask.shape, own, (x0, y0))
+        if shown is not None and shown.any() and (mask > 127).any():
+            inside = mask > 127
+            height = float(np.ptp(poly_dst[:, 1]))
+            upper = _upper_teeth(grey[..., 0], inside, height)
+            teeth, grown = _grown_teeth(region, shown > 127, upper, inside, strength)
+            interior = self._below_own_teeth(interior, grey, inside, shown, upper, height)
+            interior += (grown - interior) * teeth[..., None]
+            alpha = np.maximum(alpha, opening * teeth[..., None] / 255)  # the teeth drawn whole
+        elif shown is not None:
+            alpha *= 1 - cv2.GaussianBlur(shown, (3, 3), 0).astype(np.float32)[..., None] / 255
         region[:] = np.clip(interior * alpha + region * (1 - alpha), 0, 255).astype(np.uint8)
 
     @staticmethod
     def _below_own_teeth(
-        interior: np.ndarray, grey: np.ndarray, mask: np.ndarray, shown: np.ndarray, height: float
+        interior: np.ndarray,
+        grey: np.ndarray,
+        inside: np.ndarray,
+        shown: np.ndarray,
+        upper: np.ndarray,
+        height: float,
     ) -> np.ndarray:
         """``interior`` darkened to the mouth's cavity where it would show the performer's
-        upper teeth below the character's own (``shown``): under the character's upper
-        teeth the mouth is open. Their lower teeth and tongue, toward the lower lip, still
-        show.
+        upper teeth below the character's own (``shown``: the character's own opening):
+        under the character's upper teeth the mouth is open. Their lower teeth and tongue,
+        toward the lower lip, still show.
 
         Two things are darkened. Next to the character's opening, everything, back to the
-        performer's own over ``OWN_TEETH_FADE`` of the opening's ``height``. And, in each
-        column, the performer's upper teeth themselves (``_upper_teeth``): in a broad smile
-        they fill most of the opening, and past that fade their lower edge showed as a
-        second row of jagged teeth, dark gaps between, under the character's own.
+        performer's own over ``OWN_TEETH_FADE`` of the opening's ``height``. And the
+        performer's upper teeth themselves (``upper``, from ``_upper_teeth``): past the
+        fade their lower edge showed as a second row of jagged teeth, dark gaps between,
+        under the character's own. ``_grown_teeth`` then draws the character's teeth over
+        as much of them as it can.
         """
         import cv2
 
-        inside = mask > 127
-        if not inside.any():
-            return interior
         values = grey[..., 0]
         cavity = interior[(values <= np.percentile(values[inside], 10)) & inside].mean(axis=0)
         cavity *= min(1.0, CAVITY_GREY / max(float(cavity.mean()), 1.0))
         outside = np.where(shown >= 128, 0, 255).astype(np.uint8)
         depth = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
         keep = warp.smoothstep(depth, 0.0, max(1.0, OWN_TEETH_FADE * height))
-        upper = _upper_teeth(values, inside, height)
         soft = cv2.GaussianBlur(upper.astype(np.float32), (3, 3), 0)
         keep = np.minimum(keep, 1.0 - soft)[..., None]
         return cavity + (interior - cavity) * keep
+
+
+def _grown_teeth(
+    picture: np.ndarray, own: np.ndarray, upper: np.ndarray, inside: np.ndarray, share: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The character's own teeth, drawn down as far as the performer's upper teeth reach.
+
+    ``picture`` (H, W, 3): the mouth's box as the warp drew it, the character's own
+    opening (``own``, bool) showing its teeth; ``upper``: where the performer's upper
+    teeth show (``_upper_teeth``) in the opening ``inside``. Returns where the
+    character's teeth now show (float32 0..1, soft along their new lower edge) and the
+    box with them drawn (float32).
+
+    In a broad smile the performer shows more of their upper teeth than the picture
+    shows of the character's: the picture's teeth were kept and the rest darkened, and
+    the character grinned with a dark hole under short teeth. Now each column of the
+    character's opening is stretched down, from under its upper lip, to the reach of the
+    performer's teeth: their median over ``TEETH_REACH_SPAN`` of the mouth's width, at
+    most ``TEETH_GROW_MAX`` times the column's own height (so the corners, where the
+    picture shows little, grow little), and short of the lower lip; ``share`` of the way
+    (the painter's strength, as the performer's lips part).
+    """
+    import cv2
+
+    h, w = own.shape
+    cols = own.any(axis=0)
+    if not cols.any():
+        return np.zeros(own.shape, dtype=np.float32), picture.astype(np.float32)
+    top = np.argmax(own, axis=0)
+    bottom = h - np.argmax(own[::-1], axis=0)  # exclusive
+    tall = np.where(cols, bottom - top, 0)
+    reach = np.where(upper.any(axis=0), h - np.argmax(upper[::-1], axis=0), 0)
+    longer = np.clip(reach - bottom, 0, 255) * cols
+    span = max(3, int(TEETH_REACH_SPAN * int(cols.sum()))) | 1
+    longer = _running_median(longer.astype(np.float32), span)
+    longer = cv2.GaussianBlur(longer[None, :], (span, 1), 0)[0]
+    floor = h - np.argmax(inside[::-1], axis=0) - 1  # the lower lip's edge, exclusive
+    longer = np.clip(np.minimum(longer, (TEETH_GROW_MAX - 1) * tall), 0, np.maximum(floor - bottom, 0))
+    longer *= cv2.GaussianBlur(_teeth_columns(picture, own)[None, :], (span, 1), 0)[0]
+    longer *= cols * np.float32(share)
+    end = bottom + longer
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    teeth = np.clip(end[None, :] - rows, 0.0, 1.0) * ((rows >= top[None, :]) & cols[None, :])
+    scale = tall / np.maximum(end - top, 1.0)
+    src_y = np.clip(top + (rows - top) * scale, top, np.maximum(bottom - 1, top)).astype(np.float32)
+    src_x = np.broadcast_to(np.arange(w, dtype=np.float32), (h, w))
+    grown = cv2.remap(picture, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return teeth.astype(np.float32), grown.astype(np.float32)
+
+
+def _running_median(values: np.ndarray, span: int) -> np.ndarray:
+    """The median of each ``span`` (made odd) neighbours of a 1-D array, its ends repeated."""
+    half = span // 2
+    padded = np.pad(values, half, mode="edge")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
+
+
+def _teeth_columns(picture: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """How much each column of a character's own mouth opening (``own``, bool (H, W), in
+    ``picture``, BGR) shows its teeth rather than lip or shadow (float32 (W,), 0..1;
+    ``OWN_TEETH_CHROMA``, ``OWN_TEETH_GREY``, ``OWN_TEETH_SHARE``)."""
+    pixels = picture.astype(np.float32)
+    grey = pixels.mean(axis=2)
+    colourful = (pixels.max(axis=2) - pixels.min(axis=2)) / np.maximum(grey, 1.0)
+    brightest = float(np.percentile(grey[own], 95))
+    teeth = (1.0 - warp.smoothstep(colourful, *OWN_TEETH_CHROMA)) * warp.smoothstep(
+        grey, OWN_TEETH_GREY[0] * brightest, OWN_TEETH_GREY[1] * brightest
+    )
+    share = (teeth * own).sum(axis=0) / np.maximum(own.sum(axis=0), 1)
+    return warp.smoothstep(share, *OWN_TEETH_SHARE).astype(np.float32)
 
 
 def _upper_teeth(grey: np.ndarray, inside: np.ndarray, height: float) -> np.ndarray:
@@ -443,7 +542,15 @@ def _upper_teeth(grey: np.ndarray, inside: np.ndarray, height: float) -> np.ndar
     typical = (grey * run).sum(axis=0) / np.maximum(run.sum(axis=0), 1)
     dips = np.take_along_axis(across, meet, axis=0) < UPPER_TEETH_DIP * typical
     end = np.where(end >= bottom, np.where(dips, meet + 1, bottom), end + 2)
-    upper = near.any(axis=0)[None, :] & (rows >= start) & (rows < end)
+    # The teeth end along a smooth line across the mouth: decided column by column, a
+    # lower tooth kept here and darkened there showed as a jagged staircase.
+    has = near.any(axis=0)
+    if has.sum() >= 3:
+        depth = bottom - top
+        share = ((end - top) / np.maximum(depth, 1))[0, has]
+        share = _running_median(share, max(3, int(TEETH_REACH_SPAN * int(inside.any(axis=0).sum()))))
+        end[0, has] = np.round(top[0, has] + share * depth[0, has]).astype(end.dtype)
+    upper = has[None, :] & (rows >= start) & (rows < end)
     # A column between two teeth, dark from the lip down, is taken with its neighbours.
     return (cv2.morphologyEx(upper.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((1, 5), np.uint8)) > 0) & inside
 

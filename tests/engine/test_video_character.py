@@ -709,8 +709,9 @@ def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_p
     assert out[teeth_y, x].min() > 200  # its own teeth
     assert out[below_y, x].max() < 100  # below them, the performer's open mouth
     # The performer's upper teeth reach lower than the picture's (to 60 % of the opening),
-    # and lower teeth show at its bottom: under the picture's teeth the mouth's dark
-    # cavity shows, not a second row of upper teeth; the lower teeth still show.
+    # and lower teeth show at its bottom: the picture's teeth are drawn down as far, not
+    # a second row of upper teeth under them; below them the mouth's dark cavity, then
+    # the lower teeth.
     top, bottom = float(points[13, 1]), float(points[14, 1])
     lips = _inside(points, (720, 1280))
     rows = np.arange(720)[:, None]
@@ -720,7 +721,8 @@ def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_p
     painter.paint(out, points, driver_frame, points, strength=1.0, own=own)
     second_row = int(round(top + 0.55 * (bottom - top)))
     assert face[14, 1] < second_row  # below the picture's own teeth
-    assert out[second_row, x].max() < 120
+    assert out[second_row, x].min() > 200  # which reach this far now
+    assert out[int(round(top + 0.8 * (bottom - top))), x].max() < 100  # the cavity
     assert out[int(round(bottom - 0.05 * (bottom - top))), x].min() > 180  # the lower teeth
     # A picture with its lips closed or barely parted has no opening of its own: the
     # performer's interior fills all of it, their upper teeth too.
@@ -738,8 +740,10 @@ def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_p
 def test_a_performers_upper_teeth_never_show_under_a_characters_own(face: np.ndarray) -> None:
     """In a broad smile the performer's upper teeth fill most of their opening. Past the
     dark fade under the character's own teeth their lower edge showed as a second row of
-    jagged teeth, dark gaps between; and with the teeth together, the grin's lower teeth
-    must still show."""
+    jagged teeth, dark gaps between; darkened, the character grinned with a dark hole
+    under short teeth. The character's own teeth are drawn down to meet them instead, at
+    most twice as long; what reaches further is darkened. With the teeth together, the
+    grin's lower teeth must still show."""
     from service.engine import composite
 
     points, _, own = _opened_wider(face)
@@ -747,6 +751,7 @@ def test_a_performers_upper_teeth_never_show_under_a_characters_own(face: np.nda
     canvas, driver_frame = _own_teeth_frames(face, points)
     painter = composite.MouthPainter(np.array((150.0, 170.0, 220.0)), np.array((150.0, 170.0, 220.0)))
     top, bottom = float(points[13, 1]), float(points[14, 1])
+    own_bottom = float(own[:, 1].max())
     x = int(round(face[13, 0]))
 
     def at(share: float) -> np.ndarray:
@@ -759,15 +764,56 @@ def test_a_performers_upper_teeth_never_show_under_a_characters_own(face: np.nda
     driver_frame[teeth] = (230, 230, 230)
     out = canvas.copy()
     painter.paint(out, points, driver_frame, points, strength=1.0, own=own)
-    assert at(0.78).max() < 90
+    assert top + 0.6 * (bottom - top) > own_bottom + 3  # well below the picture's teeth,
+    assert (at(0.6) == 235).all()  # the picture's teeth, without the performer's gaps
+    assert top + 0.88 * (bottom - top) > top + 2 * (own_bottom - top)  # past twice as long
+    assert at(0.88).max() < 90
 
     # Teeth together: upper teeth to 60 %, a grey line, the lower teeth to the lip.
     driver_frame[lips] = (230, 230, 230)
     driver_frame[lips & (np.abs(rows - (top + 0.6 * (bottom - top))) < 1)] = (110, 110, 110)
     out = canvas.copy()
     painter.paint(out, points, driver_frame, points, strength=1.0, own=own)
-    assert at(0.55).max() < 70  # the mouth's dark under the character's own teeth
+    assert (at(0.5) == 235).all()  # the character's teeth, down to where the teeth meet
     assert at(0.9).min() > 180  # the lower teeth, from where the teeth meet
+
+
+def test_a_characters_teeth_drawn_longer_are_its_own_stretched_down_from_its_lip(face: np.ndarray) -> None:
+    """The character's own teeth are stretched, not repeated or replaced: the gap between
+    its front teeth runs on down from its upper lip; near the corners of the mouth, where
+    the picture shows little of its teeth, they grow little; and their new lower edge is
+    one smooth line, not column by column as the performer's teeth and the gaps between
+    them end."""
+    from service.engine import composite
+
+    points, _, own = _opened_wider(face)
+    assert own is not None
+    canvas, driver_frame = _own_teeth_frames(face, points)
+    inside = _inside(face, canvas.shape[:2])
+    rows = np.arange(canvas.shape[0])[:, None]
+    x = int(round(face[13, 0]))
+    canvas[inside & (np.abs(np.arange(canvas.shape[1]) - x) < 1.0)[None, :]] = (90, 90, 90)  # the gap
+    top, bottom = float(points[13, 1]), float(points[14, 1])
+    lips = _inside(points, driver_frame.shape[:2])
+    cols = np.arange(driver_frame.shape[1])[None, :]
+    reach = top + 0.65 * (bottom - top)
+    driver_frame[lips & (rows < reach) & (cols % 7 != 0)] = (230, 230, 230)
+    painter = composite.MouthPainter(np.array((150.0, 170.0, 220.0)), np.array((150.0, 170.0, 220.0)))
+    out = canvas.copy()
+    painter.paint(out, points, driver_frame, points, strength=1.0, own=own)
+
+    column = out[int(round(top)) : int(round(reach)) - 2, x]
+    assert (column.max(axis=1) < 130).all()  # the gap, from the lip to the new edge
+    left, right = own[:, 0].min(), own[:, 0].max()
+    middle = np.arange(int(left + 0.3 * (right - left)), int(left + 0.7 * (right - left)))
+    middle = middle[np.abs(middle - x) > 2]
+    bright = out[:, middle].min(axis=2) > 200
+    lowest = bright.shape[0] - np.argmax(bright[::-1], axis=0)
+    assert (lowest > face[14, 1] + 3).all()  # grown past the picture's own teeth
+    assert np.abs(np.diff(lowest.astype(int))).max() <= 1  # along one smooth line
+    near = int(round(left + 2))  # at the corner the picture's opening is a sliver
+    grown_near = out[:, near].min(axis=1) > 200
+    assert grown_near.sum() <= 2 * max(1, int(inside[:, near].sum())) + 1
 
 
 def _opened_wider(face: np.ndarray) -> tuple[np.ndarray, retarget.TargetFace, np.ndarray | None]:
