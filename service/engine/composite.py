@@ -290,13 +290,14 @@ TEETH_GROW_MAX = 2.0
 #: ...the reach of the performer's teeth taken as the median over this share of the
 #: mouth's width (the ends of the teeth are a smooth line; gaps between them are not).
 TEETH_REACH_SPAN = 0.15
-#: Only the columns of the character's opening that show its teeth grow: a pixel there
-#: is teeth up to the first colourfulness (max - min channel, as a share of its grey),
-#: lip from the second (the photo's shaded teeth 0.26-0.45, its lips 0.65-1.2), and no
-#: darker than the first share of the opening's brightest grey, nor teeth below the
-#: second. A column grows by the share of its pixels that are teeth, from the first
-#: ``OWN_TEETH_SHARE`` to the second: the opening's pointed ends show lip, which grown
-#: made a red wedge beside the teeth.
+#: Only the columns of the character's opening that show its teeth grow (its pointed
+#: ends show lip, which grown made a red wedge beside the teeth). A pixel there is teeth
+#: where it is pale: its colourfulness (max - min channel, as a share of its grey) below
+#: ``OWN_TEETH_CHROMA``'s first value, lip from the second (the photo's shaded teeth
+#: measure 0.26-0.45, its lips 0.65-1.2); and bright: nothing below ``OWN_TEETH_GREY``'s
+#: first share of the opening's brightest grey (its 95th percentile), fully from the
+#: second. A column grows as its share of teeth goes from ``OWN_TEETH_SHARE``'s first
+#: value to its second.
 OWN_TEETH_CHROMA = (0.45, 0.65)
 OWN_TEETH_GREY = (0.4, 0.6)
 OWN_TEETH_SHARE = (0.3, 0.7)
@@ -393,15 +394,15 @@ class MouthPainter:
         opening = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None]
         alpha = opening * (strength / 255)
         shown = None if own is None else warp.polygon_mask(mask.shape, own, (x0, y0))
-        if shown is not None and shown.any() and (mask > 127).any():
-            inside = mask > 127
+        inside = mask > 127
+        if shown is not None and shown.any() and inside.any():
             height = float(np.ptp(poly_dst[:, 1]))
             upper = _upper_teeth(grey[..., 0], inside, height)
             teeth, grown = _grown_teeth(region, shown > 127, upper, inside, strength)
             interior = self._below_own_teeth(interior, grey, inside, shown, upper, height)
             interior += (grown - interior) * teeth[..., None]
             alpha = np.maximum(alpha, opening * teeth[..., None] / 255)  # the teeth drawn whole
-        elif shown is not None:
+        elif shown is not None and shown.any():  # an opening too thin to fill: leave its own
             alpha *= 1 - cv2.GaussianBlur(shown, (3, 3), 0).astype(np.float32)[..., None] / 255
         region[:] = np.clip(interior * alpha + region * (1 - alpha), 0, 255).astype(np.uint8)
 
@@ -440,7 +441,7 @@ class MouthPainter:
 
 
 def _grown_teeth(
-    picture: np.ndarray, own: np.ndarray, upper: np.ndarray, inside: np.ndarray, share: float = 1.0
+    picture: np.ndarray, own: np.ndarray, upper: np.ndarray, inside: np.ndarray, strength: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """The character's own teeth, drawn down as far as the performer's upper teeth reach.
 
@@ -456,8 +457,8 @@ def _grown_teeth(
     character's opening is stretched down, from under its upper lip, to the reach of the
     performer's teeth: their median over ``TEETH_REACH_SPAN`` of the mouth's width, at
     most ``TEETH_GROW_MAX`` times the column's own height (so the corners, where the
-    picture shows little, grow little), and short of the lower lip; ``share`` of the way
-    (the painter's strength, as the performer's lips part).
+    picture shows little, grow little), and short of the lower lip; only ``strength`` of
+    the way (the painter's, growing as the performer's lips part).
     """
     import cv2
 
@@ -469,14 +470,14 @@ def _grown_teeth(
     bottom = h - np.argmax(own[::-1], axis=0)  # exclusive
     tall = np.where(cols, bottom - top, 0)
     reach = np.where(upper.any(axis=0), h - np.argmax(upper[::-1], axis=0), 0)
-    longer = np.clip(reach - bottom, 0, 255) * cols
+    longer = np.maximum(reach - bottom, 0) * cols
     span = max(3, int(TEETH_REACH_SPAN * int(cols.sum()))) | 1
     longer = _running_median(longer.astype(np.float32), span)
     longer = cv2.GaussianBlur(longer[None, :], (span, 1), 0)[0]
     floor = h - np.argmax(inside[::-1], axis=0) - 1  # the lower lip's edge, exclusive
     longer = np.clip(np.minimum(longer, (TEETH_GROW_MAX - 1) * tall), 0, np.maximum(floor - bottom, 0))
     longer *= cv2.GaussianBlur(_teeth_columns(picture, own)[None, :], (span, 1), 0)[0]
-    longer *= cols * np.float32(share)
+    longer *= cols * np.float32(strength)
     end = bottom + longer
     rows = np.arange(h, dtype=np.float32)[:, None]
     teeth = np.clip(end[None, :] - rows, 0.0, 1.0) * ((rows >= top[None, :]) & cols[None, :])
