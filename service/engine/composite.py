@@ -476,11 +476,14 @@ def _grown_teeth(
     longer = cv2.GaussianBlur(longer[None, :], (span, 1), 0)[0]
     floor = h - np.argmax(inside[::-1], axis=0) - 1  # the lower lip's edge, exclusive
     longer = np.clip(np.minimum(longer, (TEETH_GROW_MAX - 1) * tall), 0, np.maximum(floor - bottom, 0))
-    longer *= cv2.GaussianBlur(_teeth_columns(picture, own)[None, :], (span, 1), 0)[0]
     longer *= cols * np.float32(strength)
+    if longer.max() > 0:  # (most frames of talking: the performer's teeth end higher)
+        longer *= cv2.GaussianBlur(_teeth_columns(picture, own)[None, :], (span, 1), 0)[0]
     end = bottom + longer
     rows = np.arange(h, dtype=np.float32)[:, None]
     teeth = np.clip(end[None, :] - rows, 0.0, 1.0) * ((rows >= top[None, :]) & cols[None, :])
+    if not longer.any():
+        return teeth.astype(np.float32), picture.astype(np.float32)
     scale = tall / np.maximum(end - top, 1.0)
     src_y = np.clip(top + (rows - top) * scale, top, np.maximum(bottom - 1, top)).astype(np.float32)
     src_x = np.broadcast_to(np.arange(w, dtype=np.float32), (h, w))
@@ -491,18 +494,23 @@ def _grown_teeth(
 def _running_median(values: np.ndarray, span: int) -> np.ndarray:
     """The median of each ``span`` (made odd) neighbours of a 1-D array, its ends repeated."""
     half = span // 2
-    padded = np.pad(values, half, mode="edge")
-    return np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
+    at = np.arange(len(values))
+    windows = values[np.clip(at[:, None] + np.arange(-half, half + 1)[None, :], 0, len(values) - 1)]
+    windows.partition(half, axis=1)
+    return windows[:, half]
 
 
 def _teeth_columns(picture: np.ndarray, own: np.ndarray) -> np.ndarray:
     """How much each column of a character's own mouth opening (``own``, bool (H, W), in
     ``picture``, BGR) shows its teeth rather than lip or shadow (float32 (W,), 0..1;
     ``OWN_TEETH_CHROMA``, ``OWN_TEETH_GREY``, ``OWN_TEETH_SHARE``)."""
-    pixels = picture.astype(np.float32)
-    grey = pixels.mean(axis=2)
+    rows = np.flatnonzero(own.any(axis=1))
+    band = slice(int(rows[0]), int(rows[-1]) + 1)  # only the rows the opening spans
+    pixels, own = picture[band].astype(np.float32), own[band]
+    grey = pixels.sum(axis=2) / 3
     colourful = (pixels.max(axis=2) - pixels.min(axis=2)) / np.maximum(grey, 1.0)
-    brightest = float(np.percentile(grey[own], 95))
+    seen = np.sort(grey[own])
+    brightest = float(seen[int(0.95 * (len(seen) - 1))])
     teeth = (1.0 - warp.smoothstep(colourful, *OWN_TEETH_CHROMA)) * warp.smoothstep(
         grey, OWN_TEETH_GREY[0] * brightest, OWN_TEETH_GREY[1] * brightest
     )
