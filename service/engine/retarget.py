@@ -61,6 +61,9 @@ EYE_SHUT_RATIO = 0.28
 GAZE_MAX = 0.18
 
 
+#: A lip thins on the character in proportion to the performer's (outer edge to inner,
+#: pair by pair: ``Retargeter._keep_lips``), to no less than this share of its own.
+LIP_MIN_SHARE = 0.3
 #: Below the lower lip, a closing mouth's rise turns from the lip's into the jaw's over
 #: this many times the opening (more steeply, it squashed the skin under the lip).
 JAW_BLEND = 2.0
@@ -425,6 +428,7 @@ class Retargeter:
         # from the character with its lips closed, as the performer's are at rest.
         moved = closed + self._gain * s_c * (frame.expression @ r_c.T)
         self._place_eyelids(char, moved, frame.eyes)
+        self._keep_lips(closed, moved, frame.expression)
         unfold_mouth(closed, moved)
         # Pose: the change from the performer's usual pose, damped and clamped, applied in
         # the camera frame around the character's head centre (so a tilt is a tilt whatever
@@ -468,6 +472,37 @@ class Retargeter:
         angle = float(np.clip(pose.angle * move, -TORSO_ANGLE_MAX, TORSO_ANGLE_MAX))
         scale = float(np.clip(1.0 + (pose.scale - 1.0) * move, TORSO_SCALE_MIN, TORSO_SCALE_MAX))
         return torso.similarity(scale, angle, chin + pose.pivot * size, shift)
+
+    def _keep_lips(self, closed: np.ndarray, moved: np.ndarray, expression: np.ndarray) -> None:
+        """Thin each lip no more than in proportion to the performer's (``moved`` in place).
+
+        The expression moves the character's lips by the performer's offsets, scaled to
+        the character's face but not to its lips: a performer with thin lips pressing
+        them together (the talking portrait, frames 230-250) took the cartoon's fuller
+        upper lip from 11 px to under one, and its lips showed as a dark line with no
+        lip left. Where a lip, outer edge to inner (``topology.LIP_THICKNESS_PAIRS``),
+        comes out thinner than its thickness on the closed-mouthed character times the
+        performer's own share of theirs (at the expression's gain, and at least
+        ``LIP_MIN_SHARE``), its outer edge is moved out to that; the inner edge, and so
+        how far the lips part, is left as it is. Thicker lips (a pout) are left too.
+        """
+        outer, inner = topology.LIP_THICKNESS_PAIRS.T
+        neutral = self._driver.neutral[:, :2]
+        performer = neutral + expression[:, :2]
+        own = np.linalg.norm(performer[outer] - performer[inner], axis=1)
+        usual = np.maximum(np.linalg.norm(neutral[outer] - neutral[inner], axis=1), 1e-6)
+        share = np.maximum(1.0 + self._gain * (own / usual - 1.0), LIP_MIN_SHARE)
+        rest = closed[outer, :2] - closed[inner, :2]
+        want = np.linalg.norm(rest, axis=1) * share
+        now = moved[outer, :2] - moved[inner, :2]
+        have = np.linalg.norm(now, axis=1)
+        thin = have < want
+        if not thin.any():
+            return
+        # Along the lip as it is now, unless it has turned over (then as on the character).
+        along = np.where(((now * rest).sum(axis=1) > 0)[:, None], now, rest)
+        along /= np.maximum(np.linalg.norm(along, axis=1), 1e-9)[:, None]
+        moved[outer[thin], :2] = moved[inner[thin], :2] + along[thin] * want[thin, None]
 
     def _place_eyelids(self, char: np.ndarray, moved: np.ndarray, eyes: tuple[float, float]) -> None:
         """Re-place each eye's lid contour from that eye's own openness ratio (in place).

@@ -563,6 +563,41 @@ def test_the_performers_expression_does_not_fold_the_characters_lips_over(face: 
     assert folded(target.points) == 0
 
 
+def test_a_characters_lips_thin_in_proportion_to_the_performers_not_away(face: np.ndarray) -> None:
+    """The performer's expression moves the character's lips by the same offsets, scaled
+    to the face, not to the lips: a full-lipped performer pressing their lips to 60 % of
+    their thickness took a thin-lipped character's lips to nothing (the cartoon's upper
+    lip showed as a dark line). Each lip now keeps at least its own share of the
+    performer's, while how far the lips part, and a pout, are the performer's."""
+    from service.engine import composite, retarget
+
+    outer, inner = topology.LIP_THICKNESS_PAIRS.T
+    performer = retarget.close_mouth(face)
+
+    def thickness(points: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(points[outer, :2] - points[inner, :2], axis=1)
+
+    def thinned(points: np.ndarray, share: float) -> np.ndarray:
+        out = points.copy()
+        out[outer, :2] = points[inner, :2] + share * (points[outer, :2] - points[inner, :2])
+        return out
+
+    character = thinned(performer, 0.35)  # lips a third as thick as the performer's
+    model = retarget.DriverModel(performer)
+    retargeter = retarget.Retargeter(model, intensity=3, body_control=False)
+    lips = thickness(retarget.close_mouth(character))
+    moving = lips > 1.0
+
+    pressed = retargeter.target(character, model.decompose(thinned(performer, 0.6))).points
+    share = thickness(pressed)[moving] / lips[moving]
+    assert (share > 0.5).all() and abs(float(np.median(share)) - 0.6) < 0.02  # as the performer's
+    assert composite.mouth_gap(pressed) < 0.01  # still closed
+
+    pout = thinned(performer, 1.3)
+    pouted = retargeter.target(character, model.decompose(pout)).points
+    assert (thickness(pouted)[moving] / lips[moving] > 1.3).all()  # the whole offset, not 1.3 x
+
+
 def test_an_eyeball_turned_by_the_gaze_shows_the_eye_not_its_lid_line_or_the_skin(face: np.ndarray) -> None:
     """The warp shows an eye's opening from the picture shifted with the gaze. Shifted
     far, it drew the picture's own lid line inside the eye, as a dark outline, and the
