@@ -477,10 +477,10 @@ class Retargeter:
         """Thin each lip no more than in proportion to the performer's (``moved`` in place).
 
         The expression moves the character's lips by the performer's offsets, scaled to
-        the character's face but not to its lips: a performer with thin lips pressing
-        them together (the talking portrait's closed-lipped smile) took the cartoon's
-        fuller upper lip from 11 px to under one, and its lips showed as a dark line with
-        no lip left. Where a lip, outer edge to inner (``topology.LIP_THICKNESS_PAIRS``),
+        the character's face but not to its lips: a performer whose lips are fuller for
+        their face than the character's, pressing them to 60 % of their thickness (the
+        talking portrait's closed-lipped smile), took the cartoon's upper lip from 11 px
+        to under one, and its lips showed as a dark line with no lip left. Where a lip, outer edge to inner (``topology.LIP_THICKNESS_PAIRS``),
         comes out thinner than its thickness on the closed-mouthed character times the
         performer's own share of theirs (at the expression's gain, and at least
         ``LIP_MIN_SHARE``), its outer edge is moved out to that; the inner edge, and so
