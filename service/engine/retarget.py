@@ -408,6 +408,10 @@ class Retargeter:
             TRANSLATION_GAIN_BODY if body_control else TRANSLATION_GAIN_HEAD_ONLY
         ) * self._move
         self._face: tuple[np.ndarray, tuple[np.ndarray, float, np.ndarray, np.ndarray]] | None = None
+        # The performer's lips' thickness at rest, pair by pair (``_keep_lips``).
+        outer, inner = topology.LIP_THICKNESS_PAIRS.T
+        neutral = driver.neutral[:, :2]
+        self._usual_lips = np.maximum(np.linalg.norm(neutral[outer] - neutral[inner], axis=1), 1e-6)
 
     def _character(self, points: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
         """Character landmarks ``points`` as float64, their scale and rotation against the
@@ -480,18 +484,17 @@ class Retargeter:
         the character's face but not to its lips: a performer whose lips are fuller for
         their face than the character's, pressing them to 60 % of their thickness (the
         talking portrait's closed-lipped smile), took the cartoon's upper lip from 11 px
-        to under one, and its lips showed as a dark line with no lip left. Where a lip, outer edge to inner (``topology.LIP_THICKNESS_PAIRS``),
-        comes out thinner than its thickness on the closed-mouthed character times the
-        performer's own share of theirs (at the expression's gain, and at least
+        to under one, and its lips showed as a dark line with no lip left. Where a lip,
+        outer edge to inner (``topology.LIP_THICKNESS_PAIRS``), comes out thinner than
+        its thickness on the closed-mouthed character times the performer's own share of
+        theirs (against ``_usual_lips``, at the expression's gain, and at least
         ``LIP_MIN_SHARE``), its outer edge is moved out to that; the inner edge, and so
         how far the lips part, is left as it is. Thicker lips (a pout) are left too.
         """
         outer, inner = topology.LIP_THICKNESS_PAIRS.T
-        neutral = self._driver.neutral[:, :2]
-        performer = neutral + expression[:, :2]
+        performer = self._driver.neutral[:, :2] + expression[:, :2]
         own = np.linalg.norm(performer[outer] - performer[inner], axis=1)
-        usual = np.maximum(np.linalg.norm(neutral[outer] - neutral[inner], axis=1), 1e-6)
-        share = np.maximum(1.0 + self._gain * (own / usual - 1.0), LIP_MIN_SHARE)
+        share = np.maximum(1.0 + self._gain * (own / self._usual_lips - 1.0), LIP_MIN_SHARE)
         rest = closed[outer, :2] - closed[inner, :2]
         want = np.linalg.norm(rest, axis=1) * share
         now = moved[outer, :2] - moved[inner, :2]

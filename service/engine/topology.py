@@ -108,12 +108,10 @@ OUTER_LIPS = np.array(
 #: (``OUTER_LIPS`` runs over the top first).
 LOWER_OUTER_LIP = OUTER_LIPS[11:][::-1].copy()
 #: Each lip's (outer edge, inner edge) pairs across its thickness, every one between the
-#: corners: the upper lip's left to right, then the lower lip's.
-LIP_THICKNESS_PAIRS = np.array(
-    [[185, 191], [40, 80], [39, 81], [37, 82], [0, 13], [267, 312], [269, 311], [270, 310], [409, 415]]
-    + [[146, 95], [91, 88], [181, 178], [84, 87], [17, 14], [314, 317], [405, 402], [321, 318], [375, 324]],
-    dtype=np.int32,
-)
+#: corners: ``OUTER_LIPS`` and ``INNER_LIPS`` run in step, both corners at 0 and 10.
+LIP_THICKNESS_PAIRS = np.stack(
+    [np.delete(OUTER_LIPS, [0, 10]), np.delete(INNER_LIPS, [0, 10])], axis=1
+).astype(np.int32)
 #: Both eyebrows (upper and lower edges, from the inner end out).
 BROWS = np.array(
     [107, 66, 105, 63, 70, 55, 65, 52, 53, 46, 336, 296, 334, 293, 300, 285, 295, 282, 283, 276],
