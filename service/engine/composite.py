@@ -441,7 +441,7 @@ class MouthPainter:
 
 
 def _grown_teeth(
-    picture: np.ndarray, own: np.ndarray, upper: np.ndarray, inside: np.ndarray, strength: float = 1.0
+    picture: np.ndarray, own: np.ndarray, upper: np.ndarray, inside: np.ndarray, strength: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The character's own teeth, drawn down as far as the performer's upper teeth reach.
 
@@ -466,15 +466,14 @@ def _grown_teeth(
     cols = own.any(axis=0)
     if not cols.any():
         return np.zeros(own.shape, dtype=np.float32), picture.astype(np.float32)
-    top = np.argmax(own, axis=0)
-    bottom = h - np.argmax(own[::-1], axis=0)  # exclusive
+    top, bottom = _column_span(own)
     tall = np.where(cols, bottom - top, 0)
-    reach = np.where(upper.any(axis=0), h - np.argmax(upper[::-1], axis=0), 0)
+    reach = np.where(upper.any(axis=0), _column_span(upper)[1], 0)
     longer = np.maximum(reach - bottom, 0) * cols
-    span = max(3, int(TEETH_REACH_SPAN * int(cols.sum()))) | 1
+    span = _reach_span(int(cols.sum()))
     longer = _running_median(longer.astype(np.float32), span)
     longer = cv2.GaussianBlur(longer[None, :], (span, 1), 0)[0]
-    floor = h - np.argmax(inside[::-1], axis=0) - 1  # the lower lip's edge, exclusive
+    floor = _column_span(inside)[1] - 1  # the lower lip's edge, exclusive
     longer = np.clip(np.minimum(longer, (TEETH_GROW_MAX - 1) * tall), 0, np.maximum(floor - bottom, 0))
     longer *= cols * np.float32(strength)
     if longer.max() > 0:  # (most frames of talking: the performer's teeth end higher)
@@ -489,6 +488,18 @@ def _grown_teeth(
     src_x = np.broadcast_to(np.arange(w, dtype=np.float32), (h, w))
     grown = cv2.remap(picture, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return teeth.astype(np.float32), grown.astype(np.float32)
+
+
+def _column_span(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's first row in ``mask`` (bool (H, W)) and the row past its last (an
+    empty column: 0 and H)."""
+    return np.argmax(mask, axis=0), mask.shape[0] - np.argmax(mask[::-1], axis=0)
+
+
+def _reach_span(columns: int) -> int:
+    """The columns (odd, at least 3) the teeth's reach is smoothed over, of a mouth
+    ``columns`` wide: ``TEETH_REACH_SPAN`` of it."""
+    return max(3, int(TEETH_REACH_SPAN * columns)) | 1
 
 
 def _running_median(values: np.ndarray, span: int) -> np.ndarray:
@@ -537,8 +548,7 @@ def _upper_teeth(grey: np.ndarray, inside: np.ndarray, height: float) -> np.ndar
     bright = ((grey > TEETH_SPLIT) & inside).astype(np.uint8)
     lit = (cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((3, 5), np.uint8)) > 0) & inside
     rows = np.arange(inside.shape[0])[:, None]
-    top = np.argmax(inside, axis=0)[None, :]
-    bottom = inside.shape[0] - np.argmax(inside[::-1], axis=0)[None, :]
+    top, bottom = (edge[None, :] for edge in _column_span(inside))
     near = lit & (rows <= top + max(2.0, UPPER_TEETH_START * height))  # lit: inside, so below top
     start = np.argmax(near, axis=0)[None, :]
     end = np.argmax(~lit & (rows >= start), axis=0)[None, :]
@@ -557,7 +567,7 @@ def _upper_teeth(grey: np.ndarray, inside: np.ndarray, height: float) -> np.ndar
     if has.sum() >= 3:
         depth = bottom - top
         share = ((end - top) / np.maximum(depth, 1))[0, has]
-        share = _running_median(share, max(3, int(TEETH_REACH_SPAN * int(inside.any(axis=0).sum()))))
+        share = _running_median(share, _reach_span(int(inside.any(axis=0).sum())))
         end[0, has] = np.round(top[0, has] + share * depth[0, has]).astype(end.dtype)
     upper = has[None, :] & (rows >= start) & (rows < end)
     # A column between two teeth, dark from the lip down, is taken with its neighbours.
