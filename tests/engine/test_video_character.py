@@ -120,7 +120,7 @@ def test_a_character_videos_eyeballs_turned_by_the_gaze_are_drawn_from_each_fram
     eye is carried out only once it is drawn shifted."""
     import dataclasses
 
-    from service.engine import pipeline, retarget, warp
+    from service.engine import pipeline
 
     char = character.VideoCharacter(short_character_video, 640, 360, 60, 24, duration_s=1.5)
     frames = list(char.frames())
@@ -298,8 +298,6 @@ def test_a_head_turn_does_not_tilt_the_character(face: np.ndarray) -> None:
     eye line that must not reach the character as a roll."""
     import math
 
-    from service.engine import retarget
-
     neutral = face.astype(np.float64)
     centre = neutral.mean(axis=0)
     turn = math.radians(12)
@@ -364,8 +362,6 @@ def test_the_character_takes_the_drivers_whole_head_tilt_and_a_video_half_its_tu
     part of a turn out of the picture's plane (``retarget.VIDEO_TURN_GAIN``)."""
     import math
 
-    from service.engine import retarget
-
     neutral = face.astype(np.float64)
     centre = neutral[topology.STABLE].mean(axis=0)
     model = retarget.DriverModel(neutral)
@@ -394,8 +390,6 @@ def test_the_mouth_opening_moves_with_the_head_and_the_upper_lip(face: np.ndarra
     """The picture's mouth interior stays under the upper lip: a lip that rises beyond the
     head's motion (a pout, a smirk) takes the interior with it, so the opening does not
     show the picture's own upper lip."""
-    from service.engine import retarget, warp
-
     shaper = rig.Rig(face, 1280, 720)
     head = np.array([[1.0, 0.0, 5.0], [0.0, 1.0, -3.0]])
     moved = face.copy()
@@ -489,7 +483,7 @@ def test_a_character_pictured_with_its_mouth_open_closes_it_with_the_performer(f
     """The performer's expression is taken against their closed-lipped rest: a character
     pictured mouth open (the shared photo) closes it when they do, the jaw rising with
     the lower lip, and opens it again by as much as they open theirs."""
-    from service.engine import composite, retarget
+    from service.engine import composite
 
     upper, lower = topology.INNER_LIP_PAIRS[:, 0], topology.INNER_LIP_PAIRS[:, 1]
     opening = float((face[lower, 1] - face[upper, 1]).max())
@@ -519,8 +513,6 @@ def test_closing_a_pictured_mouth_keeps_the_lower_lip_whole(face: np.ndarray) ->
     rises under it over a longer stretch: closed by each point's depth below the
     corners, the lip was squashed toward the corners to a tenth of its height, and the
     performer's expression then folded it over."""
-    from service.engine import retarget
-
     closed = retarget.close_mouth(face)
     triangles = topology.mouth_triangles()
     away = ~np.isin(triangles, list(topology.MOUTH_CORNERS)).any(axis=1)  # where the lips meet
@@ -536,8 +528,6 @@ def test_the_performers_expression_does_not_fold_the_characters_lips_over(face: 
     room for turned the triangles between lip and chin over (the warp then showed the
     picture's teeth in torn pieces at the lips' corners). Only the folded triangles'
     corners are evened out, toward their mean offset, until nothing faces the other way."""
-    from service.engine import retarget
-
     triangles = topology.mouth_triangles()
     closed = retarget.close_mouth(face)
     moved = closed.copy()
@@ -569,7 +559,7 @@ def test_a_characters_lips_thin_in_proportion_to_the_performers_not_away(face: n
     their thickness took a thin-lipped character's lips to nothing (the cartoon's upper
     lip showed as a dark line). Each lip now keeps at least its own share of the
     performer's, while how far the lips part, and a pout, are the performer's."""
-    from service.engine import composite, retarget
+    from service.engine import composite
 
     outer, inner = topology.LIP_THICKNESS_PAIRS.T
     performer = retarget.close_mouth(face)
@@ -721,7 +711,7 @@ def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_p
     driver's dark interior, and its mouth read as a black gap whenever the performer's
     lips parted; painted around them, its own teeth show, in its own light."""
 
-    from service.engine import composite, retarget
+    from service.engine import composite
 
     upper, lower = topology.INNER_LIP_PAIRS[:, 0], topology.INNER_LIP_PAIRS[:, 1]
     opening = float((face[lower, 1] - face[upper, 1]).max())
