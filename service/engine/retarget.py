@@ -326,6 +326,25 @@ def close_mouth(points: np.ndarray) -> np.ndarray:
     return out
 
 
+def _complex(vectors: np.ndarray) -> np.ndarray:
+    """(N, 2) vectors as N complex numbers (x + iy)."""
+    return vectors[:, 0] + 1j * vectors[:, 1]
+
+
+def place_lip_rings(closed: np.ndarray, moved: np.ndarray) -> None:
+    """Place the mesh's two rings inside each lip as they lie on ``closed``, carried by
+    the similarity that takes the lip's inner and outer edge there to where they are on
+    ``moved`` (in place; column by column, ``topology.LIP_COLUMNS``)."""
+    columns = topology.LIP_COLUMNS
+    outer, inner = columns[:, 0], columns[:, 3]
+    rest = _complex(closed[outer, :2] - closed[inner, :2])
+    fits = np.abs(rest) > 1e-6
+    ratio = _complex(moved[outer[fits], :2] - moved[inner[fits], :2]) / rest[fits]
+    for ring in columns[fits, 1:3].T:
+        placed = _complex(closed[ring, :2] - closed[inner[fits], :2]) * ratio
+        moved[ring, :2] = moved[inner[fits], :2] + np.column_stack([placed.real, placed.imag])
+
+
 def unfold_mouth(base: np.ndarray, moved: np.ndarray) -> int:
     """Keep the lips and the skin around them from folding over (``moved`` in place,
     (478, 3)); returns how many of their triangles were folded.
@@ -434,6 +453,12 @@ class Retargeter:
         self._place_eyelids(char, moved, frame.eyes)
         self._keep_lips(closed, moved, frame.expression)
         unfold_mouth(closed, moved)
+        # The unfolding evens the offsets of the lips' rings with their neighbours' too,
+        # which moved the upper lip's inner ring to its outer edge on the cartoon's
+        # pressed smile: place them again, and unfold what that leaves folded (on the
+        # cartoon x talking portrait, folded triangles after it went from 187 to 19).
+        place_lip_rings(closed, moved)
+        unfold_mouth(closed, moved)
         # Pose: the change from the performer's usual pose, damped and clamped, applied in
         # the camera frame around the character's head centre (so a tilt is a tilt whatever
         # the rest pose).
@@ -478,7 +503,8 @@ class Retargeter:
         return torso.similarity(scale, angle, chin + pose.pivot * size, shift)
 
     def _keep_lips(self, closed: np.ndarray, moved: np.ndarray, expression: np.ndarray) -> None:
-        """Thin each lip no more than in proportion to the performer's (``moved`` in place).
+        """Thin each lip no more than in proportion to the performer's, and keep its inner
+        rings at their share of it (``moved`` in place).
 
         The expression moves the character's lips by the performer's offsets, scaled to
         the character's face but not to its lips: a performer whose lips are fuller for
@@ -490,6 +516,14 @@ class Retargeter:
         theirs (against ``_usual_lips``, at the expression's gain, and at least
         ``LIP_MIN_SHARE``), its outer edge is moved out to that; the inner edge, and so
         how far the lips part, is left as it is. Thicker lips (a pout) are left too.
+
+        The same offsets moved the mesh's two rings inside each lip (``topology.
+        LIP_COLUMNS``) by as much as they move the performer's fuller lip: on that smile
+        they went from about 0.6 and 0.25 of the cartoon's lips out from the inner edge
+        to under 0.1, and the warp squeezed the lips' colour into that sliver: the lower
+        lip showed as skin. Each column's rings are placed as on the closed-mouthed
+        character, carried by the similarity that takes its inner and outer edge there
+        to where they are now.
         """
         outer, inner = topology.LIP_THICKNESS_PAIRS.T
         performer = self._driver.neutral[:, :2] + expression[:, :2]
@@ -498,14 +532,13 @@ class Retargeter:
         rest = closed[outer, :2] - closed[inner, :2]
         want = np.linalg.norm(rest, axis=1) * share
         now = moved[outer, :2] - moved[inner, :2]
-        have = np.linalg.norm(now, axis=1)
-        thin = have < want
-        if not thin.any():
-            return
-        # Along the lip as it is now, unless it has turned over (then as on the character).
-        along = np.where(((now * rest).sum(axis=1) > 0)[:, None], now, rest)
-        along /= np.maximum(np.linalg.norm(along, axis=1), 1e-9)[:, None]
-        moved[outer[thin], :2] = moved[inner[thin], :2] + along[thin] * want[thin, None]
+        thin = np.linalg.norm(now, axis=1) < want
+        if thin.any():
+            # Along the lip as it is now, unless it has turned over (then as on the character).
+            along = np.where(((now * rest).sum(axis=1) > 0)[:, None], now, rest)
+            along /= np.maximum(np.linalg.norm(along, axis=1), 1e-9)[:, None]
+            moved[outer[thin], :2] = moved[inner[thin], :2] + along[thin] * want[thin, None]
+        place_lip_rings(closed, moved)
 
     def _place_eyelids(self, char: np.ndarray, moved: np.ndarray, eyes: tuple[float, float]) -> None:
         """Re-place each eye's lid contour from that eye's own openness ratio (in place).
