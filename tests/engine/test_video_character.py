@@ -588,6 +588,22 @@ def test_a_characters_lips_thin_in_proportion_to_the_performers_not_away(face: n
     assert (thickness(pouted)[moving] / lips[moving] > 1.3).all()  # the whole offset, not 1.3 x
 
 
+def test_each_lip_column_runs_from_the_outer_edge_through_its_rings_to_the_inner(face: np.ndarray) -> None:
+    """``topology.LIP_COLUMNS``: its ends are the lip outlines' points between the corners,
+    in their order, and on a real face each column's rings lie in order across the lip."""
+    columns = topology.LIP_COLUMNS
+    assert np.array_equal(columns[:, 0], np.delete(topology.OUTER_LIPS, [0, 10]))
+    assert np.array_equal(columns[:, 3], np.delete(topology.INNER_LIPS, [0, 10]))
+    assert len(set(columns.ravel().tolist())) == columns.size
+    points = face[:, :2].astype(np.float64)
+    across = points[columns[:, 0]] - points[columns[:, 3]]
+    share = [
+        ((points[ring] - points[columns[:, 3]]) * across).sum(axis=1) / (across**2).sum(axis=1)
+        for ring in columns.T
+    ]
+    assert (share[0] > share[1]).all() and (share[1] > share[2]).all() and (share[2] > share[3]).all()
+
+
 def test_a_lips_inner_rings_keep_their_share_of_it_and_nothing_folds(face: np.ndarray) -> None:
     """The mesh has two rings inside each lip, which the performer's offsets moved as far
     as on the performer's fuller lips: on a thin-lipped character pressing its lips they
