@@ -268,6 +268,15 @@ class DriverModel:
         return dataclasses.replace(body, shift=body.shift / self.size, pivot=(body.pivot - chin) / self.size)
 
 
+def _face_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors across the face (from the right eye's outer corner to the left's)
+    and down it (toward the chin) for (N, 2) landmarks ``points``."""
+    a, b = points[topology.RIGHT_EYE_CORNERS[1]], points[topology.LEFT_EYE_CORNERS[1]]
+    across = (b - a) / (float(np.linalg.norm(b - a)) or 1.0)
+    down = np.array([-across[1], across[0]])  # image y grows downward
+    return across, (-down if down[1] < 0 else down)
+
+
 def close_mouth(points: np.ndarray) -> np.ndarray:
     """``points`` (478, 3) with the lips closed: the lower lip raised onto the upper one,
     the chin and jaw below it rising with it (a copy; a closed mouth: the same).
@@ -284,11 +293,7 @@ def close_mouth(points: np.ndarray) -> np.ndarray:
     """
     out = points.copy()
     pts = points[:, :2].astype(np.float64)
-    a, b = pts[topology.RIGHT_EYE_CORNERS[1]], pts[topology.LEFT_EYE_CORNERS[1]]
-    across = (b - a) / (float(np.linalg.norm(b - a)) or 1.0)
-    down = np.array([-across[1], across[0]])  # toward the chin (image y grows downward)
-    if down[1] < 0:
-        down = -down
+    across, down = _face_axes(pts)
     upper, lower = topology.INNER_LIP_PAIRS[:, 0], topology.INNER_LIP_PAIRS[:, 1]
     gaps = np.maximum((pts[lower] - pts[upper]) @ down, 0.0)
     opening = float(gaps.max())
@@ -329,6 +334,23 @@ def close_mouth(points: np.ndarray) -> np.ndarray:
 def _complex(vectors: np.ndarray) -> np.ndarray:
     """(N, 2) vectors as N complex numbers (x + iy)."""
     return vectors[:, 0] + 1j * vectors[:, 1]
+
+
+def meet_lips(base: np.ndarray, moved: np.ndarray) -> None:
+    """Where the lower lip's inner edge has gone above the upper's, put both where they
+    meet, halfway (``moved`` in place; down the face of ``base``).
+
+    A performer pressing their lips together (a closed-lipped smile) moves them past
+    each other by a pixel or two in the landmarks; moved onto the character, its lips
+    overlapped there, and where the two lips' triangles crossed, the one drawn last
+    showed: the lip line came out as dark and red pixels in turn.
+    """
+    down = _face_axes(base[:, :2].astype(np.float64))[1]
+    upper, lower = topology.INNER_LIP_PAIRS[:, 0], topology.INNER_LIP_PAIRS[:, 1]
+    gap = (moved[lower, :2] - moved[upper, :2]).astype(np.float64) @ down
+    past = np.minimum(gap, 0.0)[:, None] / 2 * down
+    moved[upper, :2] += past.astype(moved.dtype)
+    moved[lower, :2] -= past.astype(moved.dtype)
 
 
 def place_lip_rings(closed: np.ndarray, moved: np.ndarray) -> None:
@@ -453,12 +475,14 @@ class Retargeter:
         self._place_eyelids(char, moved, frame.eyes)
         self._keep_lips(closed, moved, frame.expression)
         unfold_mouth(closed, moved)
+        meet_lips(closed, moved)
         # The unfolding evens the offsets of the lips' rings with their neighbours' too,
         # which moved the upper lip's inner ring to its outer edge on the cartoon's
         # pressed smile: place them again, and unfold what that leaves folded (on the
         # cartoon x talking portrait, folded triangles after it went from 187 to 19).
         place_lip_rings(closed, moved)
         unfold_mouth(closed, moved)
+        meet_lips(closed, moved)
         # Pose: the change from the performer's usual pose, damped and clamped, applied in
         # the camera frame around the character's head centre (so a tilt is a tilt whatever
         # the rest pose).

@@ -644,6 +644,42 @@ def test_a_lips_inner_rings_keep_their_share_of_it_and_nothing_folds(face: np.nd
         assert not ((np.abs(before) > retarget.UNFOLD_MIN_AREA) & (after * np.sign(before) < 0)).any(), press
 
 
+def test_lips_pressed_past_each_other_meet_halfway_and_parted_lips_are_left(face: np.ndarray) -> None:
+    """A performer pressing their lips together moves their inner edges past each other
+    by a pixel or two; on the character the two lips then overlapped, and the lip line
+    came out as dark and red pixels in turn. Where they cross, both go to where they
+    meet, halfway; lips apart are left where they are."""
+    upper, lower = topology.INNER_LIP_PAIRS.T
+    below_lips = np.unique(np.concatenate([topology.LIP_COLUMNS[9:].ravel(), [topology.CHIN]]))
+    performer = retarget.close_mouth(face)
+    model = retarget.DriverModel(performer)
+    retargeter = retarget.Retargeter(model, intensity=3, body_control=False)
+
+    def raised(by: float) -> np.ndarray:  # the lower lip moved up by ``by`` px
+        out = performer.copy()
+        out[below_lips, 1] -= by
+        return out
+
+    def gaps(points: np.ndarray) -> np.ndarray:
+        return points[lower, 1] - points[upper, 1]
+
+    pressed = retargeter.target(performer, model.decompose(raised(3.0))).points
+    assert gaps(pressed).min() > -0.05  # they meet, not cross
+    parted = retargeter.target(performer, model.decompose(raised(-6.0))).points
+    assert gaps(parted).min() > 3.0  # lips apart: untouched by the meeting
+
+    moved = performer.copy()
+    moved[lower, 1] = moved[upper, 1] - 2.0  # crossed by 2 px
+    moved[lower[:3], 1] = moved[upper[:3], 1] + 4.0  # apart at one end
+    before = moved.copy()
+    retarget.meet_lips(performer, moved)
+    assert np.allclose(moved[upper[3:], 1], before[upper[3:], 1] - 1.0, atol=0.05)
+    assert np.allclose(moved[lower[3:], 1], moved[upper[3:], 1], atol=0.05)
+    assert np.array_equal(moved[upper[:3]], before[upper[:3]]) and np.array_equal(
+        moved[lower[:3]], before[lower[:3]]
+    )
+
+
 def test_an_eyeball_turned_by_the_gaze_shows_the_eye_not_its_lid_line_or_the_skin(face: np.ndarray) -> None:
     """The warp shows an eye's opening from the picture shifted with the gaze. Shifted
     far, it drew the picture's own lid line inside the eye, as a dark outline, and the
