@@ -476,10 +476,12 @@ class Retargeter:
         self._keep_lips(closed, moved, frame.expression)
         unfold_mouth(closed, moved)
         meet_lips(closed, moved)
-        # The unfolding evens the offsets of the lips' rings with their neighbours' too,
-        # which moved the upper lip's inner ring to its outer edge on the cartoon's
-        # pressed smile: place them again, and unfold what that leaves folded (on the
-        # cartoon x talking portrait, folded triangles after it went from 187 to 19).
+        # The unfolding evens the offsets of the lips' rings with their neighbours' too
+        # (on the cartoon's pressed smile it took the upper lip's inner ring to its outer
+        # edge): place them again, unfold what that leaves folded, and meet the lips
+        # again where that pressed them past each other. Over the cartoon x talking
+        # portrait, the lip triangles left folded went from 187 to 61, none of them a
+        # pixel in area.
         place_lip_rings(closed, moved)
         unfold_mouth(closed, moved)
         meet_lips(closed, moved)
