@@ -108,7 +108,7 @@ def _eye_moves(light: np.ndarray, points: np.ndarray, eye: topology.Eye) -> dict
     width = float(np.linalg.norm(outer - inner))
     if width < 8:
         return {}
-    along, up = _eye_axes(inner, outer)
+    along, up = retarget.line_axes(inner, outer)
     down = -up
     skin = _skin_below(light, points, eye, width, down)
     if skin <= 0:
@@ -223,7 +223,7 @@ class DrawnEyes:
     @staticmethod
     def _axes(points: np.ndarray, eye: topology.Eye) -> tuple[np.ndarray, np.ndarray, float]:
         inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
-        along, up = _eye_axes(inner, outer)
+        along, up = retarget.line_axes(inner, outer)
         return along, up, float(np.linalg.norm(outer - inner)) or 1.0
 
     def moves(self, points: np.ndarray) -> dict[int, np.ndarray]:
@@ -270,7 +270,7 @@ class _EyeArea:
         eye = topology.EYES[lid.eye]
         inner, outer = (target[c, :2].astype(np.float64) for c in eye.corners)
         self.width = float(np.linalg.norm(outer - inner)) or 1.0
-        self.up = _eye_axes(inner, outer)[1]
+        self.up = retarget.line_axes(inner, outer)[1]
         self.lid = np.vstack([inner, target[eye.upper, :2], outer])
         self.low = np.vstack([inner, target[eye.lower, :2], outer])
         self.upper_arc = target[lid.upper_arc, :2].astype(np.float64)
@@ -386,7 +386,7 @@ class ShutEyes:
         for k, eye in enumerate(topology.EYES):
             inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
             width = float(np.linalg.norm(outer - inner)) or 1.0
-            along, up = _eye_axes(inner, outer)
+            along, up = retarget.line_axes(inner, outer)
             skin = _skin_below(light, points, eye, width, -up)
             runs = [_dark_end(_profile(light, points[i, :2], up, REACH * width), skin) for i in eye.upper]
             thick = [end - start for start, end in (r for r in runs if r is not None) if end > start]
@@ -486,7 +486,7 @@ def _band(points: np.ndarray, k: int, upper_arc: np.ndarray) -> float:
     """``_lid_band`` of eye ``k``, whose upper arc is ``upper_arc``."""
     eye = topology.EYES[k]
     inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
-    up = _eye_axes(inner, outer)[1]
+    up = retarget.line_axes(inner, outer)[1]
     return float(points[upper_arc, :2].mean(axis=0) @ up - points[eye.upper, :2].mean(axis=0) @ up)
 
 
@@ -504,21 +504,13 @@ def _ramp(value: float, start: float, full: float) -> float:
     return float(np.clip((start - value) / (start - full), 0.0, 1.0))
 
 
-def _eye_axes(inner: np.ndarray, outer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors along an eye (inner corner to outer) and up across it (toward the
-    top of the picture)."""
-    along = (outer - inner) / (float(np.linalg.norm(outer - inner)) or 1.0)
-    up = np.array([along[1], -along[0]])
-    return along, (-up if up[1] > 0 else up)
-
-
 def _lash_stroke(lid: np.ndarray, thickness: float) -> np.ndarray:
     """The outline (N, 2) of an eye's lashes along its upper ``lid`` (points from the
     inner corner to the outer): thickest in the middle, tapering to a third at the
     corners, mostly above the lid."""
     inner, outer = lid[0].astype(np.float64), lid[-1].astype(np.float64)
     width = float(np.linalg.norm(outer - inner)) or 1.0
-    along, up = _eye_axes(inner, outer)
+    along, up = retarget.line_axes(inner, outer)
     rel = lid - inner
     coeffs = np.polyfit(rel @ along, rel @ up, 2)  # the lid as one smooth arc
     t = np.linspace(0.0, 1.0, 24)

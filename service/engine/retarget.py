@@ -268,13 +268,21 @@ class DriverModel:
         return dataclasses.replace(body, shift=body.shift / self.size, pivot=(body.pivot - chin) / self.size)
 
 
+def line_axes(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors along the line from ``start`` to ``end`` (2-D points) and across it,
+    toward the top of the picture (image y grows downward): along an eye, inner corner
+    to outer, and up across it; along the face, from the right eye's outer corner to the
+    left's, and up it (its negative: down toward the chin)."""
+    along = (end - start) / (float(np.linalg.norm(end - start)) or 1.0)
+    up = np.array([along[1], -along[0]])
+    return along, (-up if up[1] > 0 else up)
+
+
 def _face_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors across the face (from the right eye's outer corner to the left's)
-    and down it (toward the chin) for (N, 2) landmarks ``points``."""
-    a, b = points[topology.RIGHT_EYE_CORNERS[1]], points[topology.LEFT_EYE_CORNERS[1]]
-    across = (b - a) / (float(np.linalg.norm(b - a)) or 1.0)
-    down = np.array([-across[1], across[0]])  # image y grows downward
-    return across, (-down if down[1] < 0 else down)
+    """Unit vectors across the face (from the right eye's outer corner to the left's) and
+    down it, toward the chin, for (N, 2) landmarks ``points``."""
+    across, up = line_axes(points[topology.RIGHT_EYE_CORNERS[1]], points[topology.LEFT_EYE_CORNERS[1]])
+    return across, -up
 
 
 def close_mouth(points: np.ndarray) -> np.ndarray:
