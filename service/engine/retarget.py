@@ -344,16 +344,15 @@ def _complex(vectors: np.ndarray) -> np.ndarray:
     return vectors[:, 0] + 1j * vectors[:, 1]
 
 
-def meet_lips(base: np.ndarray, moved: np.ndarray) -> None:
+def meet_lips(moved: np.ndarray, down: np.ndarray) -> None:
     """Where the lower lip's inner edge has gone above the upper's, put both where they
-    meet, halfway (``moved`` in place; down the face of ``base``).
+    meet, halfway (``moved`` in place; ``down``: the unit vector down the face).
 
     A performer pressing their lips together (a closed-lipped smile) moves them past
     each other by a pixel or two in the landmarks; moved onto the character, its lips
     overlapped there, and where the two lips' triangles crossed, the one drawn last
     showed: the lip line came out as dark and red pixels in turn.
     """
-    down = _face_axes(base[:, :2].astype(np.float64))[1]
     upper, lower = topology.INNER_LIP_PAIRS[:, 0], topology.INNER_LIP_PAIRS[:, 1]
     gap = (moved[lower, :2] - moved[upper, :2]).astype(np.float64) @ down
     past = np.minimum(gap, 0.0)[:, None] / 2 * down
@@ -364,7 +363,14 @@ def meet_lips(base: np.ndarray, moved: np.ndarray) -> None:
 def place_lip_rings(closed: np.ndarray, moved: np.ndarray) -> None:
     """Place the mesh's two rings inside each lip as they lie on ``closed``, carried by
     the similarity that takes the lip's inner and outer edge there to where they are on
-    ``moved`` (in place; column by column, ``topology.LIP_COLUMNS``)."""
+    ``moved`` (in place; column by column, ``topology.LIP_COLUMNS``).
+
+    The performer's offsets move the rings by as much as they move the performer's
+    lips: where those are fuller for the face than the character's (the talking
+    portrait's on the cartoon's, pressed in a smile), the rings went from about 0.6 and
+    0.25 of the lip out from its inner edge to under 0.1, and the warp squeezed the
+    lip's colour into that sliver: the lower lip showed as skin.
+    """
     columns = topology.LIP_COLUMNS
     outer, inner = columns[:, 0], columns[:, 3]
     rest = _complex(closed[outer, :2] - closed[inner, :2])
@@ -423,6 +429,12 @@ def unfold_mouth(base: np.ndarray, moved: np.ndarray) -> int:
     return count
 
 
+#: A character's landmarks as ``Retargeter._character`` works them out once: float64, their
+#: scale and rotation against the driver's neutral face, with the lips closed, and the
+#: unit vector down the face.
+_CharacterFace = tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]
+
+
 @dataclasses.dataclass(frozen=True)
 class TargetFace:
     """Where the character's face goes in this frame.
@@ -456,43 +468,43 @@ class Retargeter:
         self._travel_gain = (
             TRANSLATION_GAIN_BODY if body_control else TRANSLATION_GAIN_HEAD_ONLY
         ) * self._move
-        self._face: tuple[np.ndarray, tuple[np.ndarray, float, np.ndarray, np.ndarray]] | None = None
+        self._face: tuple[np.ndarray, _CharacterFace] | None = None
         # The performer's lips' thickness at rest, pair by pair (``_keep_lips``).
         outer, inner = topology.LIP_THICKNESS_PAIRS.T
         neutral = driver.neutral[:, :2]
         self._usual_lips = np.maximum(np.linalg.norm(neutral[outer] - neutral[inner], axis=1), 1e-6)
 
-    def _character(self, points: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    def _character(self, points: np.ndarray) -> _CharacterFace:
         """Character landmarks ``points`` as float64, their scale and rotation against the
-        driver's neutral face, and the same with the lips closed (``close_mouth``). Worked
-        out once for the same array: a still character's, every frame."""
+        driver's neutral face, the same with the lips closed (``close_mouth``) and the
+        direction down the face. Worked out once for the same array: a still
+        character's, every frame."""
         if self._face is None or self._face[0] is not points:
             char = points.astype(np.float64)
             stable = topology.STABLE
             s_c, r_c, _ = umeyama(self._driver.neutral[stable], char[stable])
-            self._face = (points, (char, s_c, r_c, close_mouth(char)))
+            closed = close_mouth(char)
+            self._face = (points, (char, s_c, r_c, closed, _face_axes(closed[:, :2])[1]))
         return self._face[1]
 
     def target(self, char: np.ndarray, frame: DriverFrame) -> TargetFace:
         """Destination landmarks for character landmarks ``char`` (478, 3) driven by ``frame``."""
-        char, s_c, r_c, closed = self._character(char)
+        char, s_c, r_c, closed, down = self._character(char)
         stable = topology.STABLE
         # Expression: rotate/scale the driver's offsets into the character's face frame,
         # from the character with its lips closed, as the performer's are at rest.
         moved = closed + self._gain * s_c * (frame.expression @ r_c.T)
         self._place_eyelids(char, moved, frame.eyes)
         self._keep_lips(closed, moved, frame.expression)
-        unfold_mouth(closed, moved)
-        meet_lips(closed, moved)
-        # The unfolding evens the offsets of the lips' rings with their neighbours' too
-        # (on the cartoon's pressed smile it took the upper lip's inner ring to its outer
-        # edge): place them again, unfold what that leaves folded, and meet the lips
-        # again where that pressed them past each other. Over the cartoon x talking
-        # portrait, the lip triangles left folded went from 187 to 61, none of them a
-        # pixel in area.
-        place_lip_rings(closed, moved)
-        unfold_mouth(closed, moved)
-        meet_lips(closed, moved)
+        # The lips' rings as the character has them, nothing folded, lips not crossed;
+        # twice, as the unfolding evens the rings' offsets with their neighbours' (on the
+        # cartoon's pressed smile it took the upper lip's inner ring to its outer edge).
+        # Over the cartoon x talking portrait the lip triangles left folded went from 187
+        # to 61, none of them a pixel in area; without the first round, 73, up to 1.6 px².
+        for _ in range(2):
+            place_lip_rings(closed, moved)
+            unfold_mouth(closed, moved)
+            meet_lips(moved, down)
         # Pose: the change from the performer's usual pose, damped and clamped, applied in
         # the camera frame around the character's head centre (so a tilt is a tilt whatever
         # the rest pose).
@@ -537,8 +549,7 @@ class Retargeter:
         return torso.similarity(scale, angle, chin + pose.pivot * size, shift)
 
     def _keep_lips(self, closed: np.ndarray, moved: np.ndarray, expression: np.ndarray) -> None:
-        """Thin each lip no more than in proportion to the performer's, and keep its inner
-        rings at their share of it (``moved`` in place).
+        """Thin each lip no more than in proportion to the performer's (``moved`` in place).
 
         The expression moves the character's lips by the performer's offsets, scaled to
         the character's face but not to its lips: a performer whose lips are fuller for
@@ -550,14 +561,6 @@ class Retargeter:
         theirs (against ``_usual_lips``, at the expression's gain, and at least
         ``LIP_MIN_SHARE``), its outer edge is moved out to that; the inner edge, and so
         how far the lips part, is left as it is. Thicker lips (a pout) are left too.
-
-        The same offsets moved the mesh's two rings inside each lip (``topology.
-        LIP_COLUMNS``) by as much as they move the performer's fuller lip: on that smile
-        they went from about 0.6 and 0.25 of the cartoon's lips out from the inner edge
-        to under 0.1, and the warp squeezed the lips' colour into that sliver: the lower
-        lip showed as skin. Each column's rings are placed as on the closed-mouthed
-        character, carried by the similarity that takes its inner and outer edge there
-        to where they are now.
         """
         outer, inner = topology.LIP_THICKNESS_PAIRS.T
         performer = self._driver.neutral[:, :2] + expression[:, :2]
@@ -567,12 +570,12 @@ class Retargeter:
         want = np.linalg.norm(rest, axis=1) * share
         now = moved[outer, :2] - moved[inner, :2]
         thin = np.linalg.norm(now, axis=1) < want
-        if thin.any():
-            # Along the lip as it is now, unless it has turned over (then as on the character).
-            along = np.where(((now * rest).sum(axis=1) > 0)[:, None], now, rest)
-            along /= np.maximum(np.linalg.norm(along, axis=1), 1e-9)[:, None]
-            moved[outer[thin], :2] = moved[inner[thin], :2] + along[thin] * want[thin, None]
-        place_lip_rings(closed, moved)
+        if not thin.any():
+            return
+        # Along the lip as it is now, unless it has turned over (then as on the character).
+        along = np.where(((now * rest).sum(axis=1) > 0)[:, None], now, rest)
+        along /= np.maximum(np.linalg.norm(along, axis=1), 1e-9)[:, None]
+        moved[outer[thin], :2] = moved[inner[thin], :2] + along[thin] * want[thin, None]
 
     def _place_eyelids(self, char: np.ndarray, moved: np.ndarray, eyes: tuple[float, float]) -> None:
         """Re-place each eye's lid contour from that eye's own openness ratio (in place).

@@ -672,7 +672,7 @@ def test_lips_pressed_past_each_other_meet_halfway_and_parted_lips_are_left(face
     moved[lower, 1] = moved[upper, 1] - 2.0  # crossed by 2 px
     moved[lower[:3], 1] = moved[upper[:3], 1] + 4.0  # apart at one end
     before = moved.copy()
-    retarget.meet_lips(performer, moved)
+    retarget.meet_lips(moved, np.array([0.0, 1.0]))  # down the picture
     assert np.allclose(moved[upper[3:], 1], before[upper[3:], 1] - 1.0, atol=0.05)
     assert np.allclose(moved[lower[3:], 1], moved[upper[3:], 1], atol=0.05)
     assert np.array_equal(moved[upper[:3]], before[upper[:3]]) and np.array_equal(
