@@ -107,33 +107,22 @@ OUTER_LIPS = np.array(
 #: The lower half of the lips' outer edge, from the right corner's side to the left's
 #: (``OUTER_LIPS`` runs over the top first).
 LOWER_OUTER_LIP = OUTER_LIPS[11:][::-1].copy()
-#: Each lip's columns across its thickness, every one between the corners, in the order
-#: ``OUTER_LIPS`` and ``INNER_LIPS`` run in step (both corners at 0 and 10): the outer
-#: edge, the mesh's two rings inside the lip (on every face measured, at about 0.6 and
-#: 0.25 of the thickness out from the inner edge) and the inner edge.
-LIP_COLUMNS = np.array(
+#: The mesh's two rings inside the lips, between the corners, in the order ``OUTER_LIPS``
+#: and ``INNER_LIPS`` run in step (without their corners, at 0 and 10): the outer one (on
+#: every face measured, at about 0.6 of the lip's thickness out from its inner edge),
+#: then the inner one (about 0.25).
+LIP_RINGS = np.array(
     [
-        [185, 184, 183, 191],
-        [40, 74, 42, 80],
-        [39, 73, 41, 81],
-        [37, 72, 38, 82],
-        [0, 11, 12, 13],
-        [267, 302, 268, 312],
-        [269, 303, 271, 311],
-        [270, 304, 272, 310],
-        [409, 408, 407, 415],
-        [375, 307, 325, 324],
-        [321, 320, 319, 318],
-        [405, 404, 403, 402],
-        [314, 315, 316, 317],
-        [17, 16, 15, 14],
-        [84, 85, 86, 87],
-        [181, 180, 179, 178],
-        [91, 90, 89, 88],
-        [146, 77, 96, 95],
+        [184, 74, 73, 72, 11, 302, 303, 304, 408, 307, 320, 404, 315, 16, 85, 180, 90, 77],
+        [183, 42, 41, 38, 12, 268, 271, 272, 407, 325, 319, 403, 316, 15, 86, 179, 89, 96],
     ],
     dtype=np.int32,
 )
+#: Each lip's columns across its thickness, every one between the corners: the outer
+#: edge, the two rings inside the lip and the inner edge.
+LIP_COLUMNS = np.column_stack(
+    [np.delete(OUTER_LIPS, [0, 10]), *LIP_RINGS, np.delete(INNER_LIPS, [0, 10])]
+).astype(np.int32)
 #: Each lip's (outer edge, inner edge) pairs across its thickness (``LIP_COLUMNS``' ends).
 LIP_THICKNESS_PAIRS = LIP_COLUMNS[:, [0, 3]].copy()
 #: Both eyebrows (upper and lower edges, from the inner end out).
