@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service import engine
-from service.engine import character, landmarks, retarget, rig, topology, warp
+from service.engine import character, composite, driver, landmarks, pipeline, retarget, rig, topology, warp
 from service.engine.character import _Look
 
 
@@ -119,8 +119,6 @@ def test_a_character_videos_eyeballs_turned_by_the_gaze_are_drawn_from_each_fram
     video's eyes showed their lid line inside the eye. At rest nothing changes, and an
     eye is carried out only once it is drawn shifted."""
     import dataclasses
-
-    from service.engine import pipeline
 
     char = character.VideoCharacter(short_character_video, 640, 360, 60, 24, duration_s=1.5)
     frames = list(char.frames())
@@ -254,8 +252,6 @@ def test_landmarks_are_read_from_the_wire_encoding_or_attribute_by_attribute() -
 def test_preloading_caps_the_render_processs_malloc_arenas(monkeypatch: pytest.MonkeyPatch) -> None:
     import platform
 
-    from service.engine import pipeline
-
     if platform.libc_ver()[0] == "glibc":
         assert pipeline._limit_malloc_arenas(pipeline.MALLOC_ARENAS)
     asked: list[int] = []
@@ -268,8 +264,6 @@ def test_preloading_builds_opencvs_lab_tables_before_a_job(monkeypatch: pytest.M
     """OpenCV builds its Lab tables on the first conversion to Lab (~0.27 s), which the
     drawn-eye search otherwise paid inside a still character's preparation."""
     import cv2
-
-    from service.engine import pipeline
 
     codes: list[int] = []
     convert = cv2.cvtColor
@@ -284,8 +278,6 @@ def test_preloading_keeps_opencv_to_the_calling_thread(monkeypatch: pytest.Monke
     """A render keeps both cores busy with its own threads; OpenCV's pool on top of them
     only cost CPU."""
     import cv2
-
-    from service.engine import pipeline
 
     asked: list[int] = []
     monkeypatch.setattr(cv2, "setNumThreads", asked.append)
@@ -412,7 +404,6 @@ def test_the_rest_frame_has_closed_lips_at_their_usual_width_not_a_smile(face: n
     """The gap between the lips is measured against the mouth's width, which a smile
     stretches: the narrowest gap alone picked a closed-lipped smile, and every other
     frame then drew the character's mouth narrower than its own (a pucker)."""
-    from service.engine import composite, driver
 
     def mouth(gap: float, wider: float) -> np.ndarray:
         p = face.copy()
@@ -483,8 +474,6 @@ def test_a_character_pictured_with_its_mouth_open_closes_it_with_the_performer(f
     """The performer's expression is taken against their closed-lipped rest: a character
     pictured mouth open (the shared photo) closes it when they do, the jaw rising with
     the lower lip, and opens it again by as much as they open theirs."""
-    from service.engine import composite
-
     upper, lower = topology.INNER_LIP_PAIRS[:, 0], topology.INNER_LIP_PAIRS[:, 1]
     opening = float((face[lower, 1] - face[upper, 1]).max())
     assert opening > 8  # the picture's mouth is open
@@ -553,37 +542,40 @@ def test_the_performers_expression_does_not_fold_the_characters_lips_over(face: 
     assert folded(target.points) == 0
 
 
+def _lips_scaled(points: np.ndarray, share: float) -> np.ndarray:
+    """``points`` with each lip ``share`` as thick: its outer edge and the rings inside it
+    moved toward its inner edge, column by column (``topology.LIP_COLUMNS``)."""
+    columns = topology.LIP_COLUMNS
+    out = points.copy()
+    for ring in columns[:, :3].T:
+        out[ring, :2] = points[columns[:, 3], :2] + share * (points[ring, :2] - points[columns[:, 3], :2])
+    return out
+
+
 def test_a_characters_lips_thin_in_proportion_to_the_performers_not_away(face: np.ndarray) -> None:
     """The performer's expression moves the character's lips by the same offsets, scaled
     to the face, not to the lips: a full-lipped performer pressing their lips to 60 % of
     their thickness took a thin-lipped character's lips to nothing (the cartoon's upper
     lip showed as a dark line). Each lip now keeps at least its own share of the
     performer's, while how far the lips part, and a pout, are the performer's."""
-    from service.engine import composite
-
     outer, inner = topology.LIP_THICKNESS_PAIRS.T
     performer = retarget.close_mouth(face)
 
     def thickness(points: np.ndarray) -> np.ndarray:
         return np.linalg.norm(points[outer, :2] - points[inner, :2], axis=1)
 
-    def thinned(points: np.ndarray, share: float) -> np.ndarray:
-        out = points.copy()
-        out[outer, :2] = points[inner, :2] + share * (points[outer, :2] - points[inner, :2])
-        return out
-
-    character = thinned(performer, 0.35)  # lips a third as thick as the performer's
+    character = _lips_scaled(performer, 0.35)  # lips a third as thick as the performer's
     model = retarget.DriverModel(performer)
     retargeter = retarget.Retargeter(model, intensity=3, body_control=False)
     lips = thickness(retarget.close_mouth(character))
     moving = lips > 1.0
 
-    pressed = retargeter.target(character, model.decompose(thinned(performer, 0.6))).points
+    pressed = retargeter.target(character, model.decompose(_lips_scaled(performer, 0.6))).points
     share = thickness(pressed)[moving] / lips[moving]
     assert (share > 0.5).all() and abs(float(np.median(share)) - 0.6) < 0.02  # as the performer's
     assert composite.mouth_gap(pressed) < 0.01  # still closed
 
-    pout = thinned(performer, 1.3)
+    pout = _lips_scaled(performer, 1.3)
     pouted = retargeter.target(character, model.decompose(pout)).points
     assert (thickness(pouted)[moving] / lips[moving] > 1.3).all()  # the whole offset, not 1.3 x
 
@@ -615,12 +607,6 @@ def test_a_lips_inner_rings_keep_their_share_of_it_and_nothing_folds(face: np.nd
     inner = columns[:, 3]
     performer = retarget.close_mouth(face)
 
-    def scaled(points: np.ndarray, share: float) -> np.ndarray:  # every ring with the lip
-        out = points.copy()
-        for ring in columns[:, :3].T:
-            out[ring, :2] = points[inner, :2] + share * (points[ring, :2] - points[inner, :2])
-        return out
-
     def shares(points: np.ndarray) -> np.ndarray:  # each ring's share, outer edge to inner
         across = points[columns[:, 0], :2] - points[inner, :2]
         return np.stack(
@@ -630,12 +616,12 @@ def test_a_lips_inner_rings_keep_their_share_of_it_and_nothing_folds(face: np.nd
             ]
         )
 
-    character = scaled(performer, 0.35)  # lips a third as thick as the performer's
+    character = _lips_scaled(performer, 0.35)  # lips a third as thick as the performer's
     model = retarget.DriverModel(performer)
     retargeter = retarget.Retargeter(model, intensity=3, body_control=False)
     closed = retarget.close_mouth(character)
     for press in (0.6, 0.8, 1.3):
-        pressed = retargeter.target(character, model.decompose(scaled(performer, press))).points
+        pressed = retargeter.target(character, model.decompose(_lips_scaled(performer, press))).points
         off = np.abs(shares(pressed) - shares(closed))
         assert off.max() < 0.1 and np.median(off) < 0.01, press  # unfolding moves a few a little
         triangles = topology.mouth_triangles()
@@ -759,8 +745,6 @@ def _turned_eyes(
     warp draws them, then with ``Eyeballs`` painted over, and the openings."""
     import cv2
 
-    from service.engine import composite
-
     target = retarget.TargetFace(
         points=face,
         head=warp.IDENTITY,
@@ -781,8 +765,6 @@ def _turned_eyes(
 def test_an_eyes_picture_is_carried_out_from_its_nearest_pixel_inside_the_opening() -> None:
     """Outside the opening each pixel takes the colour of the nearest one inside it
     (softened), inside it the picture is kept as it is."""
-    from service.engine import composite
-
     patch = np.zeros((40, 60, 3), dtype=np.uint8)
     patch[:, :30] = (200, 40, 40)  # the opening's left half blue, its right half green
     patch[:, 30:] = (40, 200, 40)
@@ -802,8 +784,6 @@ def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_p
     A character pictured with its teeth showing (the shared photo) kept them under the
     driver's dark interior, and its mouth read as a black gap whenever the performer's
     lips parted; painted around them, its own teeth show, in its own light."""
-
-    from service.engine import composite
 
     upper, lower = topology.INNER_LIP_PAIRS[:, 0], topology.INNER_LIP_PAIRS[:, 1]
     opening = float((face[lower, 1] - face[upper, 1]).max())
@@ -861,8 +841,6 @@ def test_a_performers_upper_teeth_never_show_under_a_characters_own(face: np.nda
     under short teeth. The character's own teeth are drawn down to meet them instead, at
     most twice as long; what reaches further is darkened. With the teeth together, the
     grin's lower teeth must still show."""
-    from service.engine import composite
-
     points, _, own = _opened_wider(face)
     assert own is not None
     canvas, driver_frame = _own_teeth_frames(face, points)
@@ -901,8 +879,6 @@ def test_a_characters_teeth_drawn_longer_are_its_own_stretched_down_from_its_lip
     the picture shows little of its teeth, they grow little; and their new lower edge is
     one smooth line, not column by column as the performer's teeth and the gaps between
     them end."""
-    from service.engine import composite
-
     points, _, own = _opened_wider(face)
     assert own is not None
     canvas, driver_frame = _own_teeth_frames(face, points)
@@ -1021,8 +997,6 @@ def _painted(
 ) -> np.ndarray:
     """A character frame of plain ``char_skin`` with the driver's mouth interior painted
     into ``face``'s parted lips at full strength."""
-    from service.engine import composite
-
     out = np.full((720, 1280, 3), char_skin, dtype=np.uint8)
     painter = composite.MouthPainter(np.array(char_skin, float), np.array(driver_skin, float))
     painter.paint(out, face, driver_frame, face, strength=1.0)
