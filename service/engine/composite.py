@@ -394,15 +394,17 @@ class MouthPainter:
         opening = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None]
         alpha = opening * (strength / 255)
         shown = None if own is None else warp.polygon_mask(mask.shape, own, (x0, y0))
+        if shown is not None and not shown.any():
+            shown = None  # the warp shows none of the character's own opening here
         inside = mask > 127
-        if shown is not None and shown.any() and inside.any():
+        if shown is not None and inside.any():
             height = float(np.ptp(poly_dst[:, 1]))
             upper = _upper_teeth(grey[..., 0], inside, height)
             teeth, grown = _grown_teeth(region, shown > 127, upper, inside, strength)
             interior = self._below_own_teeth(interior, grey, inside, shown, upper, height)
             interior += (grown - interior) * teeth[..., None]
             alpha = np.maximum(alpha, opening * teeth[..., None] / 255)  # the teeth drawn whole
-        elif shown is not None and shown.any():  # an opening too thin to fill: leave its own
+        elif shown is not None:  # an opening too thin to fill: leave its own
             alpha *= 1 - cv2.GaussianBlur(shown, (3, 3), 0).astype(np.float32)[..., None] / 255
         region[:] = np.clip(interior * alpha + region * (1 - alpha), 0, 255).astype(np.uint8)
 
