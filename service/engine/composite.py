@@ -304,6 +304,15 @@ OWN_TEETH_SHARE = (0.3, 0.7)
 #: The grey level (in the character's light) above which the interior counts as teeth
 #: there: the middle of ``TEETH_GREYS``; a tongue is darker.
 TEETH_SPLIT = sum(TEETH_GREYS) / 2
+#: The performer's lip along the rim of the opening (``MouthPainter._lip_rim``): how far
+#: in from the edge it is looked for (shares of the mouth's width: wholly up to the
+#: first, fading out by the second), how red it must be (from a neutral grey to the
+#: performer's lip colour: none at the first share, wholly from the second) and how
+#: light (shares of the performer's lip: the cavity is darker).
+LIP_RIM = (0.04, 0.08)
+LIP_RIM_HEIGHT = 0.2
+LIP_REDNESS = (0.3, 0.7)
+LIP_SHADE = (0.3, 0.5)
 
 
 def _light_colour(skin: np.ndarray) -> np.ndarray:
@@ -322,7 +331,13 @@ def _light_colour(skin: np.ndarray) -> np.ndarray:
 class MouthPainter:
     """Paints the driver's mouth interior into the character's parted lips."""
 
-    def __init__(self, char_skin: np.ndarray, driver_skin: np.ndarray) -> None:
+    def __init__(
+        self,
+        char_skin: np.ndarray,
+        driver_skin: np.ndarray,
+        char_lips: np.ndarray | None = None,
+        driver_lips: np.ndarray | None = None,
+    ) -> None:
         # One brightness gain from the driver's skin to the character's, and the light's
         # colour moved from the driver's to the character's. Full per-channel skin ratios
         # were tried and tint the teeth (blue-grey on pale characters): they carry the
@@ -332,6 +347,34 @@ class MouthPainter:
         self._white = _light_colour(char_skin)
         balance = self._white / _light_colour(driver_skin)
         self._scale = (gain * 0.92 * balance / balance.mean()).astype(np.float32)
+        # The lips' colours, for the performer's lip at the opening's rim (``_lip_rim``).
+        self._lips = None
+        if char_lips is not None and driver_lips is not None:
+            self._lips = (np.asarray(char_lips, np.float32), np.asarray(driver_lips, np.float32))
+
+    @classmethod
+    def between(
+        cls, char: tuple[np.ndarray, np.ndarray], driver: tuple[np.ndarray, np.ndarray]
+    ) -> MouthPainter:
+        """The painter from the character's (skin, lips) colours to the driver's (``colours``)."""
+        return cls(char[0], driver[0], char[1], driver[1])
+
+    @classmethod
+    def colours(cls, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A face's (skin, lips) colours (``skin_colour``, ``lip_colour``), as the painter takes them."""
+        return cls.skin_colour(image, points), cls.lip_colour(image, points)
+
+    @staticmethod
+    def lip_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Median BGR of the lips, around their middle ring (``topology.LIP_RINGS``)."""
+        h, w = image.shape[:2]
+        size = max(1, int(0.01 * float(np.ptp(points[:, 0]))))
+        samples = []
+        for x, y in np.round(points[topology.LIP_RINGS[0], :2]).astype(int):
+            patch = image[max(0, y - size) : min(h, y + size + 1), max(0, x - size) : min(w, x + size + 1)]
+            if patch.size:
+                samples.append(patch.reshape(-1, 3))
+        return np.median(np.concatenate(samples), axis=0) if samples else np.full(3, 128.0)
 
     @staticmethod
     def skin_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -379,10 +422,10 @@ class MouthPainter:
         affine, _ = cv2.estimateAffine2D(poly_src, poly_dst - [x0, y0], method=cv2.LMEDS)
         if affine is None:
             return
-        interior = cv2.warpAffine(
+        raw = cv2.warpAffine(
             driver, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         ).astype(np.float32)
-        interior *= self._scale  # in the character's light, a touch darker: a mouth is shaded
+        interior = raw * self._scale  # in the character's light, a touch darker: a mouth is shaded
         # The teeth take most of their colour from the character's light, the darker
         # tongue and throat keep their own.
         grey = interior.mean(axis=2, keepdims=True)
@@ -397,6 +440,10 @@ class MouthPainter:
         if shown is not None and not shown.any():
             shown = None  # the warp shows none of the character's own opening here
         inside = mask > 127
+        if self._lips is not None and inside.any():
+            interior = self._lip_rim(
+                interior, raw, inside, poly_dst, None if shown is None else shown / np.float32(255)
+            )
         if shown is not None and inside.any():
             height = float(np.ptp(poly_dst[:, 1]))
             upper = _upper_teeth(grey[..., 0], inside, height)
@@ -407,6 +454,46 @@ class MouthPainter:
         elif shown is not None:  # an opening too thin to fill: leave its own
             alpha *= 1 - cv2.GaussianBlur(shown, (3, 3), 0).astype(np.float32)[..., None] / 255
         region[:] = np.clip(interior * alpha + region * (1 - alpha), 0, 255).astype(np.uint8)
+
+    def _lip_rim(
+        self,
+        interior: np.ndarray,
+        raw: np.ndarray,
+        inside: np.ndarray,
+        opening: np.ndarray,
+        own: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``interior`` with the performer's lip, where it shows along the opening's rim,
+        in the character's lip colour.
+
+        The performer's inner-lip landmarks sit a little inside their lips, so the
+        opening taken from their frame (``raw``, as warped) carries a sliver of their lip
+        along its edge. Moved into the character's light it read as a grey rim between
+        the character's red lip and the dark mouth. Near the edge of the opening
+        (``inside``, outlined by ``opening``: within ``LIP_RIM`` of its width, and of
+        ``LIP_RIM_HEIGHT`` of its height over ``LIP_RIM[1]``, so that a mouth barely
+        parted is not all rim), and not where the character shows its own opening
+        (``own``, 0..1), a pixel counts as lip by how much redder than a neutral grey it
+        is, against the performer's lip (``LIP_REDNESS``; teeth are near grey), and by
+        its light (``LIP_SHADE``: the dark cavity is not lip);
+        it takes the character's lip colour, shaded as the performer's lip is there.
+        """
+        import cv2
+
+        assert self._lips is not None
+        char_lip, driver_lip = self._lips
+        reach = min(float(np.ptp(opening[:, 0])), float(np.ptp(opening[:, 1])) * LIP_RIM_HEIGHT / LIP_RIM[1])
+        depth = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
+        rim = 1.0 - warp.smoothstep(depth, LIP_RIM[0] * reach, LIP_RIM[1] * reach)
+        if own is not None:
+            rim *= 1.0 - own
+        total = np.maximum(raw.sum(axis=2), 1.0)
+        lip_red = float(driver_lip[2] / max(float(driver_lip.sum()), 1.0)) - 1 / 3
+        redness = (raw[..., 2] / total - 1 / 3) / max(lip_red, 0.02)
+        shade = total / max(float(driver_lip.sum()), 1.0)
+        lip = warp.smoothstep(redness, *LIP_REDNESS) * warp.smoothstep(shade, *LIP_SHADE) * rim
+        fill = char_lip * np.minimum(shade, 1.0)[..., None]
+        return interior + (fill - interior) * lip[..., None]
 
     @staticmethod
     def _below_own_teeth(

@@ -218,18 +218,18 @@ def _render(
             _frozen_heap(),
         ):
             painter: composite.MouthPainter | None = None
-            driver_skin = None
+            driver_colours = None
             for i, (cf, sample) in enumerate(zip(char_frames, samples, strict=False)):  # chars: endless
-                if driver_skin is None and sample.frame is not None:
-                    driver_skin = composite.MouthPainter.skin_colour(sample.frame, sample.points)
+                if driver_colours is None and sample.frame is not None:
+                    driver_colours = composite.MouthPainter.colours(sample.frame, sample.points)
                 if cf.rig is None:  # character face not found yet (video): pass through
                     out = cf.canvas
                 else:
                     target = retargeter.target(cf.points, model.decompose(sample.points, sample.torso))
                     out = _animate(cf, target, warper, char.window)
-                    if painter is None and driver_skin is not None:
-                        skin = composite.MouthPainter.skin_colour(cf.canvas, cf.points)
-                        painter = composite.MouthPainter(skin, driver_skin)
+                    if painter is None and driver_colours is not None:
+                        own = composite.MouthPainter.colours(cf.canvas, cf.points)
+                        painter = composite.MouthPainter.between(own, driver_colours)
                     if painter is not None and sample.frame is not None:
                         gap = composite.mouth_gap(sample.points) - neutral_gap
                         strength = float(np.clip((gap - 0.02) / 0.06, 0.0, 1.0))

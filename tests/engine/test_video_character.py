@@ -1063,3 +1063,59 @@ def test_a_character_video_with_no_face_anywhere_fails_as_having_none(tmp_path: 
         character.VideoCharacter(clip, 640, 360, 84, 24)
     assert err.value.failure_code == "ASSET.INVALID"
     assert err.value.message == "No human-like face was found in the character video."
+
+
+def test_the_performers_lip_along_the_opening_takes_the_characters_lip_colour(face: np.ndarray) -> None:
+    """The performer's inner-lip landmarks sit a little inside their lips, so the opening
+    taken from their frame carries a sliver of their lip along its edge: moved into the
+    character's light it read as a grey rim between the character's red lip and the dark
+    mouth. It now shows in the character's lip colour; the teeth along the edge and the
+    dark cavity stay as they were."""
+    import cv2
+
+    shape = (720, 1280)
+    # The picture's mouth at twice its size (as a render shows it), opened wide.
+    centre = face[topology.INNER_LIPS, :2].mean(axis=0)
+    points = face.copy()
+    points[:, :2] = centre + 2 * (face[:, :2] - centre)
+    lower = np.concatenate(
+        [topology.INNER_LIPS[11:], topology.OUTER_LIPS[11:], topology.LIP_RINGS[:, 9:].ravel()]
+    )
+    points[lower, 1] += 20
+    lips = _filled(points[topology.OUTER_LIPS, :2], shape) & ~_inside(points, shape)
+    inside = _inside(points, shape)
+    depth = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
+    middle_y = points[topology.INNER_LIPS, 1].mean()
+    rows = np.arange(shape[0])[:, None]
+    sliver = inside & (depth <= 4) & (rows > middle_y)  # the lower lip's inner edge
+    teeth = inside & (depth <= 4) & (rows < middle_y)  # upper teeth right under the lip
+
+    driver_frame = np.full((*shape, 3), (130, 144, 197), dtype=np.uint8)  # cool-lit skin
+    driver_frame[lips] = (95, 100, 160)  # a pale pink lip
+    driver_frame[sliver] = (60, 63, 100)  # in shade at the opening
+    driver_frame[inside & (depth > 4)] = (25, 25, 45)  # the dark mouth
+    driver_frame[teeth] = (200, 205, 210)
+    picture = np.full((*shape, 3), (200, 205, 235), dtype=np.uint8)  # a pale character
+    picture[lips] = (70, 70, 210)  # with red lips
+
+    def painted(with_lips: bool) -> np.ndarray:
+        out = picture.copy()
+        skin, lip = composite.MouthPainter.colours(picture, points)
+        driver_skin, driver_lip = composite.MouthPainter.colours(driver_frame, points)
+        painter = composite.MouthPainter(skin, driver_skin, *((lip, driver_lip) if with_lips else ()))
+        painter.paint(out, points, driver_frame, points, strength=1.0)
+        return out.astype(int)
+
+    def redness(pixels: np.ndarray) -> np.ndarray:  # red's share over a grey's third
+        return pixels[:, 2] / np.maximum(pixels.sum(axis=1), 1) - 1 / 3
+
+    ring = sliver & (depth >= 1.5)  # clear of the opening's soft edge
+    assert np.allclose(composite.MouthPainter.lip_colour(picture, points), (70, 70, 210))
+    before, after = painted(False), painted(True)
+    assert np.median(redness(before[ring])) < 0.1  # the grey rim it was
+    assert np.median(redness(after[ring])) > 0.8 * float(redness(np.array([[70, 70, 210]]))[0])
+    assert 0.55 * 350 < np.median(after[ring].sum(axis=1)) < 0.7 * 350  # shaded as the performer's
+    upper = teeth & (depth >= 1.5)
+    assert np.array_equal(after[upper], before[upper])  # the teeth untouched
+    deep = inside & (depth > 8)
+    assert np.array_equal(after[deep], before[deep])  # and the cavity
