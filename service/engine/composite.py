@@ -305,14 +305,28 @@ OWN_TEETH_SHARE = (0.3, 0.7)
 #: there: the middle of ``TEETH_GREYS``; a tongue is darker.
 TEETH_SPLIT = sum(TEETH_GREYS) / 2
 #: The performer's lip along the rim of the opening (``MouthPainter._lip_rim``): how far
-#: in from the edge it is looked for (shares of the mouth's width: wholly up to the
-#: first, fading out by the second), how red it must be (from a neutral grey to the
-#: performer's lip colour: none at the first share, wholly from the second) and how
-#: light (shares of the performer's lip: the cavity is darker).
+#: in from the edge it is looked for (shares of the opening's width, and of its height,
+#: whichever is less: wholly up to the first, fading out by the second), how red it must
+#: be (from a neutral grey to the performer's lip colour: none at the first share,
+#: wholly from the second) and how light (shares of the performer's lip: the cavity is
+#: darker).
 LIP_RIM = (0.04, 0.08)
-LIP_RIM_HEIGHT = 0.2
+LIP_RIM_HEIGHT = (0.1, 0.2)
 LIP_REDNESS = (0.3, 0.7)
 LIP_SHADE = (0.3, 0.5)
+
+
+def _patches(image: np.ndarray, points: np.ndarray, before: int, after: int) -> list[np.ndarray]:
+    """The pixels (N, 3) of the box from ``before`` px above and left of each of
+    ``points`` (rounded) to ``after`` px below and right of it (exclusive), within
+    ``image``; boxes wholly outside it are left out."""
+    h, w = image.shape[:2]
+    patches = []
+    for x, y in np.round(points[:, :2]).astype(int):
+        patch = image[max(0, y - before) : min(h, y + after), max(0, x - before) : min(w, x + after)]
+        if patch.size:
+            patches.append(patch.reshape(-1, 3))
+    return patches
 
 
 def _light_colour(skin: np.ndarray) -> np.ndarray:
@@ -367,25 +381,15 @@ class MouthPainter:
     @staticmethod
     def lip_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Median BGR of the lips, around their middle ring (``topology.LIP_RINGS``)."""
-        h, w = image.shape[:2]
         size = max(1, int(0.01 * float(np.ptp(points[:, 0]))))
-        samples = []
-        for x, y in np.round(points[topology.LIP_RINGS[0], :2]).astype(int):
-            patch = image[max(0, y - size) : min(h, y + size + 1), max(0, x - size) : min(w, x + size + 1)]
-            if patch.size:
-                samples.append(patch.reshape(-1, 3))
+        samples = _patches(image, points[topology.LIP_RINGS[0]], size, size + 1)
         return np.median(np.concatenate(samples), axis=0) if samples else np.full(3, 128.0)
 
     @staticmethod
     def skin_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Mean BGR around the cheek landmarks."""
-        h, w = image.shape[:2]
         size = max(2, int(0.02 * float(np.ptp(points[:, 0]))))
-        samples = []
-        for x, y in np.round(points[topology.CHEEKS, :2]).astype(int):
-            patch = image[max(0, y - size) : min(h, y + size), max(0, x - size) : min(w, x + size)]
-            if patch.size:
-                samples.append(patch.reshape(-1, 3).mean(axis=0))
+        samples = [patch.mean(axis=0) for patch in _patches(image, points[topology.CHEEKS], size, size)]
         return np.mean(samples, axis=0) if samples else np.full(3, 128.0)
 
     def paint(
@@ -470,21 +474,24 @@ class MouthPainter:
         opening taken from their frame (``raw``, as warped) carries a sliver of their lip
         along its edge. Moved into the character's light it read as a grey rim between
         the character's red lip and the dark mouth. Near the edge of the opening
-        (``inside``, outlined by ``opening``: within ``LIP_RIM`` of its width, and of
-        ``LIP_RIM_HEIGHT`` of its height over ``LIP_RIM[1]``, so that a mouth barely
-        parted is not all rim), and not where the character shows its own opening
-        (``own``, 0..1), a pixel counts as lip by how much redder than a neutral grey it
-        is, against the performer's lip (``LIP_REDNESS``; teeth are near grey), and by
-        its light (``LIP_SHADE``: the dark cavity is not lip);
-        it takes the character's lip colour, shaded as the performer's lip is there.
+        (``inside``, outlined by ``opening``: within ``LIP_RIM`` of its width and
+        ``LIP_RIM_HEIGHT`` of its height, so that a mouth barely parted is not all
+        rim), and not where the character shows its own opening (``own``, 0..1), a
+        pixel counts as lip by how much redder than a neutral grey it is, against the
+        performer's lip (``LIP_REDNESS``; teeth are near grey), and by its light
+        (``LIP_SHADE``: the dark cavity is not lip); it takes the character's lip
+        colour, shaded as the performer's lip is there.
         """
         import cv2
 
         assert self._lips is not None
         char_lip, driver_lip = self._lips
-        reach = min(float(np.ptp(opening[:, 0])), float(np.ptp(opening[:, 1])) * LIP_RIM_HEIGHT / LIP_RIM[1])
+        width, height = np.ptp(opening, axis=0)
+        near, far = (
+            min(w * float(width), h * float(height)) for w, h in zip(LIP_RIM, LIP_RIM_HEIGHT, strict=True)
+        )
         depth = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
-        rim = 1.0 - warp.smoothstep(depth, LIP_RIM[0] * reach, LIP_RIM[1] * reach)
+        rim = 1.0 - warp.smoothstep(depth, near, far)
         if own is not None:
             rim *= 1.0 - own
         total = np.maximum(raw.sum(axis=2), 1.0)
