@@ -314,6 +314,9 @@ LIP_RIM = (0.04, 0.08)
 LIP_RIM_HEIGHT = (0.1, 0.2)
 LIP_REDNESS = (0.3, 0.7)
 LIP_SHADE = (0.3, 0.5)
+#: ...unless the performer's lip is no redder than this (red's share of its colour over a
+#: grey's third): lips that colour cannot tell from teeth (a black-and-white clip).
+LIP_MIN_REDNESS = 0.03
 
 
 def _patches(image: np.ndarray, points: np.ndarray, before: int, after: int) -> list[np.ndarray]:
@@ -480,7 +483,8 @@ class MouthPainter:
         pixel counts as lip by how much redder than a neutral grey it is, against the
         performer's lip (``LIP_REDNESS``; teeth are near grey), and by its light
         (``LIP_SHADE``: the dark cavity is not lip); it takes the character's lip
-        colour, shaded as the performer's lip is there.
+        colour, shaded as the performer's lip is there. A performer's lip no redder than
+        ``LIP_MIN_REDNESS`` is left as it is: their colour's noise would pick pixels.
         """
         import cv2
 
@@ -494,9 +498,11 @@ class MouthPainter:
         rim = 1.0 - warp.smoothstep(depth, near, far)
         if own is not None:
             rim *= 1.0 - own
-        total = np.maximum(raw.sum(axis=2), 1.0)
         lip_red = float(driver_lip[2] / max(float(driver_lip.sum()), 1.0)) - 1 / 3
-        redness = (raw[..., 2] / total - 1 / 3) / max(lip_red, 0.02)
+        if lip_red < LIP_MIN_REDNESS:
+            return interior
+        total = np.maximum(raw.sum(axis=2), 1.0)
+        redness = (raw[..., 2] / total - 1 / 3) / lip_red
         shade = total / max(float(driver_lip.sum()), 1.0)
         lip = warp.smoothstep(redness, *LIP_REDNESS) * warp.smoothstep(shade, *LIP_SHADE) * rim
         fill = char_lip * np.minimum(shade, 1.0)[..., None]

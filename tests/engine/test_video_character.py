@@ -1098,7 +1098,7 @@ def test_the_performers_lip_along_the_opening_takes_the_characters_lip_colour(fa
     picture = np.full((*shape, 3), (200, 205, 235), dtype=np.uint8)  # a pale character
     picture[lips] = (70, 70, 210)  # with red lips
 
-    def painted(with_lips: bool) -> np.ndarray:
+    def painted(with_lips: bool, driver_frame: np.ndarray = driver_frame) -> np.ndarray:
         out = picture.copy()
         skin, lip = composite.MouthPainter.colours(picture, points)
         driver_skin, driver_lip = composite.MouthPainter.colours(driver_frame, points)
@@ -1119,3 +1119,7 @@ def test_the_performers_lip_along_the_opening_takes_the_characters_lip_colour(fa
     assert np.array_equal(after[upper], before[upper])  # the teeth untouched
     deep = inside & (depth > 8)
     assert np.array_equal(after[deep], before[deep])  # and the cavity
+    # A black-and-white clip: colour cannot tell its lips from its teeth, so it is left.
+    grey = np.repeat(cv2.cvtColor(driver_frame, cv2.COLOR_BGR2GRAY)[..., None], 3, axis=2)
+    grey[ring] += np.array([0, 0, 2], np.uint8)  # a grey lip's colour noise
+    assert np.array_equal(painted(True, grey), painted(False, grey))
