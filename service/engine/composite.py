@@ -319,6 +319,16 @@ LIP_SHADE = (0.3, 0.5)
 LIP_MIN_REDNESS = 0.03
 
 
+class _RimLips(NamedTuple):
+    """What ``MouthPainter._lip_rim`` needs of the two faces' lips: the character's colour
+    (BGR), and the performer's redness (red's share of its colour over a grey's third)
+    and light (its channels' sum)."""
+
+    colour: np.ndarray
+    redness: float
+    light: float
+
+
 def _patches(image: np.ndarray, points: np.ndarray, before: int, after: int) -> list[np.ndarray]:
     """The pixels (N, 3) of the box from ``before`` px above and left of each of
     ``points`` (rounded) to ``after`` px below and right of it (exclusive), within
@@ -364,10 +374,15 @@ class MouthPainter:
         self._white = _light_colour(char_skin)
         balance = self._white / _light_colour(driver_skin)
         self._scale = (gain * 0.92 * balance / balance.mean()).astype(np.float32)
-        # The lips' colours, for the performer's lip at the opening's rim (``_lip_rim``).
-        self._lips = None
+        # The lips, for the performer's lip at the opening's rim (``_lip_rim``): left out
+        # where the performer's lip is no redder than ``LIP_MIN_REDNESS`` (colour cannot
+        # tell it from their teeth there, and its noise would pick pixels).
+        self._lips: _RimLips | None = None
         if char_lips is not None and driver_lips is not None:
-            self._lips = (np.asarray(char_lips, np.float32), np.asarray(driver_lips, np.float32))
+            light = max(float(np.sum(driver_lips)), 1.0)
+            redness = float(driver_lips[2]) / light - 1 / 3
+            if redness >= LIP_MIN_REDNESS:
+                self._lips = _RimLips(np.asarray(char_lips, np.float32), redness, light)
 
     @classmethod
     def between(
@@ -483,13 +498,12 @@ class MouthPainter:
         pixel counts as lip by how much redder than a neutral grey it is, against the
         performer's lip (``LIP_REDNESS``; teeth are near grey), and by its light
         (``LIP_SHADE``: the dark cavity is not lip); it takes the character's lip
-        colour, shaded as the performer's lip is there. A performer's lip no redder than
-        ``LIP_MIN_REDNESS`` is left as it is: their colour's noise would pick pixels.
+        colour, shaded as the performer's lip is there.
         """
         import cv2
 
         assert self._lips is not None
-        char_lip, driver_lip = self._lips
+        lips = self._lips
         width, height = np.ptp(opening, axis=0)
         near, far = (
             min(w * float(width), h * float(height)) for w, h in zip(LIP_RIM, LIP_RIM_HEIGHT, strict=True)
@@ -498,14 +512,11 @@ class MouthPainter:
         rim = 1.0 - warp.smoothstep(depth, near, far)
         if own is not None:
             rim *= 1.0 - own
-        lip_red = float(driver_lip[2] / max(float(driver_lip.sum()), 1.0)) - 1 / 3
-        if lip_red < LIP_MIN_REDNESS:
-            return interior
         total = np.maximum(raw.sum(axis=2), 1.0)
-        redness = (raw[..., 2] / total - 1 / 3) / lip_red
-        shade = total / max(float(driver_lip.sum()), 1.0)
+        redness = (raw[..., 2] / total - 1 / 3) / lips.redness
+        shade = total / lips.light
         lip = warp.smoothstep(redness, *LIP_REDNESS) * warp.smoothstep(shade, *LIP_SHADE) * rim
-        fill = char_lip * np.minimum(shade, 1.0)[..., None]
+        fill = lips.colour * np.minimum(shade, 1.0)[..., None]
         return interior + (fill - interior) * lip[..., None]
 
     @staticmethod
