@@ -552,6 +552,20 @@ def _lips_scaled(points: np.ndarray, share: float) -> np.ndarray:
     return out
 
 
+def _column_shares(points: np.ndarray, which: slice) -> np.ndarray:
+    """Where the ``which`` points of each lip column (``topology.LIP_COLUMNS``) lie across
+    the lip, as shares of the way from its inner edge (0) to its outer edge (1)."""
+    columns = topology.LIP_COLUMNS
+    inner = points[columns[:, 3], :2].astype(np.float64)
+    across = points[columns[:, 0], :2] - inner
+    return np.stack(
+        [
+            ((points[ring, :2] - inner) * across).sum(axis=1) / (across**2).sum(axis=1)
+            for ring in columns[:, which].T
+        ]
+    )
+
+
 def test_a_characters_lips_thin_in_proportion_to_the_performers_not_away(face: np.ndarray) -> None:
     """The performer's expression moves the character's lips by the same offsets, scaled
     to the face, not to the lips: a full-lipped performer pressing their lips to 60 % of
@@ -587,12 +601,7 @@ def test_each_lip_column_runs_from_the_outer_edge_through_its_rings_to_the_inner
     assert np.array_equal(columns[:, 0], np.delete(topology.OUTER_LIPS, [0, 10]))
     assert np.array_equal(columns[:, 3], np.delete(topology.INNER_LIPS, [0, 10]))
     assert len(set(columns.ravel().tolist())) == columns.size
-    points = face[:, :2].astype(np.float64)
-    across = points[columns[:, 0]] - points[columns[:, 3]]
-    share = [
-        ((points[ring] - points[columns[:, 3]]) * across).sum(axis=1) / (across**2).sum(axis=1)
-        for ring in columns.T
-    ]
+    share = _column_shares(face, slice(None))
     assert (share[0] > share[1]).all() and (share[1] > share[2]).all() and (share[2] > share[3]).all()
 
 
@@ -603,18 +612,10 @@ def test_a_lips_inner_rings_keep_their_share_of_it_and_nothing_folds(face: np.nd
     cartoon's lower lip showed as skin). Each column of the lip keeps its rings where
     the character has them, as a share of the lip's thickness now, and no triangle of
     the lips turns over."""
-    columns = topology.LIP_COLUMNS
-    inner = columns[:, 3]
     performer = retarget.close_mouth(face)
 
     def shares(points: np.ndarray) -> np.ndarray:  # each ring's share, outer edge to inner
-        across = points[columns[:, 0], :2] - points[inner, :2]
-        return np.stack(
-            [
-                ((points[ring, :2] - points[inner, :2]) * across).sum(axis=1) / (across**2).sum(axis=1)
-                for ring in columns[:, 1:3].T
-            ]
-        )
+        return _column_shares(points, slice(1, 3))
 
     character = _lips_scaled(performer, 0.35)  # lips a third as thick as the performer's
     model = retarget.DriverModel(performer)
