@@ -143,8 +143,8 @@ def shown(
     reference cycle (``display_matrix``). The reduction is made by FFmpeg's scaler
     (``Scaler``, one per stream) in the same pass as the conversion to BGR (or to the
     tone map's RGB), so a phone's 4K frame is never held, nor converted, at full size
-    (3.4 ms a frame down to 720x1280, where the full-size BGR alone would be 25 MB a
-    frame to carry through the render).
+    (a 2160x3840 frame: 3.4 ms down to 720x1280, where its full-size BGR would be 25 MB
+    to carry through the render).
     """
     matrix = display_matrix(first)
     if cover is not None:
