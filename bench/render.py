@@ -17,9 +17,9 @@ real-time factor (seconds per clip second), render/floor, the CPU seconds each r
 threads used (over the cores, they bound how fast the run could be), and each
 process's peak memory twice: resident (``ru_maxrss``, which also counts the shared
 libraries' pages the process has mapped from the page cache, and so swings by 50-90 MB
-between identical runs) and private (the process's own heap and anonymous maps, ``RssAnon`` sampled every
-20 ms), the steadier figure to compare. The 30 s reference is made by looping the
-shared expressive driving clip (re-encoded here). Absolute numbers drift on shared
+between identical runs) and private (the process's own heap and anonymous maps,
+``RssAnon`` sampled every 20 ms), the steadier figure to compare. The 30 s reference
+is made by looping the shared expressive driving clip (re-encoded here). Absolute numbers drift on shared
 machines; compare the ratios measured side by side.
 Goals: render RTF <= 1.0, render <= 2x floor, peak <= 600 MB for the 30 s job.
 """
