@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 
 import numpy as np
 
@@ -512,9 +513,21 @@ def _lash_stroke(lid: np.ndarray, thickness: float) -> np.ndarray:
     width = float(np.linalg.norm(outer - inner)) or 1.0
     along, up = retarget.line_axes(inner, outer)
     rel = lid - inner
-    coeffs = np.polyfit(rel @ along, rel @ up, 2)  # the lid as one smooth arc
     t = np.linspace(0.0, 1.0, 24)
-    u = t * width
-    line = inner + u[:, None] * along + np.polyval(coeffs, u)[:, None] * up
+    arc = _parabola((rel @ along) / width, rel @ up)  # the lid as one smooth arc
+    line = inner + (t * width)[:, None] * along + arc(t)[:, None] * up
     thick = thickness * (1 / 3 + 2 / 3 * np.sin(np.pi * t))
     return np.vstack([line + up * (0.75 * thick[:, None]), (line - up * (0.25 * thick[:, None]))[::-1]])
+
+
+def _parabola(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The least-squares parabola through the points (``x``, ``y``), as a function of x
+    (at least three distinct x). Solved in closed form from its normal equations, as
+    ``np.polyfit`` would by LAPACK: the per-frame path makes no LAPACK calls, whose
+    OpenBLAS threads each call wakes (``warp.inv2``)."""
+    basis = np.stack([x * x, x, np.ones_like(x)])  # (3, N)
+    normal = basis @ basis.T
+    rhs = basis @ y
+    det = warp.det3(normal)
+    coeffs = [warp.det3(np.where(np.arange(3) == k, rhs[:, None], normal)) / det for k in range(3)]
+    return lambda at: (coeffs[0] * at + coeffs[1]) * at + coeffs[2]

@@ -80,13 +80,9 @@ def _det(m: np.ndarray) -> float:
     """Determinant, closed form for 2x2 and 3x3: LAPACK's is threaded by OpenBLAS, which
     costs milliseconds per call on a busy 2-core machine."""
     if m.shape == (2, 2):
-        return float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
+        return warp.det2(m)
     if m.shape == (3, 3):
-        return float(
-            m[0, 0] * (m[1, 1] * m[2, 2] - m[1, 2] * m[2, 1])
-            - m[0, 1] * (m[1, 0] * m[2, 2] - m[1, 2] * m[2, 0])
-            + m[0, 2] * (m[1, 0] * m[2, 1] - m[1, 1] * m[2, 0])
-        )
+        return warp.det3(m)
     return float(np.linalg.det(m))
 
 

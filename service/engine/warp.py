@@ -30,6 +30,15 @@ def det2(m: np.ndarray) -> float:
     return float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
 
 
+def det3(m: np.ndarray) -> float:
+    """3x3 determinant in closed form (LAPACK's is threaded by OpenBLAS: ``inv2``)."""
+    return float(
+        m[0, 0] * (m[1, 1] * m[2, 2] - m[1, 2] * m[2, 1])
+        - m[0, 1] * (m[1, 0] * m[2, 2] - m[1, 2] * m[2, 0])
+        + m[0, 2] * (m[1, 0] * m[2, 1] - m[1, 1] * m[2, 0])
+    )
+
+
 def inv2(m: np.ndarray) -> np.ndarray:
     """2x2 inverse in closed form. ``np.linalg.inv`` goes through OpenBLAS, whose worker
     threads then spin on the other core: one call per frame cost a render ~20 % more CPU."""

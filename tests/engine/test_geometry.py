@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.engine import composite, framing, landmarks, retarget, topology, warp
+from service.engine import composite, eyefit, framing, landmarks, retarget, topology, warp
 
 
 def test_umeyama_recovers_a_similarity_in_3d() -> None:
@@ -469,13 +469,35 @@ def test_the_per_frame_path_makes_no_lapack_calls() -> None:
     """``np.linalg.inv``/``solve`` go through OpenBLAS, whose threads then spin on the other
     core: one 2x2 inverse per frame cost a render ~20 % more CPU. Small systems are solved
     in closed form (``warp.inv2``, ``warp.triangle_affines``)."""
+    import inspect
     import pathlib
     import re
 
     root = pathlib.Path(warp.__file__).parent
-    for name in ("composite.py", "rig.py", "warp.py", "pipeline.py", "character.py", "driver.py"):
+    for name in (
+        "composite.py",
+        "rig.py",
+        "warp.py",
+        "pipeline.py",
+        "character.py",
+        "driver.py",
+        "eyefit.py",
+    ):
         source = (root / name).read_text()
         assert not re.search(r"np\.linalg\.(inv|solve|pinv|lstsq|det)\(", source), name
+    # Nor through numpy's fitting: the lashes drawn along a narrowing lid, every frame,
+    # fit the lid's arc in closed form (``np.polyfit`` is LAPACK's least squares).
+    for step in (eyefit.ShutEyes.paint, eyefit.ShutEyes._draw, eyefit.ShutEyes._lift, eyefit._lash_stroke):
+        assert "polyfit" not in inspect.getsource(step), step.__name__
+
+
+def test_the_lids_arc_is_the_least_squares_parabola() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        x = np.sort(rng.uniform(0.0, 1.0, 7))
+        y = rng.normal(size=7)
+        at = np.linspace(0.0, 1.0, 24)
+        np.testing.assert_allclose(eyefit._parabola(x, y)(at), np.polyval(np.polyfit(x, y, 2), at), atol=1e-9)
 
 
 def test_the_performers_mouth_snapping_open_reaches_the_character_at_once() -> None:
