@@ -304,7 +304,7 @@ OWN_TEETH_SHARE = (0.3, 0.7)
 #: The grey level (in the character's light) above which the interior counts as teeth
 #: there: the middle of ``TEETH_GREYS``; a tongue is darker.
 TEETH_SPLIT = sum(TEETH_GREYS) / 2
-#: The performer's lip along the rim of the opening (``MouthPainter._lip_rim``): how far
+#: The performer's lip along the rim of the opening (``_lip_rim``): how far
 #: in from the edge it is looked for (shares of the opening's width, and of its height,
 #: whichever is less: wholly up to the first, fading out by the second), how red it must
 #: be (from a neutral grey to the performer's lip colour: none at the first share,
@@ -320,7 +320,7 @@ LIP_MIN_REDNESS = 0.03
 
 
 class _RimLips(NamedTuple):
-    """What ``MouthPainter._lip_rim`` needs of the two faces' lips: the character's colour
+    """What ``_lip_rim`` needs of the two faces' lips: the character's colour
     (BGR), and the performer's redness (red's share of its colour over a grey's third)
     and light (its channels' sum)."""
 
@@ -462,11 +462,17 @@ class MouthPainter:
         if shown is not None and not shown.any():
             shown = None  # the warp shows none of the character's own opening here
         inside = mask > 127
-        if self._lips is not None and inside.any():
-            interior = self._lip_rim(
-                interior, raw, inside, poly_dst, None if shown is None else shown / np.float32(255)
+        filled = bool(inside.any())
+        if self._lips is not None and filled:
+            interior = _lip_rim(
+                self._lips,
+                interior,
+                raw,
+                inside,
+                poly_dst,
+                None if shown is None else shown / np.float32(255),
             )
-        if shown is not None and inside.any():
+        if shown is not None and filled:
             height = float(np.ptp(poly_dst[:, 1]))
             upper = _upper_teeth(grey[..., 0], inside, height)
             teeth, grown = _grown_teeth(region, shown > 127, upper, inside, strength)
@@ -476,48 +482,6 @@ class MouthPainter:
         elif shown is not None:  # an opening too thin to fill: leave its own
             alpha *= 1 - cv2.GaussianBlur(shown, (3, 3), 0).astype(np.float32)[..., None] / 255
         region[:] = np.clip(interior * alpha + region * (1 - alpha), 0, 255).astype(np.uint8)
-
-    def _lip_rim(
-        self,
-        interior: np.ndarray,
-        raw: np.ndarray,
-        inside: np.ndarray,
-        opening: np.ndarray,
-        own: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """``interior`` with the performer's lip, where it shows along the opening's rim,
-        in the character's lip colour.
-
-        The performer's inner-lip landmarks sit a little inside their lips, so the
-        opening taken from their frame (``raw``, as warped) carries a sliver of their lip
-        along its edge. Moved into the character's light it read as a grey rim between
-        the character's red lip and the dark mouth. Near the edge of the opening
-        (``inside``, outlined by ``opening``: within ``LIP_RIM`` of its width and
-        ``LIP_RIM_HEIGHT`` of its height, so that a mouth barely parted is not all
-        rim), and not where the character shows its own opening (``own``, 0..1), a
-        pixel counts as lip by how much redder than a neutral grey it is, against the
-        performer's lip (``LIP_REDNESS``; teeth are near grey), and by its light
-        (``LIP_SHADE``: the dark cavity is not lip); it takes the character's lip
-        colour, shaded as the performer's lip is there.
-        """
-        import cv2
-
-        assert self._lips is not None
-        lips = self._lips
-        width, height = np.ptp(opening, axis=0)
-        near, far = (
-            min(w * float(width), h * float(height)) for w, h in zip(LIP_RIM, LIP_RIM_HEIGHT, strict=True)
-        )
-        depth = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
-        rim = 1.0 - warp.smoothstep(depth, near, far)
-        if own is not None:
-            rim *= 1.0 - own
-        total = np.maximum(raw.sum(axis=2), 1.0)
-        redness = (raw[..., 2] / total - 1 / 3) / lips.redness
-        shade = total / lips.light
-        lip = warp.smoothstep(redness, *LIP_REDNESS) * warp.smoothstep(shade, *LIP_SHADE) * rim
-        fill = lips.colour * np.minimum(shade, 1.0)[..., None]
-        return interior + (fill - interior) * lip[..., None]
 
     @staticmethod
     def _below_own_teeth(
@@ -551,6 +515,47 @@ class MouthPainter:
         soft = cv2.GaussianBlur(upper.astype(np.float32), (3, 3), 0)
         keep = np.minimum(keep, 1.0 - soft)[..., None]
         return cavity + (interior - cavity) * keep
+
+
+def _lip_rim(
+    lips: _RimLips,
+    interior: np.ndarray,
+    raw: np.ndarray,
+    inside: np.ndarray,
+    opening: np.ndarray,
+    own: np.ndarray | None,
+) -> np.ndarray:
+    """``interior`` with the performer's lip, where it shows along the opening's rim, in
+    the character's lip colour (``lips``: the painter's, ``_RimLips``).
+
+    The performer's inner-lip landmarks sit a little inside their lips, so the
+    opening taken from their frame (``raw``, as warped) carries a sliver of their lip
+    along its edge. Moved into the character's light it read as a grey rim between
+    the character's red lip and the dark mouth. Near the edge of the opening
+    (``inside``, outlined by ``opening``: within ``LIP_RIM`` of its width and
+    ``LIP_RIM_HEIGHT`` of its height, so that a mouth barely parted is not all
+    rim), and not where the character shows its own opening (``own``, 0..1), a
+    pixel counts as lip by how much redder than a neutral grey it is, against the
+    performer's lip (``LIP_REDNESS``; teeth are near grey), and by its light
+    (``LIP_SHADE``: the dark cavity is not lip); it takes the character's lip
+    colour, shaded as the performer's lip is there.
+    """
+    import cv2
+
+    width, height = np.ptp(opening, axis=0)
+    near, far = (
+        min(w * float(width), h * float(height)) for w, h in zip(LIP_RIM, LIP_RIM_HEIGHT, strict=True)
+    )
+    depth = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
+    rim = 1.0 - warp.smoothstep(depth, near, far)
+    if own is not None:
+        rim *= 1.0 - own
+    total = np.maximum(raw.sum(axis=2), 1.0)
+    redness = (raw[..., 2] / total - 1 / 3) / lips.redness
+    shade = total / lips.light
+    lip = warp.smoothstep(redness, *LIP_REDNESS) * warp.smoothstep(shade, *LIP_SHADE) * rim
+    fill = lips.colour * np.minimum(shade, 1.0)[..., None]
+    return interior + (fill - interior) * lip[..., None]
 
 
 def _grown_teeth(
