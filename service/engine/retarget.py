@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -425,10 +426,14 @@ def unfold_mouth(base: np.ndarray, moved: np.ndarray) -> int:
     return count
 
 
-#: A character's landmarks as ``Retargeter._character`` works them out once: float64, their
-#: scale and rotation against the driver's neutral face, with the lips closed, and the
-#: unit vector down the face.
-_CharacterFace = tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]
+class _CharacterFace(NamedTuple):
+    """A character's landmarks as ``Retargeter._character`` works them out once."""
+
+    points: np.ndarray  # (478, 3) float64
+    scale: float  # against the driver's neutral face (``umeyama``)...
+    rotation: np.ndarray  # ...and its rotation (3, 3)
+    closed: np.ndarray  # ``points`` with the lips closed (``close_mouth``)
+    down: np.ndarray  # the unit vector down the closed face, toward the chin
 
 
 @dataclasses.dataclass(frozen=True)
@@ -480,7 +485,7 @@ class Retargeter:
             stable = topology.STABLE
             s_c, r_c, _ = umeyama(self._driver.neutral[stable], char[stable])
             closed = close_mouth(char)
-            self._face = (points, (char, s_c, r_c, closed, _face_axes(closed[:, :2])[1]))
+            self._face = (points, _CharacterFace(char, s_c, r_c, closed, _face_axes(closed[:, :2])[1]))
         return self._face[1]
 
     def target(self, char: np.ndarray, frame: DriverFrame) -> TargetFace:
