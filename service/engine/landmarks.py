@@ -36,10 +36,15 @@ def preload() -> None:
 #: picture's width): MediaPipe's full-range face detector looks for one (down to about
 #: 40 px), and FaceMesh then runs on a square crop ``ZOOM_WINDOW`` times the face's size
 #: around it, scaled to ``ZOOM_SIDE`` px. Only faces smaller than ``ZOOM_BELOW`` of the
-#: picture's shorter side are zoomed in on.
+#: picture's shorter side are zoomed in on; in a banner, than ``ZOOM_BELOW`` of its
+#: longer side over ``LONG_SIDE`` if that is more. FaceMesh's detector sees the whole
+#: picture fitted into a square, where a face as tall as a banner is small: a 5:1
+#: banner's, nine tenths of its height, FaceMesh missed, and the full-range detector's
+#: box (0.4 of the height) was refused by the shorter side's limit.
 ZOOM_WINDOW = 2.4
 ZOOM_SIDE = 384
 ZOOM_BELOW = 0.25
+LONG_SIDE = 2.0
 #: A video where the face is nowhere looks for a small one only on every this many frames.
 ZOOM_RETRY = 6
 
@@ -132,7 +137,7 @@ class FaceTracker:
         boxes = [d.location_data.relative_bounding_box for d in result.detections]
         box = max(boxes, key=lambda b: b.width * b.height)
         side = max(box.width * width, box.height * height)
-        if side <= 0 or side >= ZOOM_BELOW * min(width, height):
+        if side <= 0 or side >= ZOOM_BELOW * max(min(width, height), max(width, height) / LONG_SIDE):
             return None  # a face this large FaceMesh would have found: not a face
         cx, cy = (box.xmin + box.width / 2) * width, (box.ymin + box.height / 2) * height
         return cx, cy, side * ZOOM_WINDOW

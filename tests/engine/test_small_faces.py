@@ -59,6 +59,27 @@ def test_a_small_face_in_a_picture_is_found(media: pathlib.Path) -> None:
     assert np.abs(found[:, :2] - expected).mean() < 1.0
 
 
+@pytest.mark.parametrize("across", [True, False], ids=["wide", "tall"])
+def test_a_face_as_tall_as_a_banner_is_found(media: pathlib.Path, across: bool) -> None:
+    """In a 5:1 picture a face filling its short side is small to FaceMesh's detector,
+    which sees the whole picture fitted into a square: it is zoomed in on, not refused
+    as too large to be missed."""
+    import cv2
+
+    photo = character.load_image(media / "character_photo.jpg")
+    big = character.find_face(photo)
+    assert big is not None
+    banner = np.full((500, 2500, 3) if across else (2500, 500, 3), 150, np.uint8)
+    at = (1025, 25) if across else (25, 1025)
+    banner[at[1] : at[1] + 450, at[0] : at[0] + 450] = cv2.resize(
+        photo, (450, 450), interpolation=cv2.INTER_AREA
+    )
+    found = character.find_face(banner)
+    assert found is not None
+    expected = big[:, :2] * 450 / 512 + at
+    assert np.abs(found[:, :2] - expected).mean() < 2.0
+
+
 def test_a_small_face_in_a_video_is_followed_as_it_moves(reference: pathlib.Path) -> None:
     frames = list(video.iter_frames(reference, 24, 48))  # 256 px, face ~115 px
     with landmarks.FaceTracker(video=True) as near, landmarks.FaceTracker(video=True) as far:
