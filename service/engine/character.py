@@ -113,7 +113,8 @@ def load_image(path: pathlib.Path) -> np.ndarray:
 
 
 def find_face(image: np.ndarray) -> np.ndarray | None:
-    """Face landmarks of a still picture in its own pixels, or None."""
+    """Face landmarks of a still picture in its own pixels, or None (also for a face
+    that does not look human: ``landmarks.HUMAN_SCORE``)."""
     import cv2
 
     h, w = image.shape[:2]
@@ -133,7 +134,7 @@ def find_face(image: np.ndarray) -> np.ndarray | None:
             again = tracker.detect_around(image, points)
             if again is not None:
                 points = again
-    return points
+        return points if tracker.looks_human(image, points) else None
 
 
 class StillCharacter:
@@ -225,8 +226,9 @@ class VideoCharacter:
                 searched += 1
                 first_frame = frame
                 first_face = tracker.detect(frame)
-                if first_face is not None:
+                if first_face is not None and tracker.looks_human(frame, first_face):
                     break
+                first_face = None
         if first_face is None or first_frame is None:
             if searched < len(range(0, search, VIDEO_SEARCH_STRIDE)):  # the video ended first
                 raise contracts.asset_invalid(NO_FACE.format(kind="video"))

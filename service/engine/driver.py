@@ -34,6 +34,12 @@ MIN_TRACKED = 0.5
 LONGEST = 1920
 #: Frames sampled across the clip to choose the performer's rest expression.
 REST_SAMPLES = 24
+#: A clip shows a performer at all once ``REST_HUMAN_ENOUGH`` of the faces found on its
+#: sampled frames look human (``landmarks.looks_human``, 4 ms each: the rest stay
+#: unchecked), or if ``REST_HUMAN`` of them do, when fewer are found. A face turned far
+#: away or half hidden may not look human on a frame or two.
+REST_HUMAN_ENOUGH = 3
+REST_HUMAN = 0.5
 #: Lips count as closed within this much of the smallest gap seen (``mouth_gap``).
 REST_CLOSED_SLACK = 0.02
 #: The landmarks whose shape picks the rest frame among closed-lipped ones.
@@ -98,7 +104,8 @@ def rest_pose(
     Expressions are transferred as changes from this frame. Using the first frame instead
     would make a clip that starts mid-word (mouth open) drive the character's mouth
     *shut* whenever the performer closes theirs. ``REST_SAMPLES`` frames spread over the
-    clip are examined (a bounded cost whatever the length); None if no face is found.
+    clip are examined (a bounded cost whatever the length); None if no face is found, or
+    none that looks human (``REST_HUMAN_ENOUGH``).
     ``step()`` runs after each sampled frame is decoded (progress, cancellation).
 
     The sampled frames are decoded on a thread up to ``ahead`` samples in advance
@@ -109,6 +116,7 @@ def rest_pose(
     """
     stride = max(1, count // REST_SAMPLES)
     found = []
+    human = 0  # how many of them look human, up to REST_HUMAN_ENOUGH
     frames = video.prefetch(
         video.iter_frames(path, fps, count, stride=stride, nearby=True, longest=LONGEST), depth=max(1, ahead)
     )
@@ -120,7 +128,11 @@ def rest_pose(
                 points = tracker.detect(frame)
                 if points is not None:
                     found.append(points)
-    return at_rest(found) if found else None
+                    if human < REST_HUMAN_ENOUGH:
+                        human += tracker.looks_human(frame, points)
+    if not found or human < min(REST_HUMAN_ENOUGH, len(found) * REST_HUMAN):
+        return None
+    return at_rest(found)
 
 
 def at_rest(found: list[np.ndarray]) -> RestPose:

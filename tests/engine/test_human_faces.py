@@ -1,0 +1,107 @@
+"""Only human-like faces are animated: a face FaceMesh finds must be one to the
+short-range face detector too, shown it upright at its own input size."""
+
+from __future__ import annotations
+
+import itertools
+import pathlib
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from service import engine
+from service.engine import character, landmarks
+from tests.engine import clips
+
+
+def _placed(picture: np.ndarray, side: int, size: tuple[int, int]) -> np.ndarray:
+    """``picture`` scaled to ``side`` px square, centred on a plain grey picture of ``size``."""
+    import cv2
+
+    width, height = size
+    frame = np.full((height, width, 3), 128, np.uint8)
+    x, y = (width - side) // 2, (height - side) // 2
+    frame[y : y + side, x : x + side] = cv2.resize(picture, (side, side), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("side", "size"),
+    [(512, (512, 512)), (250, (1280, 720)), (400, (1280, 720)), (200, (640, 360)), (512, (2048, 512))],
+    ids=["alone", "small-in-720p", "large-in-720p", "in-360p", "in-a-banner"],
+)
+def test_a_dog_is_no_face_wherever_it_is_placed(
+    media: pathlib.Path, side: int, size: tuple[int, int]
+) -> None:
+    """FaceMesh alone fitted its mesh to the dog's face once its picture was placed on a
+    wider one (all but the first two here)."""
+    dog = character.load_image(media / "character_dog.jpg")
+    assert character.find_face(_placed(dog, side, size)) is None
+
+
+def _turned(picture: np.ndarray, degrees: float) -> np.ndarray:
+    import cv2
+
+    h, w = picture.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(picture, turn, (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: character.load_image(m / "character_photo.jpg"),
+        lambda m: character.load_image(m / "character_cartoon.jpg"),
+        lambda m: _placed(character.load_image(m / "character_photo.jpg"), 200, (1280, 720)),
+        lambda m: _turned(character.load_image(m / "character_photo.jpg"), 30),
+        lambda m: _turned(character.load_image(m / "character_cartoon.jpg"), -30),
+        lambda m: (character.load_image(m / "character_photo.jpg") * 0.35).astype(np.uint8),
+    ],
+    ids=["photo", "cartoon", "photo-small", "photo-turned", "cartoon-turned", "photo-dark"],
+)
+def test_human_and_drawn_faces_look_human(
+    media: pathlib.Path, make: Callable[[pathlib.Path], np.ndarray]
+) -> None:
+    picture = make(media)
+    with landmarks.FaceTracker(video=False) as tracker:
+        points = tracker.detect(picture)
+        assert points is not None
+        assert tracker.looks_human(picture, points)
+
+
+def test_a_face_off_the_picture_does_not_look_human() -> None:
+    """Landmarks wholly outside the picture (a caller's mistake) give a grey square, not
+    an error."""
+    picture = np.full((100, 100, 3), 128, np.uint8)
+    points = np.zeros((478, 3), np.float32) + [500, 500, 0]
+    points[:, :2] += np.random.default_rng(0).uniform(0, 80, (478, 2))
+    with landmarks.FaceTracker(video=False) as tracker:
+        assert not tracker.looks_human(picture, points)
+
+
+@pytest.fixture(scope="module")
+def dog_clip(tmp_path_factory: pytest.TempPathFactory, media: pathlib.Path) -> pathlib.Path:
+    dog = _placed(character.load_image(media / "character_dog.jpg"), 200, (640, 360))
+    path = tmp_path_factory.mktemp("dog") / "dog.mp4"
+    return clips.encode(path, itertools.repeat(dog, 84), (640, 360), 24)
+
+
+@pytest.mark.parametrize("role", ["character", "reference"])
+def test_a_dog_video_fails_cleanly_as_character_and_as_reference(
+    tmp_path: pathlib.Path, media: pathlib.Path, reference: pathlib.Path, dog_clip: pathlib.Path, role: str
+) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    request = engine.RenderRequest(
+        character_path=dog_clip if role == "character" else media / "character_photo.jpg",
+        character_type="video" if role == "character" else "image",
+        reference_path=reference if role == "character" else dog_clip,
+        output_path=out_dir / "o.mp4",
+    )
+    with pytest.raises(engine.EngineError) as err:
+        engine.render(request)
+    assert err.value.failure_code == "ASSET.INVALID"
+    expected = "No human-like face was found" if role == "character" else "No face was found in the reference"
+    assert err.value.message.startswith(expected)
+    assert list(out_dir.iterdir()) == []
