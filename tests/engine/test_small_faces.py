@@ -94,19 +94,48 @@ def test_a_small_face_in_a_video_is_followed_as_it_moves(reference: pathlib.Path
 def test_a_video_without_a_face_looks_for_a_small_one_only_now_and_then(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    looks: list[np.ndarray] = []
+    """On every ``ZOOM_RETRY``-th frame, and in tiles on every ``TILE_RETRY``-th of those
+    looks; a picture is looked at whole and in tiles every time."""
+    looks: list[bool] = []
 
-    def find(self: landmarks.FaceTracker, bgr: np.ndarray) -> None:
-        looks.append(bgr)
+    def find(self: landmarks.FaceTracker, bgr: np.ndarray, tiled: bool) -> None:
+        looks.append(tiled)
 
     monkeypatch.setattr(landmarks.FaceTracker, "_find_small_face", find)
     blank = np.full((360, 640, 3), 120, np.uint8)
+    frames = 2 * landmarks.TILE_RETRY * landmarks.ZOOM_RETRY
     with landmarks.FaceTracker(video=True) as tracker:
-        assert all(tracker.detect(blank) is None for _ in range(2 * landmarks.ZOOM_RETRY))
-    assert len(looks) == 2
+        assert all(tracker.detect(blank) is None for _ in range(frames))
+    whole = [False] * landmarks.TILE_RETRY
+    assert looks == ([False, True] + whole[1:]) * 2
+    looks.clear()
     with landmarks.FaceTracker(video=False) as tracker:  # a picture: always
         assert tracker.detect(blank) is None
-    assert len(looks) == 3
+        assert tracker.detect(blank) is None
+    assert looks == [False, True] * 2
+
+
+def test_a_face_the_detector_misses_in_the_whole_picture_is_found_in_tiles(
+    media: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full-range detector's input is 192 px square: a face ~40 px wide in a 1280x720
+    frame is ~6 px there, and 2.4 times as large in a tile 0.75 times the frame's height
+    (the whole frame's look found it at some places in the frame, not at others)."""
+    first = next(iter(video.iter_frames(media / "driving_short.mp4", 24, 1)))  # 480 px
+    big = character.find_face(first)
+    assert big is not None
+    tiled: list[tuple[int, int]] = []
+    tiles = landmarks._tiles
+
+    def counted(width: int, height: int) -> list[tuple[int, int, int]]:
+        tiled.append((width, height))
+        return tiles(width, height)
+
+    monkeypatch.setattr(landmarks, "_tiles", counted)
+    found = character.find_face(_placed(first, 80, (600, 300)))
+    assert found is not None and tiled == [(1280, 720)]
+    expected = big[:, :2] * 80 / 480 + [600, 300]
+    assert np.abs(found[:, :2] - expected).mean() < 1.0
 
 
 def test_a_face_facemesh_finds_by_itself_wins_over_a_small_one_being_followed(
