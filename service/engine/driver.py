@@ -35,7 +35,7 @@ LONGEST = 1920
 #: Frames sampled across the clip to choose the performer's rest expression.
 REST_SAMPLES = 24
 #: A clip shows a performer at all once ``REST_HUMAN_ENOUGH`` of the faces found on its
-#: sampled frames look human (``landmarks.looks_human``, 4 ms each: the rest stay
+#: sampled frames look human (``landmarks.looks_human``, 10 ms each: the rest stay
 #: unchecked), or if ``REST_HUMAN`` of them do, when fewer are found. A face turned far
 #: away or half hidden may not look human on a frame or two.
 REST_HUMAN_ENOUGH = 3

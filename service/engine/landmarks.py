@@ -10,6 +10,7 @@ toward the camera is negative, on the same scale as x (MediaPipe's convention).
 from __future__ import annotations
 
 import os
+import pathlib
 from typing import Any
 
 import numpy as np
@@ -57,17 +58,28 @@ TILE = 0.75
 TILE_RETRY = 4
 #: A video where the face is nowhere looks for a small one only on every this many frames.
 ZOOM_RETRY = 6
-#: A face FaceMesh finds must be one to MediaPipe's short-range face detector too, shown
-#: it upright, ``HUMAN_CROP`` times the face's size, at the detector's own input size
-#: (``HUMAN_SIDE`` px), with a score of ``HUMAN_SCORE`` at least (``looks_human``).
-#: FaceMesh fits its mesh to whatever its own detector passes on, and that took the
-#: shared dog's face for one once its picture was placed in a wider frame. Shown so, the
-#: detector scored every human and drawn face tried 0.83-0.95 (the shared media's,
-#: scikit-image's astronaut and cameraman, LFW's 25 px faces enlarged, a face turned by
-#: 30°, darkened, blurred or grey), and the dog 0.62-0.71.
-HUMAN_SCORE = 0.75
+#: A face FaceMesh finds must be one to two other judges too (``looks_human``), each
+#: shown it upright, framed as it is made to see faces: MediaPipe's short-range face
+#: detector, ``HUMAN_CROP`` times the face's size in its ``HUMAN_SIDE`` px input, must
+#: score it ``HUMAN_SCORE`` or more; and FaceMesh's own landmark model (``_FaceFlag``),
+#: ``FLAG_CROP`` times in its ``FLAG_SIDE`` px input, must give it a face-presence
+#: output (which the legacy solution drops for pictures) of ``HUMAN_FLAG`` or more.
+#: FaceMesh fits its mesh to whatever its detector passes on, and that took the shared
+#: dog for a face once its picture was placed on a wider one. Placed 82 ways where
+#: FaceMesh took it so (1280x720, 640x360, 854x480, 1024x1024 and 2048x512 pictures,
+#: 150 px up, left, middle and right), the dog scored up to 0.75 with the detector and
+#: up to 0.85 on the flag, never both: where its flag was 0.5 or more its score was 0.65
+#: at most, and where its score was over 0.7 its flag was 0.05 at most. 408 human and
+#: drawn faces (frames of the shared clips, the photo, the cartoon, scikit-image's
+#: astronaut, cameraman and LFW faces; turned 25-40°, darkened, blurred; whole and
+#: placed small) scored 0.75 or more with a flag of 0.999 or more, but for one 25 px LFW
+#: thumbnail of a blurred face turned far aside, which both refuse.
+HUMAN_SCORE = 0.7
 HUMAN_CROP = 2.0
 HUMAN_SIDE = 128
+HUMAN_FLAG = 0.5
+FLAG_CROP = 1.5
+FLAG_SIDE = 192
 
 
 class FaceTracker:
@@ -86,6 +98,7 @@ class FaceTracker:
         self._zoom_mesh: Any = None  # FaceMesh on zoomed crops (made when first needed)
         self._finder: Any = None  # the full-range face detector (made when first needed)
         self._judge: Any = None  # the short-range face detector (made when first needed)
+        self._flag: _FaceFlag | None = None  # the landmark model's face flag (likewise)
         self._window: tuple[float, float, float] | None = None  # a small face's last crop
         self._since_search = ZOOM_RETRY  # frames since the detector last looked
         self._searches = 0  # how many times it has looked
@@ -191,14 +204,20 @@ class FaceTracker:
         ]
 
     def looks_human(self, bgr: np.ndarray, points: np.ndarray) -> bool:
-        """Whether the face FaceMesh found at ``points`` (in pixels of ``bgr``) is one
-        to the short-range face detector as well (``HUMAN_SCORE``)."""
+        """Whether the face FaceMesh found at ``points`` (in pixels of ``bgr``) is one to
+        the short-range face detector and to the landmark model's face flag as well
+        (``HUMAN_SCORE``, ``HUMAN_FLAG``)."""
         import cv2
 
         if self._judge is None:
             self._judge = _solutions().face_detection.FaceDetection(model_selection=0)
-        result = self._judge.process(cv2.cvtColor(_upright(bgr, points), cv2.COLOR_BGR2RGB))
-        return any(d.score[0] >= HUMAN_SCORE for d in result.detections or ())
+        upright = _upright(bgr, points, HUMAN_CROP, HUMAN_SIDE)
+        result = self._judge.process(cv2.cvtColor(upright, cv2.COLOR_BGR2RGB))
+        if not any(d.score[0] >= HUMAN_SCORE for d in result.detections or ()):
+            return False
+        if self._flag is None:
+            self._flag = _FaceFlag()
+        return self._flag(_upright(bgr, points, FLAG_CROP, FLAG_SIDE)) >= HUMAN_FLAG
 
     def close(self) -> None:
         self._mesh.close()
@@ -248,15 +267,36 @@ def _mesh_points(
     return xyz.astype(np.float32)
 
 
-def _upright(bgr: np.ndarray, points: np.ndarray) -> np.ndarray:
+class _FaceFlag:
+    """FaceMesh's landmark model (``face_landmark.tflite``, in MediaPipe's wheel), run by
+    OpenCV's DNN module for its face-presence output: how likely (0..1) an upright crop
+    of a face (``FLAG_SIDE`` px, ``FLAG_CROP`` times its size) shows one."""
+
+    def __init__(self) -> None:
+        import cv2
+        import mediapipe
+
+        model = pathlib.Path(mediapipe.__file__).parent / "modules" / "face_landmark" / "face_landmark.tflite"
+        self._net = cv2.dnn.readNetFromTFLite(str(model))
+        self._outputs = self._net.getUnconnectedOutLayersNames()
+
+    def __call__(self, bgr: np.ndarray) -> float:
+        import cv2
+
+        self._net.setInput(cv2.dnn.blobFromImage(bgr, 1 / 255, swapRB=True))  # RGB in 0..1
+        flag = next(out for out in self._net.forward(self._outputs) if out.size == 1)  # a logit
+        return float(1.0 / (1.0 + np.exp(-float(flag.ravel()[0]))))
+
+
+def _upright(bgr: np.ndarray, points: np.ndarray, times: float, size: int) -> np.ndarray:
     """The face at ``points`` turned upright (its eyes' outer corners level), in a
-    ``HUMAN_SIDE`` px square ``HUMAN_CROP`` times its size (beyond the picture: grey)."""
+    ``size`` px square ``times`` its size (beyond the picture: grey)."""
     import cv2
 
     grey = (128, 128, 128)
     xy = points[:, :2].astype(np.float64)
     lo, hi = xy.min(axis=0), xy.max(axis=0)
-    centre, side = (lo + hi) / 2, float(max(hi - lo)) * HUMAN_CROP
+    centre, side = (lo + hi) / 2, float(max(hi - lo)) * times
     # What the square, turned any way, can take in; shrunk by area first when the square
     # is shrunk more than twice (a turn samples the picture, it does not average it).
     reach = side * 0.75
@@ -264,19 +304,19 @@ def _upright(bgr: np.ndarray, points: np.ndarray) -> np.ndarray:
     x0, y0 = (max(0, int(v)) for v in np.floor(centre - reach))
     x1, y1 = min(w, int(np.ceil(centre[0] + reach))), min(h, int(np.ceil(centre[1] + reach)))
     if side < 1 or x1 <= x0 or y1 <= y0:
-        return np.full((HUMAN_SIDE, HUMAN_SIDE, 3), grey, np.uint8)
-    part, shrink = bgr[y0:y1, x0:x1], min(1.0, 2.0 * HUMAN_SIDE / side)
+        return np.full((size, size, 3), grey, np.uint8)
+    part, shrink = bgr[y0:y1, x0:x1], min(1.0, 2.0 * size / side)
     if shrink < 1.0:
-        size = (max(1, round((x1 - x0) * shrink)), max(1, round((y1 - y0) * shrink)))
-        part = cv2.resize(part, size, interpolation=cv2.INTER_AREA)
+        reduced = (max(1, round((x1 - x0) * shrink)), max(1, round((y1 - y0) * shrink)))
+        part = cv2.resize(part, reduced, interpolation=cv2.INTER_AREA)
     at = (centre - (x0, y0)) * (part.shape[1] / (x1 - x0), part.shape[0] / (y1 - y0))
     across = xy[topology.LEFT_EYE.corners[1]] - xy[topology.RIGHT_EYE.corners[1]]
     angle = float(np.degrees(np.arctan2(across[1], across[0])))
     turn = np.array(
-        cv2.getRotationMatrix2D((float(at[0]), float(at[1])), angle, HUMAN_SIDE / (side * shrink)), np.float64
+        cv2.getRotationMatrix2D((float(at[0]), float(at[1])), angle, size / (side * shrink)), np.float64
     )
-    turn[:, 2] += HUMAN_SIDE / 2 - at
-    return cv2.warpAffine(part, turn, (HUMAN_SIDE, HUMAN_SIDE), flags=cv2.INTER_LINEAR, borderValue=grey)
+    turn[:, 2] += size / 2 - at
+    return cv2.warpAffine(part, turn, (size, size), flags=cv2.INTER_LINEAR, borderValue=grey)
 
 
 def _tiles(width: int, height: int) -> list[tuple[int, int, int]]:

@@ -28,8 +28,15 @@ def _placed(picture: np.ndarray, side: int, size: tuple[int, int]) -> np.ndarray
 
 @pytest.mark.parametrize(
     ("side", "size"),
-    [(512, (512, 512)), (250, (1280, 720)), (400, (1280, 720)), (200, (640, 360)), (512, (2048, 512))],
-    ids=["alone", "small-in-720p", "large-in-720p", "in-360p", "in-a-banner"],
+    [
+        (512, (512, 512)),
+        (250, (1280, 720)),
+        (400, (1280, 720)),
+        (200, (640, 360)),
+        (175, (854, 480)),
+        (512, (2048, 512)),
+    ],
+    ids=["alone", "small-in-720p", "large-in-720p", "in-360p", "in-480p", "in-a-banner"],
 )
 def test_a_dog_is_no_face_wherever_it_is_placed(
     media: pathlib.Path, side: int, size: tuple[int, int]
@@ -38,6 +45,30 @@ def test_a_dog_is_no_face_wherever_it_is_placed(
     wider one (all but the first two here)."""
     dog = character.load_image(media / "character_dog.jpg")
     assert character.find_face(_placed(dog, side, size)) is None
+
+
+def test_each_judge_alone_would_let_the_dog_through_somewhere(media: pathlib.Path) -> None:
+    """Placed in the middle of a 1280x720 picture, 400 px, the dog is a face to the
+    short-range detector (0.75) but not to the landmark model's flag; at 175 px on an
+    854x480 one, the other way round (0.85). Only both together refuse it everywhere."""
+    import cv2
+
+    dog = character.load_image(media / "character_dog.jpg")
+    with landmarks.FaceTracker(video=False) as tracker:
+        judge = landmarks._solutions().face_detection.FaceDetection(model_selection=0)
+        flag = landmarks._FaceFlag()
+        for side, size, detector_passes in ((400, (1280, 720), True), (175, (854, 480), False)):
+            picture = _placed(dog, side, size)
+            points = tracker.detect(picture)
+            assert points is not None  # FaceMesh alone takes it for a face
+            upright = landmarks._upright(picture, points, landmarks.HUMAN_CROP, landmarks.HUMAN_SIDE)
+            found = judge.process(cv2.cvtColor(upright, cv2.COLOR_BGR2RGB)).detections or []
+            score = max((d.score[0] for d in found), default=0.0)
+            presence = flag(landmarks._upright(picture, points, landmarks.FLAG_CROP, landmarks.FLAG_SIDE))
+            assert (score >= landmarks.HUMAN_SCORE) is detector_passes
+            assert (presence >= landmarks.HUMAN_FLAG) is not detector_passes
+            assert not tracker.looks_human(picture, points)
+        judge.close()
 
 
 def _turned(picture: np.ndarray, degrees: float) -> np.ndarray:
