@@ -35,13 +35,14 @@ def preload() -> None:
 
 #: Faces too small for FaceMesh's own detector (it finds none under about a tenth of the
 #: picture's width): MediaPipe's full-range face detector looks for one (down to about
-#: 40 px), and FaceMesh then runs on a square crop ``ZOOM_WINDOW`` times the face's size
-#: around it, scaled to ``ZOOM_SIDE`` px. Only faces smaller than ``ZOOM_BELOW`` of the
-#: picture's shorter side are zoomed in on; in a banner, than ``ZOOM_BELOW`` of its
-#: longer side over ``LONG_SIDE`` if that is more. FaceMesh's detector sees the whole
-#: picture fitted into a square, where a face as tall as a banner is small: a 5:1
-#: banner's, nine tenths of its height, FaceMesh missed, and the full-range detector's
-#: box (0.4 of the height) was refused by the shorter side's limit.
+#: 20 px, with ``TILE``), and FaceMesh then runs on a square crop ``ZOOM_WINDOW`` times
+#: the face's size around it, scaled to ``ZOOM_SIDE`` px (``_square``). Only faces
+#: smaller than ``ZOOM_BELOW`` of the picture's shorter side are zoomed in on; in a
+#: banner, than ``ZOOM_BELOW`` of its longer side over ``LONG_SIDE`` if that is more.
+#: FaceMesh's detector sees the whole picture fitted into a square, where a face as tall
+#: as a banner is small: a 5:1 banner's, nine tenths of its height, FaceMesh missed, and
+#: the full-range detector's box (0.4 of the height) was refused by the shorter side's
+#: limit.
 ZOOM_WINDOW = 2.4
 ZOOM_SIDE = 384
 ZOOM_BELOW = 0.25
@@ -236,25 +237,16 @@ def _mesh_points(
     mesh: Any, bgr: np.ndarray, window: tuple[float, float, float] | None = None
 ) -> np.ndarray | None:
     """FaceMesh's landmarks (478, 3) in pixels of ``bgr``, or None. With ``window``
-    (centre x, centre y, side), FaceMesh sees only that square (beyond the picture's
-    edge: black), scaled to ``ZOOM_SIDE`` px: enlarged smoothly, shrunk by area."""
+    (centre x, centre y, side), FaceMesh sees only that square, at ``ZOOM_SIDE`` px
+    (``_square``)."""
     import cv2
 
     image, scale, origin = bgr, 1.0, (0.0, 0.0)
     if window is not None:
-        cx, cy, side = window
-        size = max(1, int(np.ceil(side)))
-        x0, y0 = int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2))
-        part = bgr[max(0, y0) : max(0, y0 + size), max(0, x0) : max(0, x0 + size)]
-        if part.size == 0:
+        square = _square(bgr, window, ZOOM_SIDE)
+        if square is None:
             return None
-        top, left = max(0, -y0), max(0, -x0)
-        part = cv2.copyMakeBorder(
-            part, top, size - part.shape[0] - top, left, size - part.shape[1] - left, cv2.BORDER_CONSTANT
-        )
-        scale, origin = ZOOM_SIDE / size, (float(x0), float(y0))
-        how = cv2.INTER_LINEAR if size <= ZOOM_SIDE else cv2.INTER_AREA
-        image = cv2.resize(part, (ZOOM_SIDE, ZOOM_SIDE), interpolation=how)
+        image, scale, origin = square
     result = mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
     if not result.multi_face_landmarks:
         return None
@@ -265,6 +257,34 @@ def _mesh_points(
     xyz[:, 0] += origin[0]
     xyz[:, 1] += origin[1]
     return xyz.astype(np.float32)
+
+
+def _square(
+    bgr: np.ndarray, window: tuple[float, float, float], size: int, border: tuple[int, int, int] = (0, 0, 0)
+) -> tuple[np.ndarray, float, tuple[float, float]] | None:
+    """The square ``window`` (centre x, centre y, side) of ``bgr``, beyond its edge
+    ``border``, scaled to ``size`` px (enlarged smoothly, shrunk by area); with the scale
+    and the window's top-left corner in ``bgr``. None if the window misses the picture."""
+    import cv2
+
+    cx, cy, side = window
+    whole = max(1, int(np.ceil(side)))
+    x0, y0 = int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2))
+    part = bgr[max(0, y0) : max(0, y0 + whole), max(0, x0) : max(0, x0 + whole)]
+    if part.size == 0:
+        return None
+    top, left = max(0, -y0), max(0, -x0)
+    part = cv2.copyMakeBorder(
+        part,
+        top,
+        whole - part.shape[0] - top,
+        left,
+        whole - part.shape[1] - left,
+        cv2.BORDER_CONSTANT,
+        value=border,
+    )
+    how = cv2.INTER_LINEAR if whole <= size else cv2.INTER_AREA
+    return cv2.resize(part, (size, size), interpolation=how), size / whole, (float(x0), float(y0))
 
 
 class _FaceFlag:
@@ -290,30 +310,24 @@ class _FaceFlag:
 
 def _upright(bgr: np.ndarray, points: np.ndarray, times: float, size: int) -> np.ndarray:
     """The face at ``points`` turned upright (its eyes' outer corners level), in a
-    ``size`` px square ``times`` its size (beyond the picture: grey)."""
+    ``size`` px square ``times`` its size (beyond the picture: grey). Cut from a square
+    half as large again around it, which the turned one's corners stay within
+    (``_square``: shrunk by area, never enlarged, so a small face is resampled once, by
+    the turn)."""
     import cv2
 
     grey = (128, 128, 128)
-    xy = points[:, :2].astype(np.float64)
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
-    centre, side = (lo + hi) / 2, float(max(hi - lo)) * times
-    # What the square, turned any way, can take in; shrunk by area first when the square
-    # is shrunk more than twice (a turn samples the picture, it does not average it).
-    reach = side * 0.75
-    h, w = bgr.shape[:2]
-    x0, y0 = (max(0, int(v)) for v in np.floor(centre - reach))
-    x1, y1 = min(w, int(np.ceil(centre[0] + reach))), min(h, int(np.ceil(centre[1] + reach)))
-    if side < 1 or x1 <= x0 or y1 <= y0:
+    window = _window_around(points, times * 1.5)
+    cut = min(size * 3 // 2, max(1, int(np.ceil(window[2]))))
+    square = _square(bgr, window, cut, grey)
+    if square is None:
         return np.full((size, size, 3), grey, np.uint8)
-    part, shrink = bgr[y0:y1, x0:x1], min(1.0, 2.0 * size / side)
-    if shrink < 1.0:
-        reduced = (max(1, round((x1 - x0) * shrink)), max(1, round((y1 - y0) * shrink)))
-        part = cv2.resize(part, reduced, interpolation=cv2.INTER_AREA)
-    at = (centre - (x0, y0)) * (part.shape[1] / (x1 - x0), part.shape[0] / (y1 - y0))
-    across = xy[topology.LEFT_EYE.corners[1]] - xy[topology.RIGHT_EYE.corners[1]]
+    part, scale, origin = square
+    at = (np.array(window[:2]) - origin) * scale  # the face's centre in ``part``
+    across = points[topology.LEFT_EYE.corners[1], :2] - points[topology.RIGHT_EYE.corners[1], :2]
     angle = float(np.degrees(np.arctan2(across[1], across[0])))
     turn = np.array(
-        cv2.getRotationMatrix2D((float(at[0]), float(at[1])), angle, size / (side * shrink)), np.float64
+        cv2.getRotationMatrix2D((float(at[0]), float(at[1])), angle, size * 1.5 / cut), np.float64
     )
     turn[:, 2] += size / 2 - at
     return cv2.warpAffine(part, turn, (size, size), flags=cv2.INTER_LINEAR, borderValue=grey)
@@ -330,11 +344,12 @@ def _tiles(width: int, height: int) -> list[tuple[int, int, int]]:
     return [(x, y, side) for y in starts(height) for x in starts(width)]
 
 
-def _window_around(points: np.ndarray) -> tuple[float, float, float]:
-    """The zoom crop for a face at ``points``: ``ZOOM_WINDOW`` times its size, centred."""
+def _window_around(points: np.ndarray, times: float = ZOOM_WINDOW) -> tuple[float, float, float]:
+    """The square (centre x, centre y, side) ``times`` the size of the face at ``points``,
+    centred on it: by default, the zoom crop for it."""
     lo, hi = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
     centre = (lo + hi) / 2
-    return float(centre[0]), float(centre[1]), float(max(hi - lo)) * ZOOM_WINDOW
+    return float(centre[0]), float(centre[1]), float(max(hi - lo)) * times
 
 
 #: One landmark of a serialised ``NormalizedLandmarkList``: the list's field 1 (a
