@@ -34,12 +34,6 @@ MIN_TRACKED = 0.5
 LONGEST = 1920
 #: Frames sampled across the clip to choose the performer's rest expression.
 REST_SAMPLES = 24
-#: A clip shows a performer at all once ``REST_HUMAN_ENOUGH`` of the faces found on its
-#: sampled frames look human (``landmarks.looks_human``, 10 ms each: the rest stay
-#: unchecked), or if ``REST_HUMAN`` of them do, when fewer are found. A face turned far
-#: away or half hidden may not look human on a frame or two.
-REST_HUMAN_ENOUGH = 3
-REST_HUMAN = 0.5
 #: Lips count as closed within this much of the smallest gap seen (``mouth_gap``).
 REST_CLOSED_SLACK = 0.02
 #: The landmarks whose shape picks the rest frame among closed-lipped ones.
@@ -105,7 +99,8 @@ def rest_pose(
     would make a clip that starts mid-word (mouth open) drive the character's mouth
     *shut* whenever the performer closes theirs. ``REST_SAMPLES`` frames spread over the
     clip are examined (a bounded cost whatever the length); None if no face is found, or
-    none that looks human (``REST_HUMAN_ENOUGH``).
+    none that looks human (``landmarks.looks_human``: once one does, the rest are not
+    asked).
     ``step()`` runs after each sampled frame is decoded (progress, cancellation).
 
     The sampled frames are decoded on a thread up to ``ahead`` samples in advance
@@ -116,7 +111,7 @@ def rest_pose(
     """
     stride = max(1, count // REST_SAMPLES)
     found = []
-    human = 0  # how many of them look human, up to REST_HUMAN_ENOUGH
+    human = False  # whether one of them looks human
     frames = video.prefetch(
         video.iter_frames(path, fps, count, stride=stride, nearby=True, longest=LONGEST), depth=max(1, ahead)
     )
@@ -128,11 +123,8 @@ def rest_pose(
                 points = tracker.detect(frame)
                 if points is not None:
                     found.append(points)
-                    if human < REST_HUMAN_ENOUGH:
-                        human += tracker.looks_human(frame, points)
-    if not found or human < min(REST_HUMAN_ENOUGH, len(found) * REST_HUMAN):
-        return None
-    return at_rest(found)
+                    human = human or tracker.looks_human(frame, points)
+    return at_rest(found) if human else None
 
 
 def at_rest(found: list[np.ndarray]) -> RestPose:
