@@ -162,7 +162,10 @@ class StillCharacter:
         # With bands, the plate is filled from the picture alone, short of the feathered
         # edge (where the bands' colour is mixed in).
         plate, plate_area = composite.clean_plate(
-            canvas, mask, None if self.window is None else self.window.inner
+            canvas,
+            mask,
+            None if self.window is None else self.window.inner,
+            composite.plate_factor(float(np.ptp(points[:, 0]))),
         )
         step()
         self.frame = CharacterFrame(

@@ -29,13 +29,30 @@ LAY_BAND = 48
 ALPHA_EPS = 1.0 / 512
 
 
+#: The clean plate is filled at 1/4 of the picture's size, or finer where the face is
+#: under 4 x ``PLATE_FACE`` px wide, so that it stays at least ``PLATE_FACE`` px wide
+#: there: at a quarter, a person 60 px wide was filled in blocks a third of its face's
+#: size, whose edges showed as steps beside the moving head.
+PLATE_FACE = 32.0
+PLATE_MAX_FACTOR = 4
+
+
+def plate_factor(face_width: float) -> int:
+    """The clean plate's scale divisor for a face ``face_width`` px wide (1..4)."""
+    return int(min(max(face_width // PLATE_FACE, 1), PLATE_MAX_FACTOR))
+
+
 def clean_plate(
-    image: np.ndarray, person: np.ndarray, within: tuple[int, int, int, int] | None = None
+    image: np.ndarray,
+    person: np.ndarray,
+    within: tuple[int, int, int, int] | None = None,
+    factor: int = PLATE_MAX_FACTOR,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The picture with the (dilated) person area inpainted from its surroundings, and
     that area (float32 0..1: how much of each pixel is the inpainted fill).
 
-    The fill's colours are inpainted at a quarter of the size; its texture, near the
+    The fill's colours are inpainted at 1/``factor`` of the size (``plate_factor``;
+    its margin around the person, for stray hair, scales with it); its texture, near the
     edge of the area, is the surrounding background's, mirrored in (``_mirrored_detail``):
     what a moving head uncovers continues the grass or wall beside it instead of showing
     a smooth smear. ``within`` (x0, y0, x1, y1): only that box of ``image`` is the
@@ -47,13 +64,12 @@ def clean_plate(
         x0, y0, x1, y1 = within
         plate, area = image.copy(), np.zeros(person.shape[:2], np.float32)
         plate[y0:y1, x0:x1], area[y0:y1, x0:x1] = clean_plate(
-            np.ascontiguousarray(image[y0:y1, x0:x1]), person[y0:y1, x0:x1]
+            np.ascontiguousarray(image[y0:y1, x0:x1]), person[y0:y1, x0:x1], factor=factor
         )
         return plate, area
     import cv2
 
     h, w = image.shape[:2]
-    factor = 4
     small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
     mask = cv2.resize(
         (person > 0.2).astype(np.uint8) * 255, (w // factor, h // factor), interpolation=cv2.INTER_NEAREST
