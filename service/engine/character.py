@@ -157,7 +157,7 @@ class StillCharacter:
         drawn = eyefit.DrawnEyes.find(canvas, found)
         points = found if drawn is None else drawn.points
         with landmarks.Segmenter() as seg:
-            mask = composite.person_mask(seg.mask(canvas), points)
+            mask = composite.person_mask(seg.mask(canvas, points), points)
         step()
         # With bands, the plate is filled from the picture alone, short of the feathered
         # edge (where the bands' colour is mixed in).
@@ -322,7 +322,7 @@ class VideoCharacter:
         if self._drawn is not None:
             points = eyefit.fit_drawn_eyes(canvas, points, self._drawn.moves(points))
         half = cv2.resize(canvas, (self._w // 2, self._h // 2), interpolation=cv2.INTER_AREA)
-        mask = composite.person_mask(seg.mask(half), points, (self._h, self._w))
+        mask = composite.person_mask(seg.mask(half, points * 0.5), points, (self._h, self._w))
         opening = None if found is None else np.array(retarget.eye_openness(found))
         return _Look(opening=opening, points=points, mask=mask, box=composite.mask_box(mask))
 

@@ -56,9 +56,11 @@ def test_a_character_video_is_analysed_on_alternate_frames(
         calls["tracked"] += 1
         return detect(self, bgr)
 
-    def counted_mask(self: landmarks.Segmenter, bgr: np.ndarray) -> np.ndarray:
+    def counted_mask(
+        self: landmarks.Segmenter, bgr: np.ndarray, face: np.ndarray | None = None
+    ) -> np.ndarray:
         calls["segmented"] += 1
-        return segment(self, bgr)
+        return segment(self, bgr, face)
 
     count = 30
     char = character.VideoCharacter(short_character_video, 640, 360, count, 24)
