@@ -81,6 +81,48 @@ def test_probe_reports_a_jpeg_as_shown_after_its_exif_orientation(
     assert decoded.shape == (shown[1], shown[0], 3)  # as the engine decodes it, grey or not
 
 
+def test_a_jpeg_is_decoded_once(
+    tmp_path: pathlib.Path, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A JPEG has no transparency, so it is not decoded a first time to look for it (a
+    6000 px photo took 1.2 s and two copies of itself)."""
+    from service.engine import character
+
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(
+        _with_exif(cv2.imencode(".jpg", cv2.resize(photo, (300, 200)))[1].tobytes(), _orientation(6))
+    )
+    flags: list[int] = []
+    decode = cv2.imdecode
+
+    def counted(data: np.ndarray, flag: int) -> np.ndarray | None:
+        flags.append(flag)
+        return decode(data, flag)
+
+    monkeypatch.setattr(cv2, "imdecode", counted)
+    assert character.load_image(path).shape == (300, 200, 3)  # turned by its EXIF
+    assert flags == [cv2.IMREAD_COLOR]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+def test_a_transparent_picture_is_shown_over_mid_grey(
+    tmp_path: pathlib.Path, photo: np.ndarray, suffix: str
+) -> None:
+    from service.engine import character
+
+    picture = cv2.cvtColor(cv2.resize(photo, (200, 200)), cv2.COLOR_BGR2BGRA)
+    picture[:, :100, 3] = 0  # the left half transparent (its colour left as it was)
+    picture[:, 100:150, 3] = 128
+    path = tmp_path / f"cut-out{suffix}"
+    assert cv2.imwrite(str(path), picture, [cv2.IMWRITE_WEBP_QUALITY, 101])
+    shown = character.load_image(path)
+    assert shown.shape == (200, 200, 3)
+    assert np.array_equal(shown[:, :100], np.full((200, 100, 3), 128, np.uint8))
+    half = (picture[:, 100:150, :3].astype(int) + 128) / 2
+    assert np.abs(shown[:, 100:150] - half).max() <= 1.5
+    assert np.array_equal(shown[:, 150:], picture[:, 150:, :3])
+
+
 def test_probe_refuses_decompression_bomb_without_decoding(tmp_path: pathlib.Path) -> None:
     # A valid PNG header claiming 50,000 x 50,000 pixels (2.5 gigapixels).
     ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
