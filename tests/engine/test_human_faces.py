@@ -111,6 +111,43 @@ def test_a_face_off_the_picture_does_not_look_human() -> None:
         assert not tracker.looks_human(picture, points)
 
 
+@pytest.mark.parametrize("at", [(-0.3, -0.3), (0.5, 0.5), (0.9, 0.2)])
+def test_a_window_larger_than_the_picture_is_shrunk_before_it_is_bordered(
+    monkeypatch: pytest.MonkeyPatch, at: tuple[float, float]
+) -> None:
+    """A face filling a 6000 px photo has a judge's window larger than the photo: it is
+    shrunk to the crop's size first and bordered there (bordering it at full size took
+    180 MB and 0.6 s), for what bordering first gives, within a grey level on average."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    picture = cv2.resize(
+        rng.integers(0, 256, (12, 8, 3), dtype=np.uint8), (1200, 1800), interpolation=cv2.INTER_CUBIC
+    )
+    window = (1200 * at[0], 1800 * at[1], 2500.0)
+    sizes: list[tuple[int, ...]] = []
+    border = cv2.copyMakeBorder
+
+    def counted(part: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
+        sizes.append(part.shape)
+        return border(part, *args, **kwargs)
+
+    monkeypatch.setattr(cv2, "copyMakeBorder", counted)
+    square = landmarks._square(picture, window, 192, (128, 128, 128))
+    assert square is not None
+    part, scale, origin = square
+    assert part.shape == (192, 192, 3) and scale == 192 / 2500 and all(max(s[:2]) <= 192 for s in sizes)
+    monkeypatch.undo()
+    x0, y0 = int(np.floor(window[0] - 1250)), int(np.floor(window[1] - 1250))
+    assert origin == (float(x0), float(y0))
+    full = np.full((2500, 2500, 3), 128, np.uint8)
+    ys, xs = slice(max(0, y0), y0 + 2500), slice(max(0, x0), x0 + 2500)
+    inside = picture[ys, xs]
+    full[max(0, -y0) : max(0, -y0) + inside.shape[0], max(0, -x0) : max(0, -x0) + inside.shape[1]] = inside
+    expected = cv2.resize(full, (192, 192), interpolation=cv2.INTER_AREA)
+    assert np.abs(part.astype(int) - expected).mean() < 1.0
+
+
 @pytest.fixture(scope="module")
 def dog_clip(tmp_path_factory: pytest.TempPathFactory, media: pathlib.Path) -> pathlib.Path:
     dog = _placed(character.load_image(media / "character_dog.jpg"), 200, (640, 360))
