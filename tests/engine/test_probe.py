@@ -81,6 +81,19 @@ def test_probe_reports_a_jpeg_as_shown_after_its_exif_orientation(
     assert decoded.shape == (shown[1], shown[0], 3)  # as the engine decodes it, grey or not
 
 
+def _counting_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The flags of every ``cv2.imdecode`` call from now on."""
+    flags: list[int] = []
+    decode = cv2.imdecode
+
+    def counted(data: np.ndarray, flag: int) -> np.ndarray | None:
+        flags.append(flag)
+        return decode(data, flag)
+
+    monkeypatch.setattr(cv2, "imdecode", counted)
+    return flags
+
+
 def test_a_jpeg_is_decoded_once(
     tmp_path: pathlib.Path, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -92,16 +105,49 @@ def test_a_jpeg_is_decoded_once(
     path.write_bytes(
         _with_exif(cv2.imencode(".jpg", cv2.resize(photo, (300, 200)))[1].tobytes(), _orientation(6))
     )
-    flags: list[int] = []
-    decode = cv2.imdecode
-
-    def counted(data: np.ndarray, flag: int) -> np.ndarray | None:
-        flags.append(flag)
-        return decode(data, flag)
-
-    monkeypatch.setattr(cv2, "imdecode", counted)
+    flags = _counting_decodes(monkeypatch)
     assert character.load_image(path).shape == (300, 200, 3)  # turned by its EXIF
     assert flags == [cv2.IMREAD_COLOR]
+
+
+@pytest.mark.parametrize("kind", ["colour", "grey 16-bit", "palette"])
+def test_an_opaque_png_is_decoded_once(
+    tmp_path: pathlib.Path, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A PNG with neither an alpha channel nor a transparency chunk is decoded once, to
+    the same pixels as before."""
+    from PIL import Image
+
+    from service.engine import character
+
+    picture = cv2.resize(photo, (120, 80))
+    path = tmp_path / "opaque.png"
+    if kind == "colour":
+        cv2.imwrite(str(path), picture)
+    elif kind == "grey 16-bit":
+        cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257)
+    else:
+        Image.fromarray(picture[..., ::-1]).quantize(64).save(path)
+    expected = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
+    flags = _counting_decodes(monkeypatch)
+    assert np.array_equal(character.load_image(path), expected)
+    assert flags == [cv2.IMREAD_COLOR]
+
+
+def test_a_palette_pngs_transparent_colour_shows_mid_grey(tmp_path: pathlib.Path) -> None:
+    """Transparency given by a palette's tRNS chunk, not an alpha channel, is found."""
+    from PIL import Image
+
+    from service.engine import character
+
+    indices = np.zeros((40, 60), np.uint8)
+    indices[:, 30:] = 1
+    picture = Image.fromarray(indices, "P")
+    picture.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    path = tmp_path / "palette.png"
+    picture.save(path, transparency=0)  # index 0 (red) transparent
+    shown = character.load_image(path)
+    assert (shown[:, :30] == 128).all() and (shown[:, 30:] == (255, 0, 0)).all()
 
 
 @pytest.mark.parametrize("suffix", [".png", ".webp"])
