@@ -72,6 +72,31 @@ def _image_format(head: bytes) -> str | None:
     return None
 
 
+#: How much of a picture's start ``may_be_transparent`` reads: a PNG's transparency
+#: chunk comes before its image data, after the palette and any text or colour profile.
+TRANSPARENCY_HEAD = 1 << 20
+
+
+def may_be_transparent(head: bytes) -> bool:
+    """Whether a picture starting with ``head`` may have transparency: not a JPEG, nor a
+    PNG without an alpha channel or a transparency chunk before its image data (a WebP,
+    or a PNG not settled within ``head``, may)."""
+    kind = _image_format(head)
+    if kind == "jpeg":
+        return False
+    if kind != "png" or len(head) < 26 or head[25] in (4, 6):  # colour type: with alpha
+        return True
+    at = 8
+    while at + 8 <= len(head):
+        size, chunk = int.from_bytes(head[at : at + 4], "big"), head[at + 4 : at + 8]
+        if chunk == b"tRNS":
+            return True
+        if chunk in (b"IDAT", b"IEND"):
+            return False
+        at += 12 + size
+    return True
+
+
 #: ISO base media ``ftyp`` brands of still-image files (HEIF/HEIC, AVIF), which FFmpeg
 #: would otherwise open as a video container.
 _STILL_BRANDS = {

@@ -20,6 +20,7 @@ from typing import TypeVar
 import numpy as np
 
 from service.engine import (
+    assets,
     composite,
     contracts,
     eyefit,
@@ -100,7 +101,7 @@ def load_image(path: pathlib.Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     # A picture that cannot be transparent is decoded once, as 8-bit BGR with its EXIF
     # orientation (a 6000 x 6000 JPEG: 0.3 s, where decoding it twice took 1.2 s).
-    opaque = not _may_be_transparent(data[:PNG_HEAD_MAX].tobytes())
+    opaque = not assets.may_be_transparent(data[: assets.TRANSPARENCY_HEAD].tobytes())
     image = cv2.imdecode(data, cv2.IMREAD_COLOR if opaque else cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise contracts.asset_invalid("The character image could not be decoded.")
@@ -115,31 +116,6 @@ def load_image(path: pathlib.Path) -> np.ndarray:
         return np.ascontiguousarray(image)
     # Re-decoded to apply EXIF orientation (grey pictures too), as 8-bit BGR.
     return cv2.imdecode(data, cv2.IMREAD_COLOR)
-
-
-#: How much of a PNG's start is searched for a transparency chunk (it comes before the
-#: image data, after the palette and any text or colour profile).
-PNG_HEAD_MAX = 1 << 20
-
-
-def _may_be_transparent(head: bytes) -> bool:
-    """Whether a picture starting with ``head`` may have transparency: not a JPEG, nor a
-    PNG without an alpha channel or a transparency chunk before its image data."""
-    if head[:3] == b"\xff\xd8\xff":
-        return False
-    if not head.startswith(b"\x89PNG\r\n\x1a\n") or len(head) < 26:
-        return True
-    if head[25] in (4, 6):  # the colour type: grey or colour with alpha
-        return True
-    at = 8
-    while at + 8 <= len(head):
-        size, kind = int.from_bytes(head[at : at + 4], "big"), head[at + 4 : at + 8]
-        if kind == b"tRNS":
-            return True
-        if kind in (b"IDAT", b"IEND"):
-            return False
-        at += 12 + size
-    return True  # not settled within the head: decode as if it were
 
 
 def find_face(image: np.ndarray) -> np.ndarray | None:
