@@ -415,24 +415,22 @@ class Segmenter:
     def mask(self, bgr: np.ndarray, face: np.ndarray | None = None) -> np.ndarray:
         """The person mask of ``bgr``; given the ``face``'s landmarks (pixels), a small
         face's person is segmented around it (``SEG_CROP``)."""
-        whole = self._run(bgr)
-        box = None if face is None else _person_crop(face, bgr.shape[1], bgr.shape[0])
+        h, w = bgr.shape[:2]
+        box = None if face is None else _person_crop(face, w, h)
         if box is None:
-            return whole
+            return self._run(bgr)
         x0, y0, x1, y1 = box
-        h, w = whole.shape
         near = self._run(np.ascontiguousarray(bgr[y0:y1, x0:x1]))
         ramp = max(1.0, SEG_FEATHER * (x1 - x0))
-        wx = _edge_ramp(x1 - x0, ramp, x0 > 0, x1 < w)
-        # Rows from the crop's top to the picture's bottom: the crop's share, then below.
-        wy = _edge_ramp(h - y0, ramp, y0 > 0, False)
-        from_crop = np.zeros(h - y0, np.float32)
-        from_crop[: y1 - y0] = _edge_ramp(y1 - y0, ramp, False, y1 < h)
-        column = whole[y0:, x0:x1]
-        column[: y1 - y0] *= 1.0 - from_crop[: y1 - y0, None]
-        column[: y1 - y0] += from_crop[: y1 - y0, None] * near
-        out = np.zeros_like(whole)
-        out[y0:, x0:x1] = column * wy[:, None] * wx[None, :]
+        out = np.zeros((h, w), np.float32)
+        column = out[y0:, x0:x1]  # from the crop's top down: the crop, then the body below
+        if y1 < h:  # the whole picture's mask continues the body, faded in below the crop
+            column[:] = self._run(bgr)[y0:, x0:x1]
+            own = _edge_ramp(y1 - y0, ramp, False, True)[:, None]
+            column[: y1 - y0] += own * (near - column[: y1 - y0])
+        else:
+            column[:] = near
+        column *= _edge_ramp(h - y0, ramp, y0 > 0, False)[:, None] * _edge_ramp(x1 - x0, ramp, x0 > 0, x1 < w)
         return out
 
     def _run(self, bgr: np.ndarray) -> np.ndarray:
