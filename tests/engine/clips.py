@@ -227,3 +227,19 @@ def frames(path: pathlib.Path, scale: float = 1.0) -> Iterator[np.ndarray]:
 
 def frame_hashes(path: pathlib.Path) -> list[str]:
     return [hashlib.sha256(f.tobytes()).hexdigest() for f in frames(path)]
+
+
+def placed(
+    picture: np.ndarray,
+    side: int,
+    at: tuple[int, int] | None = None,
+    size: tuple[int, int] = (1280, 720),
+    grey: int = 190,
+) -> np.ndarray:
+    """``picture`` scaled to ``side`` px square on a plain ``grey`` picture of ``size``
+    (width, height), its top-left corner at ``at`` (default: centred)."""
+    width, height = size
+    frame = np.full((height, width, 3), grey, np.uint8)
+    x, y = at if at is not None else ((width - side) // 2, (height - side) // 2)
+    frame[y : y + side, x : x + side] = cv2.resize(picture, (side, side), interpolation=cv2.INTER_AREA)
+    return frame

@@ -15,17 +15,6 @@ from service.engine import character, landmarks
 from tests.engine import clips
 
 
-def _placed(picture: np.ndarray, side: int, size: tuple[int, int]) -> np.ndarray:
-    """``picture`` scaled to ``side`` px square, centred on a plain grey picture of ``size``."""
-    import cv2
-
-    width, height = size
-    frame = np.full((height, width, 3), 128, np.uint8)
-    x, y = (width - side) // 2, (height - side) // 2
-    frame[y : y + side, x : x + side] = cv2.resize(picture, (side, side), interpolation=cv2.INTER_AREA)
-    return frame
-
-
 @pytest.mark.parametrize(
     ("side", "size"),
     [
@@ -44,7 +33,7 @@ def test_a_dog_is_no_face_wherever_it_is_placed(
     """FaceMesh alone fitted its mesh to the dog's face once its picture was placed on a
     wider one (all but the first two here)."""
     dog = character.load_image(media / "character_dog.jpg")
-    assert character.find_face(_placed(dog, side, size)) is None
+    assert character.find_face(clips.placed(dog, side, size=size, grey=128)) is None
 
 
 def test_each_judge_alone_would_let_the_dog_through_somewhere(media: pathlib.Path) -> None:
@@ -58,7 +47,7 @@ def test_each_judge_alone_would_let_the_dog_through_somewhere(media: pathlib.Pat
         judge = landmarks._solutions().face_detection.FaceDetection(model_selection=0)
         flag = landmarks._FaceFlag()
         for side, size, detector_passes in ((400, (1280, 720), True), (175, (854, 480), False)):
-            picture = _placed(dog, side, size)
+            picture = clips.placed(dog, side, size=size, grey=128)
             points = tracker.detect(picture)
             assert points is not None  # FaceMesh alone takes it for a face
             upright = landmarks._upright(picture, points, landmarks.HUMAN_CROP, landmarks.HUMAN_SIDE)
@@ -84,7 +73,7 @@ def _turned(picture: np.ndarray, degrees: float) -> np.ndarray:
     [
         lambda m: character.load_image(m / "character_photo.jpg"),
         lambda m: character.load_image(m / "character_cartoon.jpg"),
-        lambda m: _placed(character.load_image(m / "character_photo.jpg"), 200, (1280, 720)),
+        lambda m: clips.placed(character.load_image(m / "character_photo.jpg"), 200, grey=128),
         lambda m: _turned(character.load_image(m / "character_photo.jpg"), 30),
         lambda m: _turned(character.load_image(m / "character_cartoon.jpg"), -30),
         lambda m: (character.load_image(m / "character_photo.jpg") * 0.35).astype(np.uint8),
@@ -150,7 +139,7 @@ def test_a_window_larger_than_the_picture_is_shrunk_before_it_is_bordered(
 
 @pytest.fixture(scope="module")
 def dog_clip(tmp_path_factory: pytest.TempPathFactory, media: pathlib.Path) -> pathlib.Path:
-    dog = _placed(character.load_image(media / "character_dog.jpg"), 200, (640, 360))
+    dog = clips.placed(character.load_image(media / "character_dog.jpg"), 200, size=(640, 360), grey=128)
     path = tmp_path_factory.mktemp("dog") / "dog.mp4"
     return clips.encode(path, itertools.repeat(dog, 84), (640, 360), 24)
 

@@ -9,16 +9,7 @@ import numpy as np
 import pytest
 
 from service.engine import character, landmarks, video
-
-
-def _placed(picture: np.ndarray, side: int, at: tuple[int, int]) -> np.ndarray:
-    """``picture`` scaled to ``side`` px square on a plain 1280x720 frame at ``at``."""
-    import cv2
-
-    frame = np.full((720, 1280, 3), 190, np.uint8)
-    x, y = at
-    frame[y : y + side, x : x + side] = cv2.resize(picture, (side, side), interpolation=cv2.INTER_AREA)
-    return frame
+from tests.engine import clips
 
 
 def test_a_small_face_in_a_large_picture_is_found_again_at_full_size(
@@ -31,7 +22,7 @@ def test_a_small_face_in_a_large_picture_is_found_again_at_full_size(
     photo = character.load_image(media / "character_photo.jpg")
     big = character.find_face(photo)
     assert big is not None
-    frame = cv2.resize(_placed(photo, 300, (600, 300)), (2560, 1440), interpolation=cv2.INTER_CUBIC)
+    frame = cv2.resize(clips.placed(photo, 300, (600, 300)), (2560, 1440), interpolation=cv2.INTER_CUBIC)
     again = []
     around = landmarks.FaceTracker.detect_around
 
@@ -50,7 +41,7 @@ def test_a_small_face_in_a_picture_is_found(media: pathlib.Path) -> None:
     photo = character.load_image(media / "character_photo.jpg")  # 512 px, face ~220 px
     big = character.find_face(photo)
     assert big is not None
-    frame = _placed(photo, 190, (700, 400))  # face ~80 px: FaceMesh alone finds nothing
+    frame = clips.placed(photo, 190, (700, 400))  # face ~80 px: FaceMesh alone finds nothing
     with landmarks.FaceTracker(video=False) as tracker:
         assert landmarks._mesh_points(tracker._mesh, frame) is None
     found = character.find_face(frame)
@@ -85,7 +76,7 @@ def test_a_small_face_in_a_video_is_followed_as_it_moves(reference: pathlib.Path
     with landmarks.FaceTracker(video=True) as near, landmarks.FaceTracker(video=True) as far:
         for i, frame in enumerate(frames):
             at = (500 + 4 * i, 300)  # travelling right, face ~55 px wide
-            seen, small = near.detect(frame), far.detect(_placed(frame, 120, at))
+            seen, small = near.detect(frame), far.detect(clips.placed(frame, 120, at))
             assert seen is not None and small is not None, i
             expected = seen[:, :2] * 120 / 256 + at
             assert np.abs(small[:, :2] - expected).mean() < 1.5, i
@@ -132,7 +123,7 @@ def test_a_face_the_detector_misses_in_the_whole_picture_is_found_in_tiles(
         return tiles(width, height)
 
     monkeypatch.setattr(landmarks, "_tiles", counted)
-    found = character.find_face(_placed(first, 80, (600, 300)))
+    found = character.find_face(clips.placed(first, 80, (600, 300)))
     assert found is not None and tiled == [(1280, 720)]
     expected = big[:, :2] * 80 / 480 + [600, 300]
     assert np.abs(found[:, :2] - expected).mean() < 1.0
@@ -149,7 +140,7 @@ def test_a_face_facemesh_finds_by_itself_wins_over_a_small_one_being_followed(
     xs: list[float] = []
     with landmarks.FaceTracker(video=True) as tracker:
         for i, frame in enumerate(frames):
-            picture = _placed(frame, 120, (60, 60))  # small, top left
+            picture = clips.placed(frame, 120, (60, 60))  # small, top left
             if i >= 2:  # the performer comes back, large, on the right
                 picture[150:550, 700:1100] = cv2.resize(frame, (400, 400), interpolation=cv2.INTER_AREA)
             points = tracker.detect(picture)

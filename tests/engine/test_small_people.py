@@ -9,18 +9,10 @@ import numpy as np
 import pytest
 
 from service.engine import character, composite, landmarks
+from tests.engine import clips
 
 #: Where the photo (512 px) is placed, and how large: a face about 60 px wide.
 AT, SIDE = (900, 300), 150
-
-
-def _placed(photo: np.ndarray, side: int = SIDE, at: tuple[int, int] = AT) -> np.ndarray:
-    import cv2
-
-    frame = np.full((720, 1280, 3), 190, np.uint8)
-    x, y = at
-    frame[y : y + side, x : x + side] = cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA)
-    return frame
 
 
 def _on_frame(x: float, y: float) -> tuple[int, int]:
@@ -37,7 +29,7 @@ def photo(media: pathlib.Path) -> np.ndarray:
 def test_a_small_persons_mask_is_segmented_around_their_face(photo: np.ndarray) -> None:
     """The whole picture, seen at 256 x 144, barely shows a 60 px face's person; a crop
     around the face shows their head and shoulders, and not the scene beside them."""
-    frame = _placed(photo)
+    frame = clips.placed(photo, SIDE, AT)
     face = character.find_face(frame)
     assert face is not None and 50 < np.ptp(face[:, 0]) < 70
     with landmarks.Segmenter() as seg:
@@ -54,7 +46,7 @@ def test_only_the_small_persons_column_is_segmented(photo: np.ndarray) -> None:
     not taken into the mask (it would be moved with the torso, and filled in the plate)."""
     import cv2
 
-    frame = _placed(photo)
+    frame = clips.placed(photo, SIDE, AT)
     face = character.find_face(frame)
     assert face is not None
     frame[100:600, 50:550] = cv2.resize(photo, (500, 500), interpolation=cv2.INTER_AREA)
@@ -102,7 +94,7 @@ def test_a_small_persons_plate_keeps_the_scene_beside_them(photo: np.ndarray, tm
     import cv2
 
     path = tmp_path / "small.png"
-    cv2.imwrite(str(path), _placed(photo))
+    cv2.imwrite(str(path), clips.placed(photo, SIDE, AT))
     frame = character.StillCharacter(path, 1280, 720).frame
     assert frame.plate_area is not None
     for x, y in [(60, 60), (40, 250)]:  # the foliage beside the head
@@ -119,8 +111,6 @@ def test_a_small_person_in_a_character_video_is_segmented_around_their_face(
     face too: the whole frame's model, which sees her face 12 px wide, leaves her neck and
     shoulders out (they would stay behind as the head and torso move)."""
     import itertools
-
-    from tests.engine import clips
 
     def small(picture: np.ndarray) -> np.ndarray:
         import cv2
