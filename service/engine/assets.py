@@ -78,12 +78,21 @@ TRANSPARENCY_HEAD = 1 << 20
 
 
 def may_be_transparent(head: bytes) -> bool:
-    """Whether a picture starting with ``head`` may have transparency: not a JPEG, nor a
-    PNG without an alpha channel or a transparency chunk before its image data (a WebP,
-    or a PNG not settled within ``head``, may)."""
+    """Whether a picture starting with ``head`` may have transparency: not a JPEG, a
+    simple lossy WebP, a WebP whose header says it has no alpha, nor a PNG without an
+    alpha channel or a transparency chunk before its image data (a PNG not settled
+    within ``head`` may)."""
     kind = _image_format(head)
     if kind == "jpeg":
         return False
+    if kind == "webp" and len(head) >= 25:
+        chunk = head[12:16]
+        if chunk == b"VP8 ":
+            return False
+        if chunk == b"VP8X":  # extended: flags byte, alpha bit
+            return bool(head[20] & 0x10)
+        if chunk == b"VP8L":  # lossless: the alpha-is-used bit after the 14-bit sizes
+            return bool(head[24] & 0x10)
     if kind != "png" or len(head) < 26 or head[25] in (4, 6):  # colour type: with alpha
         return True
     at = 8

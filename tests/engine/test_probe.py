@@ -134,6 +134,44 @@ def test_an_opaque_png_is_decoded_once(
     assert flags == [cv2.IMREAD_COLOR]
 
 
+@pytest.mark.parametrize("quality", [90, 101], ids=["lossy", "lossless"])
+def test_an_opaque_webp_is_decoded_once(
+    tmp_path: pathlib.Path, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, quality: int
+) -> None:
+    """A WebP whose header says it has no alpha is decoded once, to the same pixels."""
+    from service.engine import character
+
+    path = tmp_path / "opaque.webp"
+    assert cv2.imwrite(str(path), cv2.resize(photo, (120, 80)), [cv2.IMWRITE_WEBP_QUALITY, quality])
+    expected = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
+    flags = _counting_decodes(monkeypatch)
+    assert np.array_equal(character.load_image(path), expected)
+    assert flags == [cv2.IMREAD_COLOR]
+
+
+@pytest.mark.parametrize(
+    ("ext", "channels", "quality", "transparent"),
+    [
+        (".jpg", 3, 90, False),
+        (".png", 3, 0, False),
+        (".png", 4, 0, True),
+        (".webp", 3, 90, False),  # simple lossy (VP8)
+        (".webp", 3, 101, False),  # lossless without alpha (VP8L)
+        (".webp", 4, 101, True),  # lossless with alpha
+        (".webp", 4, 80, True),  # lossy with alpha (VP8X)
+    ],
+)
+def test_whether_a_picture_may_be_transparent_is_read_from_its_header(
+    ext: str, channels: int, quality: int, transparent: bool
+) -> None:
+    from service.engine import assets
+
+    picture = np.zeros((8, 8, channels), np.uint8)
+    ok, encoded = cv2.imencode(ext, picture, [cv2.IMWRITE_WEBP_QUALITY, quality] if ext == ".webp" else [])
+    assert ok
+    assert assets.may_be_transparent(encoded.tobytes()) is transparent
+
+
 def test_a_palette_pngs_transparent_colour_shows_mid_grey(tmp_path: pathlib.Path) -> None:
     """Transparency given by a palette's tRNS chunk, not an alpha channel, is found."""
     from PIL import Image
