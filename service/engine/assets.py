@@ -267,10 +267,10 @@ def _probe_video(path: pathlib.Path) -> contracts.MediaInfo:
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0 or width * height > MAX_VIDEO_PIXELS:
             raise contracts.asset_invalid(f"The video frame size {width}x{height} is not supported.")
-        if container.duration is not None and container.duration > 0:
-            duration_s: float | None = container.duration / 1_000_000
-        else:
-            duration_s = video.stream_header_seconds(stream)
+        # The picture's own length: the container's would take in a longer audio track.
+        duration_s = video.stream_header_seconds(stream)
+        if duration_s is None:
+            duration_s = video.demuxed_seconds(path)
         if not duration_s or duration_s <= 0:
             raise contracts.asset_invalid("The video's duration could not be determined.")
         rate = stream.average_rate or stream.guessed_rate

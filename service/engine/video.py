@@ -14,6 +14,7 @@ import fractions
 import math
 import pathlib
 import queue
+import re
 import struct
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -314,25 +315,69 @@ def orient(image: np.ndarray, matrix: tuple[int, ...] | None) -> np.ndarray:
 
 
 def stream_seconds(path: pathlib.Path) -> float | None:
-    """The video stream's own length by its header, or None if it gives none. (Not the
-    container's, which an audio track longer than the picture stretches.)"""
+    """The video stream's own length, or None if it cannot be read. (Not the
+    container's, which an audio track longer than the picture stretches.)
+
+    By its header if it gives one, else by reading its packets (:func:`demuxed_seconds`).
+    """
     import av
 
     try:
         with av.open(str(path), mode="r") as container:
-            return stream_header_seconds(container.streams.video[0])
+            seconds = stream_header_seconds(container.streams.video[0])
     except (av.error.FFmpegError, IndexError):
         return None
+    return seconds if seconds is not None else demuxed_seconds(path)
 
 
 def stream_header_seconds(stream: Any) -> float | None:
     """An open PyAV stream's length by its header (its duration, else its frame count
-    over its rate), or None."""
+    over its rate, else the per-track ``DURATION`` tag Matroska muxers write), or None."""
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     if stream.frames and stream.average_rate:
         return stream.frames / float(stream.average_rate)
+    tag = _MATROSKA_DURATION.fullmatch(str(stream.metadata.get("DURATION", "")).strip())
+    if tag:
+        hours, minutes, seconds = tag.groups()
+        total = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        return total if total > 0 else None
     return None
+
+
+_MATROSKA_DURATION = re.compile(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
+
+
+def demuxed_seconds(path: pathlib.Path) -> float | None:
+    """The video stream's length found by reading its packets (not decoding them): from
+    the first packet's start to the last one's end, the last lasting as long as the
+    packets before it on average when it does not say. For files whose header gives no
+    length, as a browser's recorder (MediaRecorder) and other live muxers write them.
+    None if the stream has no timed packet."""
+    import av
+
+    first = last = time_base = None
+    count = 0
+    last_duration: float = 0
+    try:
+        with av.open(str(path), mode="r") as container:
+            stream = container.streams.video[0]
+            time_base = stream.time_base
+            for packet in container.demux(stream):
+                if packet.pts is None:
+                    continue
+                count += 1
+                first = packet.pts if first is None else min(first, packet.pts)
+                if last is None or packet.pts >= last:
+                    last, last_duration = packet.pts, packet.duration or 0
+    except (av.error.FFmpegError, IndexError):
+        pass  # a damaged tail: the packets read so far
+    if first is None or last is None or time_base is None:
+        return None
+    if not last_duration and count > 1:
+        last_duration = (last - first) / (count - 1)
+    seconds = float((last - first + last_duration) * time_base)
+    return seconds if seconds > 0 else None
 
 
 def _timed_frames(path: pathlib.Path, skip_unreferenced: bool = False) -> Iterator[tuple[Any, float]]:

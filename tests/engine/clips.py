@@ -113,6 +113,52 @@ def encode(
     return dst
 
 
+def recorded(
+    src: pathlib.Path,
+    dst: pathlib.Path,
+    seconds: float,
+    *,
+    audio_seconds: float,
+    fmt: str = "webm",
+    live: bool = True,
+    size: tuple[int, int] = (256, 256),
+) -> pathlib.Path:
+    """The first ``seconds`` of ``src``'s picture at 24 fps with a tone running
+    ``audio_seconds``, muxed as a recorder writes it: a WebM with ``live`` has no length
+    in its header (as a browser's MediaRecorder makes); a file's audio may run past its
+    picture."""
+    codec, audio_codec = ("libvpx", "libopus") if fmt == "webm" else ("libx264", "aac")
+    options = {"live": "1"} if live and fmt == "webm" else {}
+    fps = 24
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt, options=options) as out:
+        video = out.add_stream(codec, rate=fps)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        video.options = (
+            {"preset": "ultrafast"} if codec == "libx264" else {"deadline": "realtime", "cpu-used": "8"}
+        )
+        audio = out.add_stream(audio_codec, rate=48000)
+        audio.layout = "stereo"
+        count = int(round(seconds * fps))
+        pictures = (f.to_ndarray(format="rgb24") for f in inp.decode(video=0))
+        for i, picture in enumerate(itertools.islice(pictures, count)):
+            frame = av.VideoFrame.from_ndarray(
+                cv2.resize(picture, size, interpolation=cv2.INTER_AREA), format="rgb24"
+            )
+            frame.pts, frame.time_base = i, fractions.Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        block = 960
+        t = np.arange(int(audio_seconds * 48000)) / 48000
+        tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        for start in range(0, len(tone) - block + 1, block):
+            chunk = np.repeat(tone[None, start : start + block], 2, axis=0)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, start
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    return dst
+
+
 def panned(
     picture: pathlib.Path,
     dst: pathlib.Path,

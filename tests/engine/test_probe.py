@@ -6,6 +6,7 @@ import pathlib
 import struct
 import zlib
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -262,6 +263,25 @@ def test_probe_accepts_each_supported_codec(
     assert info.codec == expected_codec
     assert info.format == expected_fmt
     assert info.duration_s is not None and 0.3 < info.duration_s < 0.8  # webm: from the container
+
+
+@pytest.mark.parametrize(
+    ("fmt", "live"),
+    [("mp4", False), ("webm", False), ("webm", True)],
+    ids=["mp4", "webm", "webm-as-a-browser-records-it"],
+)
+def test_a_videos_length_is_its_pictures_not_a_longer_audio_tracks(
+    tmp_path: pathlib.Path, media: pathlib.Path, fmt: str, live: bool
+) -> None:
+    path = clips.recorded(
+        media / "driving_expressive.mp4", tmp_path / f"clip.{fmt}", 3.2, audio_seconds=6.0, fmt=fmt, live=live
+    )
+    with av.open(str(path)) as container:  # the file is as described
+        header = container.duration
+    assert header is None if live else header / 1e6 == pytest.approx(6.0, abs=0.05)
+    info = engine.probe(path)
+    assert info.duration_s == pytest.approx(77 / 24, abs=0.01)
+    assert info.has_audio
 
 
 def test_probe_refuses_unsupported_video_codec(tmp_path: pathlib.Path, reference: pathlib.Path) -> None:

@@ -230,6 +230,30 @@ def test_video_character_plays_on_past_its_end(
     assert _face_points(out, [FRAMES - 1])[FRAMES - 1] is not None
 
 
+def test_a_browser_recording_with_audio_past_its_picture_renders_the_pictures_length(
+    tmp_path: pathlib.Path, media: pathlib.Path
+) -> None:
+    # A WebM as MediaRecorder writes it (no length in its header), its sound running on.
+    reference = clips.recorded(
+        media / "driving_expressive.mp4", tmp_path / "rec.webm", 3.2, audio_seconds=6.0
+    )
+    out = tmp_path / "out.mp4"
+    result = engine.render(
+        engine.RenderRequest(
+            character_path=media / "character_photo.jpg",
+            character_type="image",
+            reference_path=reference,
+            output_path=out,
+            ratio="960:960",
+        )
+    )
+    assert result.frames == 77 and result.has_audio
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        assert float(audio.duration * audio.time_base) == pytest.approx(77 / 24, abs=0.05)
+    assert sum(1 for _ in clips.frames(out, scale=0.25)) == 77
+
+
 def test_dog_character_fails_cleanly(
     tmp_path: pathlib.Path, reference: pathlib.Path, media: pathlib.Path
 ) -> None:
