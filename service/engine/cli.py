@@ -4,9 +4,10 @@
                      [--expression-intensity N] [--body-control/--no-body-control] [--seed N]
 
 The character's kind (image or video) is found by probing it. A progress bar goes to
-stderr; on success the output path and the real-time factor (render seconds per clip
-second) go to stdout and the exit code is 0. Bad input (including any ``EngineError``)
-prints one line to stderr and exits with 2.
+stderr (a line every 10 % when stderr is not a terminal); on success the output path
+and the real-time factor (render seconds per clip second) go to stdout and the exit
+code is 0. Bad input (including any ``EngineError``) prints one line to stderr and
+exits with 2.
 """
 
 from __future__ import annotations
@@ -57,21 +58,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class _Bar:
-    """A one-line progress bar on stderr, redrawn only when the shown percent changes."""
+    """Progress on stderr. On a terminal, a one-line bar redrawn only when the shown
+    percent changes; elsewhere (a log file, a CI job, a pipe), a plain line every
+    ``LOG_STEP`` percent, so a log holds a dozen lines rather than a hundred redraws."""
+
+    LOG_STEP = 10
 
     def __init__(self) -> None:
         self._shown = -1
+        self._live = sys.stderr.isatty()
 
     def __call__(self, fraction: float) -> None:
         percent = int(fraction * 100)
-        if percent != self._shown:
-            self._shown = percent
+        if not self._live:
+            percent -= percent % self.LOG_STEP
+        if percent == self._shown:
+            return
+        self._shown = percent
+        if self._live:
             filled = percent * 30 // 100
             sys.stderr.write(f"\rrendering [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}%")
-            sys.stderr.flush()
+        else:
+            sys.stderr.write(f"rendering {percent:3d}%\n")
+        sys.stderr.flush()
 
     def done(self) -> None:
-        if self._shown >= 0:
+        if self._shown >= 0 and self._live:
             sys.stderr.write("\n")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pathlib
 
 import pytest
@@ -32,7 +33,27 @@ def test_cli_renders_and_prints_path_and_rtf(
     assert code == 0
     assert out.exists()
     assert str(out) in captured.out and "RTF" in captured.out
-    assert "100%" in captured.err
+    # Not a terminal: a plain line every 10 %, no carriage-return redraws.
+    assert "\r" not in captured.err
+    assert captured.err.splitlines() == [f"rendering {p:3d}%" for p in range(0, 101, 10)]
+
+
+def test_cli_draws_one_redrawn_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    written = io.StringIO()
+    monkeypatch.setattr(written, "isatty", lambda: True)
+    monkeypatch.setattr(cli.sys, "stderr", written)
+    bar = cli._Bar()
+    for fraction in (0.0, 0.004, 0.013, 0.5, 1.0):
+        bar(fraction)
+    bar.done()
+    assert (
+        written.getvalue()
+        == "".join(
+            f"\rrendering [{'#' * (p * 30 // 100)}{'.' * (30 - p * 30 // 100)}] {p:3d}%"
+            for p in (0, 1, 50, 100)
+        )
+        + "\n"
+    )
 
 
 def test_cli_reports_bad_input_in_one_line_with_exit_2(
