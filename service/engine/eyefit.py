@@ -247,6 +247,16 @@ LID_BLUR = 0.03
 LID_GAIN = 3.0
 #: ...leaving the lash line along the lid: this many times the lashes' thickness.
 LASH_KEEP = 1.0
+#: Real eyes shut (``ShutEyes._turn_lashes``): past the ring beyond the eye, the lid's
+#: skin is the picture closed (grey-level morphology) over this many eye widths, wider
+#: than a lash...
+LASH_STRAND = 0.07
+#: ...and lashes are taken off the lid up to this far past the ring (eye widths)...
+LASH_REACH = 0.25
+#: ...and shown below the lid line, this much shorter (they point at the viewer)...
+LASH_SQUASH = 0.7
+#: ...and this much darker (their darkness against the skin times this, at most 0.9).
+LASH_DOWN = 1.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +273,8 @@ class Lid:
 
 
 class _EyeArea:
-    """One eye of one frame: the box around it, and the skin filled in over it."""
+    """One eye of one frame: the box around it (and its upper lashes' reach), and the
+    skin filled in over it."""
 
     def __init__(self, out: np.ndarray, target: np.ndarray, lid: Lid) -> None:
         import cv2
@@ -280,8 +291,11 @@ class _EyeArea:
         size = self.feather // 2 * 2 + 1
         self._grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
         h, w = out.shape[:2]
-        x0, y0 = np.floor(self.ring.min(axis=0)).astype(int) - self.feather
-        x1, y1 = np.ceil(self.ring.max(axis=0)).astype(int) + self.feather + 1
+        #: Where the tips of the upper lashes may reach past the ring.
+        self.tips = self.upper_arc + self.up * (LASH_REACH * self.width)
+        reach = np.vstack([self.ring, self.tips])
+        x0, y0 = np.floor(reach.min(axis=0)).astype(int) - self.feather
+        x1, y1 = np.ceil(reach.max(axis=0)).astype(int) + self.feather + 1
         x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
         self.box = out[y0:y1, x0:x1]  # a view: painting it paints ``out``
         self.shift = np.array([x0, y0], dtype=np.float64)
@@ -313,10 +327,11 @@ class _EyeArea:
         """The mask of everything inside the ring, reaching half a feather past it."""
         return self.grow(self.fill(self.ring))
 
+    @functools.cached_property
     def skin(self) -> np.ndarray:
         """The box with everything inside the ring (``whole``) filled from the skin
         around it (the eye itself is no source for the fill), at half size: the fill is
-        smooth, and it costs a quarter."""
+        smooth, and it costs a quarter. Made once, from the box as the warp left it."""
         import cv2
 
         h, w = self.box.shape[:2]
@@ -358,6 +373,18 @@ class ShutEyes:
     picture's own lashes on a visible lid stay. Measured by the stretch, not by how far
     the eye has shut, a tall lid band (a narrowed eye's, or a visible lid's) is left to
     the warp.
+
+    **Real eyes shut** (below ``FROM`` of their opening, wholly at ``FULL``) have their
+    lashes turned (``_turn_lashes``). The warp carries the lashes down with the lid still
+    pointing up, fanned over it, as on an open eye looking down; the tips past the ring
+    it leaves where they were. Shut, a lid hides its lashes' roots and they hang below
+    it. So above the lid line, past the lash line's own base (``LASH_KEEP``), whatever is
+    darker than the lid's skin (filled in from around the eye inside the ring; past it,
+    the picture closed over anything strand-thin) is lifted to it, up to ``LASH_REACH``
+    past the ring; below the line each pixel is darkened as the pixel
+    ``1 / LASH_SQUASH`` times as far above it was (``LASH_DOWN``); and where the lids
+    meet, nothing shows lighter than the skin (the warp leaves a row of the eye's white
+    or the lower lid's wet rim there) and the line is one dark line.
     """
 
     #: Drawn eyes: the eye opening (share of the character's own) where the upper lid
@@ -428,15 +455,19 @@ class ShutEyes:
                 rest_band = lid.band if own is None else _lid_band(own, lid)
                 stretch = _lid_band(target, lid) / max(rest_band, 1e-6)
                 share = _ramp(-stretch, -self.STRETCH_FROM, -self.STRETCH_FULL)
-            if share <= 0:
+            shut = _ramp(opening, self.FROM, self.FULL)
+            if share <= 0 and (lid.drawn or shut <= 0):
                 continue
             area = _EyeArea(out, target, lid)
             if area.empty:
                 continue
             if lid.drawn:
-                self._draw(area, lid, share, _ramp(opening, self.FROM, self.FULL))
-            else:
+                self._draw(area, lid, share, shut)
+                continue
+            if share > 0:
                 self._lift(area, lid, share)
+            if shut > 0:
+                self._turn_lashes(area, lid, shut)
 
     @staticmethod
     def _draw(area: _EyeArea, lid: Lid, lid_share: float, shut_share: float) -> None:
@@ -445,7 +476,7 @@ class ShutEyes:
         import cv2
 
         box = area.box
-        skin = area.skin()
+        skin = area.skin
         # Shown: above the upper lid, and, as the eye shuts, all of it.
         alpha = area.soften(area.grow(area.fill(np.vstack([area.upper_arc, area.lid[::-1]]))), lid_share)
         # Not over the open eye (the lash stroke hides the edge).
@@ -467,7 +498,7 @@ class ShutEyes:
         import cv2
 
         box = area.box
-        target = area.skin().astype(np.float32) * np.float32(LID_LIGHT)
+        target = area.skin.astype(np.float32) * np.float32(LID_LIGHT)
         lightest = cv2.dilate(box, np.ones((3, 3), np.uint8))
         seen = cv2.GaussianBlur(lightest.astype(np.float32), (0, 0), max(1.0, LID_BLUR * area.width))
         gain = np.clip((target + 8) / (seen + 8), 1.0, LID_GAIN)
@@ -475,6 +506,61 @@ class ShutEyes:
         weight = area.soften(area.fill(np.vstack([area.upper_arc, above_lashes[::-1]])), share)
         gain = 1 + (gain - 1) * weight[..., None]
         box[:] = np.clip(box * gain + 0.5, 0, 255).astype(np.uint8)
+
+    @staticmethod
+    def _turn_lashes(area: _EyeArea, lid: Lid, share: float) -> None:
+        """A real eye's lashes once it is shut: what is darker than the skin above the lid
+        line (lashes, lash line) is taken off the lid and shown hanging below the line,
+        shorter; where the lids meet, one dark line."""
+        import cv2
+
+        box = area.box
+        h, w = box.shape[:2]
+        inner, along, up, width, arc = _lid_arc(area.lid)
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        px = xs + np.float32(area.shift[0] - inner[0])
+        py = ys + np.float32(area.shift[1] - inner[1])
+        across = (px * along[0] + py * along[1]) / np.float32(width)
+        height = px * up[0] + py * up[1] - arc(np.clip(across, 0.0, 1.0)).astype(np.float32)
+        taper = np.sqrt(np.clip(np.sin(np.pi * np.clip(across, 0.0, 1.0)), 0.0, 1.0)).astype(np.float32)
+        # The lid without its lashes: inside the ring beyond the eye, the skin filled in
+        # from around it; past the ring (where the lashes' tips were left, as the warp
+        # moves nothing there), the picture with anything strand-thin and dark closed.
+        size = max(3, int(LASH_STRAND * width) | 1)
+        closed = cv2.morphologyEx(
+            box, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+        )
+        inside = area.soften(area.whole, 1.0)[..., None]
+        skin = area.skin.astype(np.float32) * inside + closed.astype(np.float32) * (1 - inside)
+        # Taken off: above the line up to the ring and the lashes' reach past it, but the
+        # lash line's own base, along the lid where it closes.
+        keep = max(1.0, LASH_KEEP * lid.lash * width)
+        band = area.soften(area.fill(np.vstack([area.tips, area.lid[::-1]])), 1.0) * taper
+        above = band * np.clip(2 * height / keep - 1, 0.0, 1.0)
+        dark = (1 - np.clip(box / np.maximum(skin, 1.0), 0.0, 1.0)) * (band * (height > 0))[..., None]
+        # Below the line, each pixel shows the darkness as far above it (/ LASH_SQUASH).
+        lift = -height / np.float32(LASH_SQUASH) - height
+        hanging = cv2.remap(
+            dark,
+            xs + lift * np.float32(up[0]),
+            ys + lift * np.float32(up[1]),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+        )
+        hanging *= (height < 0)[..., None]
+        out = box + np.clip(skin - box, 0, None) * (above * share)[..., None]
+        # Where the lids meet, nothing lighter than the skin: the white of the eye or the
+        # lower lid's wet rim, which the warp leaves along the line, is under the lid.
+        seam = (np.clip(1 + height / keep, 0.0, 1.0) * (height < keep) * taper * share)[..., None]
+        out -= np.clip(out - skin, 0, None) * seam
+        out *= 1 - np.minimum(hanging * np.float32(LASH_DOWN), 0.9) * np.float32(share)
+        # The line itself, the lash line above it and its turned half below it: one dark
+        # line, without the pale row the warp leaves where the lids meet.
+        span = max(3, int(keep) | 1)
+        line = cv2.erode(out, np.ones((span, 1), np.uint8))
+        near = (np.clip(1 - np.abs(height) / (0.5 * keep), 0.0, 1.0) * taper * share)[..., None]
+        out += (np.minimum(out, line) - out) * near
+        box[:] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def _lid_band(points: np.ndarray, lid: Lid) -> float:
@@ -505,19 +591,30 @@ def _ramp(value: float, start: float, full: float) -> float:
     return float(np.clip((start - value) / (start - full), 0.0, 1.0))
 
 
-def _lash_stroke(lid: np.ndarray, thickness: float) -> np.ndarray:
+def _lash_stroke(lid: np.ndarray, thickness: float, above: float = 0.75) -> np.ndarray:
     """The outline (N, 2) of an eye's lashes along its upper ``lid`` (points from the
     inner corner to the outer): thickest in the middle, tapering to a third at the
-    corners, mostly above the lid."""
+    corners, ``above`` of it above the lid."""
+    inner, along, up, width, arc = _lid_arc(lid)
+    t = np.linspace(0.0, 1.0, 24)
+    line = inner + (t * width)[:, None] * along + arc(t)[:, None] * up
+    thick = thickness * (1 / 3 + 2 / 3 * np.sin(np.pi * t))
+    return np.vstack(
+        [line + up * (above * thick[:, None]), (line - up * ((1 - above) * thick[:, None]))[::-1]]
+    )
+
+
+def _lid_arc(
+    lid: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, Callable[[np.ndarray], np.ndarray]]:
+    """An eye's upper ``lid`` (points from the inner corner to the outer) as one smooth
+    arc: the inner corner, the unit vectors along the eye and up across it, the eye's
+    width, and the arc's height above the corners' line at a share of the way across."""
     inner, outer = lid[0].astype(np.float64), lid[-1].astype(np.float64)
     width = float(np.linalg.norm(outer - inner)) or 1.0
     along, up = retarget.line_axes(inner, outer)
     rel = lid - inner
-    t = np.linspace(0.0, 1.0, 24)
-    arc = _parabola((rel @ along) / width, rel @ up)  # the lid as one smooth arc
-    line = inner + (t * width)[:, None] * along + arc(t)[:, None] * up
-    thick = thickness * (1 / 3 + 2 / 3 * np.sin(np.pi * t))
-    return np.vstack([line + up * (0.75 * thick[:, None]), (line - up * (0.25 * thick[:, None]))[::-1]])
+    return inner, along, up, width, _parabola((rel @ along) / width, rel @ up)
 
 
 def _parabola(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

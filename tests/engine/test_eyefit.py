@@ -1,9 +1,10 @@
 """Drawn eyes larger than FaceMesh's eye contour: the contour is fitted to the drawing,
 and a drawn eye is drawn shut as it closes; a real eye's stretched lid is lifted out of
-the shadow as it shuts."""
+the shadow as it shuts, and its lashes hang below the lid once it is shut."""
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -326,14 +327,88 @@ def test_a_real_eyes_stretched_lid_is_lifted_out_of_the_shadow_as_it_shuts(
     x1, y1 = ring.max(axis=0).astype(int) + int(width)
     far[y0:y1, x0:x1] = False
     assert np.array_equal(out[far], smeared[far])  # nothing beyond the eye
-    # Lashes on a lid as light as the skin: left as they are.
+    # Lashes on a lid as light as the skin: left as they are, on an eye still open by
+    # more than ``ShutEyes.FROM`` (shut, they hang below it: the next test).
+    partly = points.copy()
+    partly[right.upper] = points[right.lower] + 0.7 * (points[right.upper] - points[right.lower])
+    assert eyefit._lid_band(partly, lid) > eyefit.ShutEyes.STRETCH_FULL * eyefit._lid_band(hooded, lid)
+    assert retarget.eye_openness(partly)[0] > eyefit.ShutEyes.FROM * retarget.eye_openness(hooded)[0]
+    sheet[:] = 0
+    cv2.fillPoly(sheet, [np.round(_lid_sheet(points, partly, 0)).astype(np.int32)], (255,))
+    inside = cv2.erode(sheet, np.ones((int(0.12 * width) | 1,) * 2, np.uint8)) > 0
     lashed = canvas.copy()
     lashed[sheet > 0] = skin_colour.astype(np.uint8)
     for x in range(int(points[right.ring, 0].min()), int(points[right.ring, 0].max()), 4):
         cv2.line(lashed, (x, 0), (x, canvas.shape[0]), (30, 30, 40), 1)
     lashed[sheet == 0] = canvas[sheet == 0]
     kept = lashed.copy()
-    lids.paint(kept, shut)
+    lids.paint(kept, partly)
     lines = inside & (grey(lashed) < 0.5 * grey_skin)
     assert grey(kept)[lines].mean() < 1.05 * grey(lashed)[lines].mean()  # the lashes stay dark
     assert np.abs(grey(kept) - grey(lashed))[inside].mean() < 4  # the lid as it was, near enough
+
+
+def test_a_real_eyes_lashes_hang_below_the_lid_once_it_is_shut(media: pathlib.Path) -> None:
+    """The warp carries a real eye's lashes down with its lid still pointing up, as on an
+    open eye looking down: the photo's long lashes fanned over its shut lid. Shut (below
+    ``ShutEyes.FROM`` of its opening), what is darker than the skin above the lid line is
+    taken off the lid and hangs below the line, shorter; an eye half open is left to the
+    warp."""
+    import cv2
+
+    from service.engine import pipeline
+
+    cf = character.StillCharacter(media / "character_photo.jpg", 1280, 720).frame
+    plain = dataclasses.replace(cf, shut_eyes=None)
+    warper = warp.Warper(pipeline.MAP_DOWNSAMPLE)
+
+    def animate(frame: character.CharacterFrame, opening: float) -> np.ndarray:
+        points = cf.points.copy()
+        for eye in EYES:
+            mid = cf.points[eye.lower] + retarget.EYE_CLOSE_POINT * (
+                cf.points[eye.upper] - cf.points[eye.lower]
+            )
+            points[eye.upper] = mid + opening * (cf.points[eye.upper] - mid)
+            points[eye.lower] = mid + opening * (cf.points[eye.lower] - mid)
+        target = retarget.TargetFace(
+            points=points, head=warp.IDENTITY, gaze_px=np.zeros((2, 2)), torso=warp.IDENTITY
+        )
+        return pipeline._animate(frame, target, warper)
+
+    assert np.array_equal(animate(cf, 0.5), animate(plain, 0.5))
+    shut = cf.points.copy()
+    for eye in EYES:
+        shut = _closed(shut, eye)
+    grey = {
+        name: cv2.cvtColor(animate(frame, 0.0), cv2.COLOR_BGR2GRAY).astype(float)
+        for name, frame in (("before", plain), ("after", cf))
+    }
+    for k, eye in enumerate(EYES):
+        inner, outer = shut[eye.corners[0], :2], shut[eye.corners[1], :2]
+        width = float(np.linalg.norm(outer - inner))
+        lid = shut[eye.upper, :2][np.argsort(shut[eye.upper, 0])]
+        # The middle of the eye, where the lashes are longest, columns along the lid.
+        xs = np.arange(int(min(inner[0], outer[0]) + 0.2 * width), int(max(inner[0], outer[0]) - 0.2 * width))
+        line = np.interp(xs, lid[:, 0], lid[:, 1])
+        ring = cf.points[topology.eye_surround(k), :2]
+        below_ring = int(ring[:, 1].max())
+        skin = float(np.median(grey["before"][below_ring + 3 : below_ring + 8, xs]))
+
+        for name, image in grey.items():
+            above = (_along_lid(image, xs, line, width, 0.12, 0.25) < 0.7 * skin).mean()
+            hanging = (_along_lid(image, xs, line, width, -0.14, -0.04) < 0.7 * skin).mean()
+            if name == "before":  # lashes fanned over the lid; nothing below the line
+                assert above > 0.35 and hanging < 0.05, (k, above, hanging)
+            else:  # a clean lid; the lashes below the line
+                assert above < 0.2 and hanging > 0.5, (k, above, hanging)
+        # Where the lids meet, one dark line.
+        assert _along_lid(grey["after"], xs, line, width, -0.03, 0.03).min(axis=0).mean() < 0.5 * skin
+
+
+def _along_lid(
+    image: np.ndarray, xs: np.ndarray, line: np.ndarray, width: float, low: float, high: float
+) -> np.ndarray:
+    """Pixels of ``image`` (8 rows by the columns ``xs``) from ``low`` to ``high`` eye
+    widths above the lid ``line`` (its row in each column; below it: < 0)."""
+    rows = np.round(line[None, :] - np.linspace(low, high, 8)[:, None] * width).astype(int)
+    return image[rows, np.broadcast_to(xs, rows.shape)]

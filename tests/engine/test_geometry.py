@@ -487,7 +487,14 @@ def test_the_per_frame_path_makes_no_lapack_calls() -> None:
         assert not re.search(r"np\.linalg\.(inv|solve|pinv|lstsq|det)\(", source), name
     # Nor through numpy's fitting: the lashes drawn along a narrowing lid, every frame,
     # fit the lid's arc in closed form (``np.polyfit`` is LAPACK's least squares).
-    for step in (eyefit.ShutEyes.paint, eyefit.ShutEyes._draw, eyefit.ShutEyes._lift, eyefit._lash_stroke):
+    for step in (
+        eyefit.ShutEyes.paint,
+        eyefit.ShutEyes._draw,
+        eyefit.ShutEyes._lift,
+        eyefit.ShutEyes._turn_lashes,
+        eyefit._lash_stroke,
+        eyefit._lid_arc,
+    ):
         assert "polyfit" not in inspect.getsource(step), step.__name__
 
 
