@@ -63,6 +63,20 @@ Render = Callable[..., Rendered]
 DEFAULTS = {"ratio": "1280:720", "expression_intensity": 3, "body_control": True, "seed": 0}
 
 
+def photo_request(
+    media: pathlib.Path, reference: pathlib.Path, out: pathlib.Path, **options: object
+) -> engine.RenderRequest:
+    """A request to render the shared photo (declared an image unless ``character_type``
+    says otherwise) performing ``reference`` into ``out``."""
+    fields: dict[str, object] = {"character_type": "image", **options}
+    return engine.RenderRequest(
+        character_path=media / "character_photo.jpg",
+        reference_path=reference,
+        output_path=out,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
 @pytest.fixture(scope="session")
 def render_once(
     tmp_path_factory: pytest.TempPathFactory, reference: pathlib.Path, media: pathlib.Path
@@ -82,13 +96,7 @@ def render_once(
             path = out_dir / f"render{len(done)}.mp4"
             progress: list[tuple[float, float]] = []
             result = engine.render(
-                engine.RenderRequest(
-                    character_path=media / "character_photo.jpg",
-                    character_type="image",
-                    reference_path=reference,
-                    output_path=path,
-                    **options,
-                ),  # type: ignore[arg-type]
+                photo_request(media, reference, path, **options),
                 progress=lambda p: progress.append((time.monotonic(), p)),
             )
             done[key] = Rendered(result=result, path=path, progress=progress)

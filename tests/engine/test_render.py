@@ -11,7 +11,7 @@ import pytest
 from service import engine
 from service.engine import composite, landmarks
 from tests.engine import clips
-from tests.engine.conftest import Render
+from tests.engine.conftest import Render, photo_request
 
 REFERENCE_S = 3.5
 FRAMES = round(REFERENCE_S * 24)
@@ -56,14 +56,7 @@ def test_same_seed_gives_identical_frames(
 ) -> None:
     first = render_once().path
     again = tmp_path / "again.mp4"
-    engine.render(
-        engine.RenderRequest(
-            character_path=media / "character_photo.jpg",
-            character_type="image",
-            reference_path=reference,
-            output_path=again,
-        )
-    )
+    engine.render(photo_request(media, reference, again))
     assert clips.frame_hashes(first) == clips.frame_hashes(again)
 
 
@@ -238,15 +231,7 @@ def test_a_browser_recording_with_audio_past_its_picture_renders_the_pictures_le
         media / "driving_expressive.mp4", tmp_path / "rec.webm", 3.2, audio_seconds=6.0
     )
     out = tmp_path / "out.mp4"
-    result = engine.render(
-        engine.RenderRequest(
-            character_path=media / "character_photo.jpg",
-            character_type="image",
-            reference_path=reference,
-            output_path=out,
-            ratio="960:960",
-        )
-    )
+    result = engine.render(photo_request(media, reference, out, ratio="960:960"))
     assert result.frames == 77 and result.has_audio
     with av.open(str(out)) as container:
         audio = container.streams.audio[0]
@@ -288,14 +273,7 @@ def test_bad_reference_fails_with_asset_invalid(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(engine.EngineError) as err:
-        engine.render(
-            engine.RenderRequest(
-                character_path=media / "character_photo.jpg",
-                character_type="image",
-                reference_path=ref,
-                output_path=out_dir / "o.mp4",
-            )
-        )
+        engine.render(photo_request(media, ref, out_dir / "o.mp4"))
     assert err.value.failure_code == "ASSET.INVALID"
     assert err.value.message.endswith(".")
     assert list(out_dir.iterdir()) == []  # no partial output left behind
@@ -313,12 +291,7 @@ def test_cancellation_stops_at_the_first_check_and_leaves_nothing(
 
     with pytest.raises(engine.RenderCancelled):
         engine.render(
-            engine.RenderRequest(
-                character_path=media / "character_photo.jpg",
-                character_type="image",
-                reference_path=reference,
-                output_path=tmp_path / "o.mp4",
-            ),
+            photo_request(media, reference, tmp_path / "o.mp4"),
             progress=seen.append,
             should_cancel=should_cancel,
         )
@@ -341,12 +314,5 @@ def test_character_type_must_match_the_file(
     tmp_path: pathlib.Path, reference: pathlib.Path, media: pathlib.Path
 ) -> None:
     with pytest.raises(engine.EngineError) as err:
-        engine.render(
-            engine.RenderRequest(
-                character_path=media / "character_photo.jpg",
-                character_type="video",
-                reference_path=reference,
-                output_path=tmp_path / "o.mp4",
-            )
-        )
+        engine.render(photo_request(media, reference, tmp_path / "o.mp4", character_type="video"))
     assert err.value.failure_code == "ASSET.INVALID"
