@@ -273,8 +273,8 @@ class Lid:
 
 
 class _EyeArea:
-    """One eye of one frame: the box around it (and its upper lashes' reach), and the
-    skin filled in over it."""
+    """One eye of one frame: the box around it (and a real eye's upper lashes' reach),
+    and the skin filled in over it."""
 
     def __init__(self, out: np.ndarray, target: np.ndarray, lid: Lid) -> None:
         import cv2
@@ -291,9 +291,10 @@ class _EyeArea:
         size = self.feather // 2 * 2 + 1
         self._grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
         h, w = out.shape[:2]
-        #: Where the tips of the upper lashes may reach past the ring.
+        #: Where the tips of a real eye's upper lashes may reach past the ring (a drawn
+        #: eye's lashes are drawn along its lid: its box is the ring's).
         self.tips = self.upper_arc + self.up * (LASH_REACH * self.width)
-        reach = np.vstack([self.ring, self.tips])
+        reach = self.ring if lid.drawn else np.vstack([self.ring, self.tips])
         x0, y0 = np.floor(reach.min(axis=0)).astype(int) - self.feather
         x1, y1 = np.ceil(reach.max(axis=0)).astype(int) + self.feather + 1
         x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
