@@ -412,3 +412,22 @@ def _along_lid(
     widths above the lid ``line`` (its row in each column; below it: < 0)."""
     rows = np.round(line[None, :] - np.linspace(low, high, 8)[:, None] * width).astype(int)
     return image[rows, np.broadcast_to(xs, rows.shape)]
+
+
+def test_only_a_real_eyes_area_reaches_up_to_its_lashes_tips(media: pathlib.Path) -> None:
+    """A shut real eye's lashes are taken off its lid up to ``LASH_REACH`` past the ring,
+    so its area (the box painted, and the skin filled in over it) reaches that far up; a
+    drawn eye's lashes are drawn along its lid, and its area stays the ring's, as it was
+    before real eyes' lashes were turned (the drawn eyes' renders are the same)."""
+    for name, drawn in (("character_photo.jpg", False), ("character_cartoon.jpg", True)):
+        frame = character.StillCharacter(media / name, 1280, 720).frame
+        assert frame.shut_eyes is not None
+        out = frame.canvas.copy()
+        for lid in frame.shut_eyes.eyes:
+            assert lid.drawn is drawn
+            area = eyefit._EyeArea(out, frame.points, lid)
+            top = area.shift[1]
+            ring_top = area.ring[:, 1].min() - area.feather
+            tips_top = area.tips[:, 1].min() - area.feather
+            assert tips_top < ring_top - 0.15 * area.width  # the tips reach well past the ring
+            assert top == pytest.approx(max(0, np.floor(ring_top if drawn else tips_top)), abs=1)
