@@ -592,17 +592,15 @@ def _ramp(value: float, start: float, full: float) -> float:
     return float(np.clip((start - value) / (start - full), 0.0, 1.0))
 
 
-def _lash_stroke(lid: np.ndarray, thickness: float, above: float = 0.75) -> np.ndarray:
+def _lash_stroke(lid: np.ndarray, thickness: float) -> np.ndarray:
     """The outline (N, 2) of an eye's lashes along its upper ``lid`` (points from the
     inner corner to the outer): thickest in the middle, tapering to a third at the
-    corners, ``above`` of it above the lid."""
+    corners, mostly above the lid."""
     inner, along, up, width, arc = _lid_arc(lid)
     t = np.linspace(0.0, 1.0, 24)
     line = inner + (t * width)[:, None] * along + arc(t)[:, None] * up
     thick = thickness * (1 / 3 + 2 / 3 * np.sin(np.pi * t))
-    return np.vstack(
-        [line + up * (above * thick[:, None]), (line - up * ((1 - above) * thick[:, None]))[::-1]]
-    )
+    return np.vstack([line + up * (0.75 * thick[:, None]), (line - up * (0.25 * thick[:, None]))[::-1]])
 
 
 def _lid_arc(
