@@ -177,7 +177,13 @@ class StillCharacter:
         self.frame = CharacterFrame(
             canvas=canvas,
             points=points,
-            rig=rig.Rig(points, width, height, composite.mask_box(mask)),
+            rig=rig.Rig(
+                points,
+                width,
+                height,
+                composite.mask_box(mask),
+                picture=None if self.window is None else self.window.inner,
+            ),
             mask=mask,
             background=plate,
             base=canvas,
@@ -255,7 +261,12 @@ class VideoCharacter:
     def frames(self) -> Iterator[CharacterFrame]:
         """``count`` frames: the video's own, then, if it ends first, the same played
         backwards and forwards again."""
-        reel = _Reel(self._w, self._h, self._count, self._keep_from, self._lids) if self._bounces else None
+        picture = None if self.window is None else self.window.inner
+        reel = (
+            _Reel(self._w, self._h, self._count, self._keep_from, self._lids, picture)
+            if self._bounces
+            else None
+        )
         shown: CharacterFrame | None = None
         produced = 0
         for shown in self._played():
@@ -341,7 +352,14 @@ class VideoCharacter:
         return CharacterFrame(
             canvas=canvas,
             points=points,
-            rig=rig.Rig(points, self._w, self._h, look.box, like=None if previous is None else previous.rig),
+            rig=rig.Rig(
+                points,
+                self._w,
+                self._h,
+                look.box,
+                like=None if previous is None else previous.rig,
+                picture=None if self.window is None else self.window.inner,
+            ),
             mask=look.mask,
             background=canvas,
             base=canvas,
@@ -469,11 +487,19 @@ class _Reel:
     """
 
     def __init__(
-        self, width: int, height: int, count: int, first: int = 0, lids: eyefit.ShutEyes | None = None
+        self,
+        width: int,
+        height: int,
+        count: int,
+        first: int = 0,
+        lids: eyefit.ShutEyes | None = None,
+        picture: tuple[int, int, int, int] | None = None,
     ) -> None:
-        """``lids``: the video's lids (the same on every frame)."""
+        """``lids``: the video's lids (the same on every frame); ``picture``: where its
+        sharp picture is on the canvas (``Rig``)."""
         self._w, self._h = width, height
         self._lids = lids
+        self._picture = picture
         self._count, self._first = count, first
         self._seen = 0
         self._frames: collections.deque[_Kept] = collections.deque()
@@ -528,7 +554,7 @@ class _Reel:
         return CharacterFrame(
             canvas=canvas,
             points=kept.points,
-            rig=rig.Rig(kept.points, self._w, self._h, kept.box, like=like),
+            rig=rig.Rig(kept.points, self._w, self._h, kept.box, like=like, picture=self._picture),
             mask=self._restored[1],
             background=canvas,
             base=canvas,

@@ -224,3 +224,78 @@ def test_the_driver_stream_follows_the_torso_only_with_body_control(
     assert all(s.torso is not None for s in with_body)
     assert all(s.torso is None for s in without)
     assert all(np.array_equal(a.points, b.points) for a, b in zip(with_body, without, strict=True))
+
+
+def _body_moved(media: pathlib.Path, ratio: tuple[int, int], shift: tuple[float, float]) -> tuple:
+    """The shared photo framed at ``ratio`` with its torso (not its head) moved by
+    ``shift`` px: (the still character, its frame, the output)."""
+    from service.engine import character, pipeline
+
+    still = character.StillCharacter(media / "character_photo.jpg", *ratio)
+    cf = still.frame
+    chin = cf.points[topology.CHIN, :2].astype(np.float64)
+    target = retarget.TargetFace(
+        points=cf.points,
+        head=warp.IDENTITY,
+        gaze_px=np.zeros((2, 2)),
+        torso=torso.similarity(1.0, 0.0, chin, np.array(shift)),
+    )
+    return still, cf, pipeline._animate(cf, target, warp.Warper(pipeline.MAP_DOWNSAMPLE), still.window)
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+
+
+def test_the_pictures_bottom_edge_holds_a_lifted_body(media: pathlib.Path) -> None:
+    """A body lifted 40 px would uncover what the picture does not show below its bottom
+    edge: the warp repeated the edge's last row up the frame as streaks, and on a picture
+    with bands above and below it, the band's blur showed between the body and the
+    picture's edge. The lift fades out toward the edge instead, from no higher than the
+    chin."""
+    _, cf, out = _body_moved(media, (1280, 720), (0.0, -40.0))
+    x0, _, x1, _ = cf.rig.person_box
+    cols = slice(x0 + 20, x1 - 20)
+    # The bottom rows vary from row to row as the picture's do (streaks: not at all).
+    variation = {
+        name: np.abs(np.diff(_grey(image)[-20:, cols], axis=0)).mean()
+        for name, image in (("out", out), ("picture", cf.canvas))
+    }
+    assert variation["out"] > 0.6 * variation["picture"], variation
+    # Above the body, and the face itself, move as they would with no edge to hold them.
+    from service.engine import rig
+
+    chin = cf.points[topology.CHIN, :2].astype(np.float64)
+    lifted = retarget.TargetFace(
+        points=cf.points,
+        head=np.array([[1.0, 0.0, 5.0], [0.0, 1.0, -30.0]]),
+        gaze_px=np.zeros((2, 2)),
+        torso=torso.similarity(1.0, 0.0, chin, np.array([0.0, -40.0])),
+    )
+    free = rig.Rig(cf.points, 1280, 720, cf.rig.person_box, picture=cf.rig.picture)
+    free._hold[:] = 1.0  # the same rig, holding nothing
+    held, loose = cf.rig.shapes(lifted)[0], free.shapes(lifted)[0]
+    n = len(cf.rig.background)
+    np.testing.assert_array_equal(held[n:], loose[n:])
+    # (The body starts a tenth of the face's height above the chin: ``Rig._torso_w``.)
+    above = (cf.rig.src_all[cf.rig.background][..., 1] < chin[1] - 0.1 * cf.rig.face_height).all(axis=1)
+    np.testing.assert_array_equal(held[:n][above], loose[:n][above])
+    assert not np.array_equal(held[:n], loose[:n])
+
+    still, cf, out = _body_moved(media, (720, 1280), (0.0, -40.0))
+    assert still.window is not None
+    ix0, _, ix1, iy1 = still.window.inner
+    above_edge = (slice(iy1 - 30, iy1), slice(ix0 + 20, ix1 - 20))
+    # The body reaches the picture's bottom edge, as in the picture (before: 39 off).
+    assert np.abs(_grey(out)[above_edge] - _grey(cf.canvas)[above_edge]).mean() < 8
+
+
+def test_the_pictures_side_edge_holds_a_body_moving_away_from_it(media: pathlib.Path) -> None:
+    """The photo framed at 1280x720 has bands beside it, and its hair and shoulder reach
+    its left edge: a body moved 40 px right kept the band's blur and the plate in the
+    strip it left there; the shift now fades out toward the edge."""
+    still, cf, out = _body_moved(media, (1280, 720), (40.0, 0.0))
+    assert still.window is not None
+    ix0 = still.window.inner[0]
+    strip = (slice(int(cf.points[topology.CHIN, 1]) + 20, 720), slice(ix0, ix0 + 30))
+    assert np.abs(_grey(out)[strip] - _grey(cf.canvas)[strip]).mean() < 15  # before: 33
