@@ -34,7 +34,7 @@ OWN_MOUTH_MIN = 0.04
 #: motion away from such an edge fades out toward it over this many face heights (from
 #: the bottom edge, no further than the chin), and the edge stays put. Moved away from
 #: it, the body uncovered what the picture does not show: the warp repeated the edge's
-#: last row as streaks, or, on a picture with bands beside it, showed the clean plate
+#: last row as streaks, or, on a picture with bands beside it, showed the band's blur
 #: between the body and the edge.
 EDGE_HOLD = 0.6
 
