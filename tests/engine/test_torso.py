@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service import engine
-from service.engine import landmarks, retarget, topology, torso, warp
+from service.engine import character, landmarks, pipeline, retarget, rig, topology, torso, warp
 from tests.engine import clips
 
 SIZE = (360, 640)  # the talking portrait at half size (w, h)
@@ -226,11 +226,11 @@ def test_the_driver_stream_follows_the_torso_only_with_body_control(
     assert all(np.array_equal(a.points, b.points) for a, b in zip(with_body, without, strict=True))
 
 
-def _body_moved(media: pathlib.Path, ratio: tuple[int, int], shift: tuple[float, float]) -> tuple:
+def _body_moved(
+    media: pathlib.Path, ratio: tuple[int, int], shift: tuple[float, float]
+) -> tuple[character.StillCharacter, character.CharacterFrame, np.ndarray]:
     """The shared photo framed at ``ratio`` with its torso (not its head) moved by
     ``shift`` px: (the still character, its frame, the output)."""
-    from service.engine import character, pipeline
-
     still = character.StillCharacter(media / "character_photo.jpg", *ratio)
     cf = still.frame
     chin = cf.points[topology.CHIN, :2].astype(np.float64)
@@ -263,8 +263,6 @@ def test_the_pictures_bottom_edge_holds_a_lifted_body(media: pathlib.Path) -> No
     }
     assert variation["out"] > 0.6 * variation["picture"], variation
     # Above the body, and the face itself, move as they would with no edge to hold them.
-    from service.engine import rig
-
     chin = cf.points[topology.CHIN, :2].astype(np.float64)
     lifted = retarget.TargetFace(
         points=cf.points,
