@@ -30,12 +30,13 @@ OWN_MOUTH_INSET = 0.04
 #: Least opening left of it, in mouth widths, for it to count: lips closed or barely
 #: parted show no teeth to keep, and the driver's fill is left whole.
 OWN_MOUTH_MIN = 0.04
-#: The sharp picture's bottom and side edges hold the body they cut (``Rig.shapes``):
-#: motion away from such an edge fades out toward it over this many face heights (from
-#: the bottom edge, no further than the chin), and the edge stays put. Moved away from
-#: it, the body uncovered what the picture does not show: the warp repeated the edge's
-#: last row as streaks, or, on a picture with bands beside it, showed the band's blur
-#: between the body and the edge.
+#: The sharp picture's edges hold the person they cut (``Rig.shapes``): motion away
+#: from an edge fades out toward it over this many face heights (from the bottom edge,
+#: no further than the chin; from the top, no further than the forehead), and the edge
+#: stays put. Moved away from it, the person uncovered what the picture does not show:
+#: the warp repeated the edge's last row as streaks (a body lifted from the bottom edge,
+#: hair cut by the top one moving down), or, on a picture with bands beside it, showed
+#: the band's blur between the person and the edge.
 EDGE_HOLD = 0.6
 
 
@@ -133,14 +134,16 @@ class Rig:
         self._is_head = np.zeros(len(self.extra_src), dtype=bool)
         self._is_head[: 2 * n_ring] = True  # rings 1-2 belong to the head, ring 3 and border don't
         self.face_height = face_h
-        self._hold = self._edge_hold(chin_y, face_h)
+        self._hold = self._edge_hold(chin_y, self.source[topology.FOREHEAD, 1], face_h)
 
     def _edge_points(self) -> np.ndarray:
-        """Points along the picture's bottom and side edges where they lie inside the
-        canvas (a picture with bands beside it), so that the warp holds the edge itself;
-        the canvas's own edges are held by the border beyond them."""
+        """Points along the picture's edges where they lie inside the canvas (a picture
+        with bands beside it), so that the warp holds the edge itself; the canvas's own
+        edges are held by the border beyond them."""
         x0, y0, x1, y1 = self.picture
         points = []
+        if y0 > 1:
+            points += [[x, y0] for x in np.linspace(x0, x1, 7)]
         if y1 < self.height - 1:
             points += [[x, y1] for x in np.linspace(x0, x1, 7)]
         ys = np.linspace(y0, y1, 5)[1:-1]
@@ -150,20 +153,22 @@ class Rig:
             points += [[x1, y] for y in ys]
         return np.array(points, dtype=np.float64).reshape(-1, 2)
 
-    def _edge_hold(self, chin_y: float, face_h: float) -> np.ndarray:
-        """Per extra point, how much of its motion away from the picture's bottom, left
-        and right edge it keeps (N, 3; 0 at the edge and beyond, 1 from ``EDGE_HOLD``
-        face heights inside). Above the chin nothing is held by the bottom edge (the
-        head and its hair move whole), and the sides hold only the body below the chin:
-        hair falling past a side moves with the head."""
-        x0, _, x1, y1 = self.picture
+    def _edge_hold(self, chin_y: float, forehead_y: float, face_h: float) -> np.ndarray:
+        """Per extra point, how much of its motion away from the picture's top, bottom,
+        left and right edge it keeps (N, 4; 0 at the edge and beyond, 1 from
+        ``EDGE_HOLD`` face heights inside). Between forehead and chin nothing is held by
+        the top or bottom edge (the face and the hair beside it move whole), and the
+        sides hold only the body below the chin: hair falling past a side moves with the
+        head."""
+        x0, y0, x1, y1 = self.picture
         reach = max(EDGE_HOLD * face_h, 1.0)
         x, y = self.extra_src[:, 0], self.extra_src[:, 1]
         body = self._torso_w
+        top = np.clip((y - y0) / max(min(reach, forehead_y - y0), 1.0), 0.0, 1.0)
         bottom = np.clip((y1 - y) / max(min(reach, y1 - chin_y), 1.0), 0.0, 1.0)
         left = 1 - body * (1 - np.clip((x - x0) / reach, 0.0, 1.0))
         right = 1 - body * (1 - np.clip((x1 - x) / reach, 0.0, 1.0))
-        return np.stack([bottom, left, right], axis=1)
+        return np.stack([top, bottom, left, right], axis=1)
 
     def shapes(
         self, target: retarget.TargetFace, eyes: list[tuple[np.ndarray, np.ndarray]] | None = None
@@ -183,11 +188,11 @@ class Rig:
         n = len(topology.FACE_OVAL)
         oval_move = dst_face[topology.FACE_OVAL] - self.source[topology.FACE_OVAL, :2]
         dst_extra[:n] = (dst_extra[:n] + self.extra_src[:n] + oval_move) / 2
-        # The picture's edges hold the body: motion up from its bottom edge, or in from a
-        # side, fades out toward that edge (``EDGE_HOLD``).
+        # The picture's edges hold the person: motion away from an edge fades out toward
+        # it (``EDGE_HOLD``).
         move = dst_extra - self.extra_src
-        bottom, left, right = self._hold.T
-        move[:, 1] = np.where(move[:, 1] < 0, move[:, 1] * bottom, move[:, 1])
+        top, bottom, left, right = self._hold.T
+        move[:, 1] *= np.where(move[:, 1] < 0, bottom, top)
         move[:, 0] = np.where(move[:, 0] > 0, move[:, 0] * left, move[:, 0] * right)
         dst_extra = self.extra_src + move
         dst_all = np.vstack([dst_face, dst_extra])

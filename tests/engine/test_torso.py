@@ -297,3 +297,32 @@ def test_the_pictures_side_edge_holds_a_body_moving_away_from_it(media: pathlib.
     ix0 = still.window.inner[0]
     strip = (slice(int(cf.points[topology.CHIN, 1]) + 20, 720), slice(ix0, ix0 + 30))
     assert np.abs(_grey(out)[strip] - _grey(cf.canvas)[strip]).mean() < 15  # before: 33
+
+
+def test_the_pictures_top_edge_holds_hair_it_cuts(media: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """A picture cropped through the hair, as a close selfie often is: a head moving
+    down 40 px repeated the top edge's row down the frame as streaks. The hair above the
+    forehead now stretches instead, the top edge held; the face moves whole."""
+    crop = cv2.imread(str(media / "character_photo.jpg"))
+    h = crop.shape[0]
+    cv2.imwrite(str(tmp_path / "cropped.jpg"), crop[int(0.2 * h) : int(0.85 * h)])
+    still = character.StillCharacter(tmp_path / "cropped.jpg", 1280, 720)
+    cf = still.frame
+    down = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 40.0]])
+    points = cf.points.copy()
+    points[:, 1] += 40.0
+    target = retarget.TargetFace(points=points, head=down, gaze_px=np.zeros((2, 2)), torso=warp.IDENTITY)
+    out = pipeline._animate(cf, target, warp.Warper(pipeline.MAP_DOWNSAMPLE), still.window)
+    x0, x1 = (int(v) for v in np.percentile(cf.points[:468, 0], [0, 100]))
+    middle = slice(x0 + (x1 - x0) // 4, x1 - (x1 - x0) // 4)
+    assert cf.mask[:5, middle].mean() > 0.9  # the hair above the forehead is cut by the edge
+    top = (slice(0, 20), middle)
+    variation = {
+        name: np.abs(np.diff(_grey(image)[top], axis=0)).mean()
+        for name, image in (("out", out), ("picture", cf.canvas))
+    }
+    assert variation["out"] > 0.5 * variation["picture"], variation
+    # The face itself moved the whole 40 px.
+    eyes = slice(int(cf.points[topology.FOREHEAD, 1]) + 60, int(cf.points[topology.CHIN, 1]) - 60)
+    (_, dy), _ = cv2.phaseCorrelate(_grey(cf.canvas)[eyes, x0:x1], _grey(out)[eyes, x0:x1])
+    assert dy == pytest.approx(40, abs=2)
