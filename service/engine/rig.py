@@ -156,11 +156,12 @@ class Rig:
     def _edge_hold(self, chin_y: float, forehead_y: float, face_h: float) -> np.ndarray:
         """Per extra point, how much of its motion away from the picture's top, bottom,
         left and right edge it keeps (N, 4; 0 at the edge and beyond, 1 from
-        ``EDGE_HOLD`` face heights inside). Between forehead and chin nothing is held by
-        the top or bottom edge (the face and the hair beside it move whole), and the
-        sides hold only the body below the chin: hair falling past a side moves with the
-        head."""
+        ``EDGE_HOLD`` face heights inside), for the edges the person's mask reaches.
+        Between forehead and chin nothing is held by the top or bottom edge (the face and
+        the hair beside it move whole), and the sides hold only the body below the chin:
+        hair falling past a side moves with the head."""
         x0, y0, x1, y1 = self.picture
+        px0, py0, px1, py1 = self.person_box
         reach = max(EDGE_HOLD * face_h, 1.0)
         x, y = self.extra_src[:, 0], self.extra_src[:, 1]
         body = self._torso_w
@@ -168,7 +169,12 @@ class Rig:
         bottom = np.clip((y1 - y) / max(min(reach, y1 - chin_y), 1.0), 0.0, 1.0)
         left = 1 - body * (1 - np.clip((x - x0) / reach, 0.0, 1.0))
         right = 1 - body * (1 - np.clip((x1 - x) / reach, 0.0, 1.0))
-        return np.stack([top, bottom, left, right], axis=1)
+        hold = np.stack([top, bottom, left, right], axis=1)
+        # Only the edges the person reaches cut anything: hair clear of the top edge
+        # moves down with the head, whole.
+        cut = np.array([py0 <= y0 + 2, py1 >= y1 - 2, px0 <= x0 + 2, px1 >= x1 - 2])
+        hold[:, ~cut] = 1.0
+        return hold
 
     def shapes(
         self, target: retarget.TargetFace, eyes: list[tuple[np.ndarray, np.ndarray]] | None = None

@@ -299,20 +299,29 @@ def test_the_pictures_side_edge_holds_a_body_moving_away_from_it(media: pathlib.
     assert np.abs(_grey(out)[strip] - _grey(cf.canvas)[strip]).mean() < 15  # before: 33
 
 
+def _head_down(
+    picture: pathlib.Path, with_rig: rig.Rig | None = None
+) -> tuple[character.StillCharacter, character.CharacterFrame, np.ndarray]:
+    """``picture`` framed at 1280x720 with its head (not its torso) moved 40 px down
+    (warped by ``with_rig`` instead of its own rig, if given)."""
+    still = character.StillCharacter(picture, 1280, 720)
+    cf = still.frame if with_rig is None else dataclasses.replace(still.frame, rig=with_rig)
+    points = cf.points.copy()
+    points[:, 1] += 40.0
+    down = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 40.0]])
+    target = retarget.TargetFace(points=points, head=down, gaze_px=np.zeros((2, 2)), torso=warp.IDENTITY)
+    return still, cf, pipeline._animate(cf, target, warp.Warper(pipeline.MAP_DOWNSAMPLE), still.window)
+
+
 def test_the_pictures_top_edge_holds_hair_it_cuts(media: pathlib.Path, tmp_path: pathlib.Path) -> None:
     """A picture cropped through the hair, as a close selfie often is: a head moving
     down 40 px repeated the top edge's row down the frame as streaks. The hair above the
-    forehead now stretches instead, the top edge held; the face moves whole."""
+    forehead now stretches instead, the top edge held; the face moves whole, and so does
+    hair the top edge does not cut."""
     crop = cv2.imread(str(media / "character_photo.jpg"))
     h = crop.shape[0]
     cv2.imwrite(str(tmp_path / "cropped.jpg"), crop[int(0.2 * h) : int(0.85 * h)])
-    still = character.StillCharacter(tmp_path / "cropped.jpg", 1280, 720)
-    cf = still.frame
-    down = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 40.0]])
-    points = cf.points.copy()
-    points[:, 1] += 40.0
-    target = retarget.TargetFace(points=points, head=down, gaze_px=np.zeros((2, 2)), torso=warp.IDENTITY)
-    out = pipeline._animate(cf, target, warp.Warper(pipeline.MAP_DOWNSAMPLE), still.window)
+    _, cf, out = _head_down(tmp_path / "cropped.jpg")
     x0, x1 = (int(v) for v in np.percentile(cf.points[:468, 0], [0, 100]))
     middle = slice(x0 + (x1 - x0) // 4, x1 - (x1 - x0) // 4)
     assert cf.mask[:5, middle].mean() > 0.9  # the hair above the forehead is cut by the edge
@@ -326,3 +335,10 @@ def test_the_pictures_top_edge_holds_hair_it_cuts(media: pathlib.Path, tmp_path:
     eyes = slice(int(cf.points[topology.FOREHEAD, 1]) + 60, int(cf.points[topology.CHIN, 1]) - 60)
     (_, dy), _ = cv2.phaseCorrelate(_grey(cf.canvas)[eyes, x0:x1], _grey(out)[eyes, x0:x1])
     assert dy == pytest.approx(40, abs=2)
+    # Hair clear of the top edge (the uncropped photo's) moves as with no edge to hold it.
+    _, cf, out = _head_down(media / "character_photo.jpg")
+    free = rig.Rig(cf.points, 1280, 720, cf.rig.person_box, picture=cf.rig.picture)
+    free._hold[:] = 1.0  # the same rig, holding nothing
+    _, _, loose = _head_down(media / "character_photo.jpg", free)
+    above_chin = (slice(0, int(cf.points[topology.CHIN, 1])), slice(None))
+    np.testing.assert_array_equal(out[above_chin], loose[above_chin])
