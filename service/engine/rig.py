@@ -91,16 +91,26 @@ class Rig:
         person_box: tuple[int, int, int, int] | None = None,
         like: Rig | None = None,
         picture: tuple[int, int, int, int] | None = None,
+        edges: tuple[bool, bool, bool, bool] | None = None,
     ) -> None:
         """``source`` landmarks (478, 3) on a ``width`` x ``height`` canvas; ``person_box``
         (x0, y0, x1, y1) bounds the person mask, which limits the torso's moving region.
         ``like``: the rig of a neighbouring frame of the same video, whose background
         triangulation is reused while it still fits these points. ``picture`` (x0, y0,
         x1, y1): where the sharp picture is on the canvas (``framing.Window.inner``;
-        default: all of it), whose edges hold the body (``EDGE_HOLD``)."""
+        default: all of it), whose edges hold the person they cut (``EDGE_HOLD``);
+        ``edges``: which of them (top, bottom, left, right) cut the person (default:
+        those the person's box reaches; a video keeps its first frame's, so that a box
+        grazing an edge does not switch the hold on and off from frame to frame)."""
         self.source = source.astype(np.float64)
         self.person_box = person_box or (0, 0, width, height)
         self.picture = picture or (0, 0, width, height)
+        if edges is None:
+            x0, y0, x1, y1 = self.picture
+            px0, py0, px1, py1 = self.person_box
+            edges = (py0 <= y0 + 2, py1 >= y1 - 2, px0 <= x0 + 2, px1 >= x1 - 2)
+        #: Which of the picture's edges (top, bottom, left, right) cut the person.
+        self.edges = edges
         self.width, self.height = width, height
         face2 = self.source[:468, :2]
         oval = face2[topology.FACE_OVAL]
@@ -156,12 +166,11 @@ class Rig:
     def _edge_hold(self, chin_y: float, forehead_y: float, face_h: float) -> np.ndarray:
         """Per extra point, how much of its motion away from the picture's top, bottom,
         left and right edge it keeps (N, 4; 0 at the edge and beyond, 1 from
-        ``EDGE_HOLD`` face heights inside), for the edges the person's mask reaches.
+        ``EDGE_HOLD`` face heights inside), for the edges that cut the person.
         Between forehead and chin nothing is held by the top or bottom edge (the face and
         the hair beside it move whole), and the sides hold only the body below the chin:
         hair falling past a side moves with the head."""
         x0, y0, x1, y1 = self.picture
-        px0, py0, px1, py1 = self.person_box
         reach = max(EDGE_HOLD * face_h, 1.0)
         x, y = self.extra_src[:, 0], self.extra_src[:, 1]
         body = self._torso_w
@@ -170,10 +179,9 @@ class Rig:
         left = 1 - body * (1 - np.clip((x - x0) / reach, 0.0, 1.0))
         right = 1 - body * (1 - np.clip((x1 - x) / reach, 0.0, 1.0))
         hold = np.stack([top, bottom, left, right], axis=1)
-        # Only the edges the person reaches cut anything: hair clear of the top edge
-        # moves down with the head, whole.
-        cut = np.array([py0 <= y0 + 2, py1 >= y1 - 2, px0 <= x0 + 2, px1 >= x1 - 2])
-        hold[:, ~cut] = 1.0
+        # Only the edges that cut the person hold: hair clear of the top edge moves down
+        # with the head, whole.
+        hold[:, ~np.array(self.edges)] = 1.0
         return hold
 
     def shapes(

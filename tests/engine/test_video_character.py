@@ -1126,3 +1126,19 @@ def test_the_performers_lip_along_the_opening_takes_the_characters_lip_colour(fa
     grey = np.repeat(cv2.cvtColor(driver_frame, cv2.COLOR_BGR2GRAY)[..., None], 3, axis=2)
     grey[ring] += np.array([0, 0, 2], np.uint8)  # a grey lip's colour noise
     assert np.array_equal(painted(True, grey), painted(False, grey))
+
+
+def test_a_video_keeps_the_edges_its_first_face_frame_found_cut(media: pathlib.Path) -> None:
+    """Which of the picture's edges hold the person (``rig.EDGE_HOLD``) is decided on the
+    first frame with a face and kept, played back too: a person's box grazing an edge
+    would otherwise switch the hold on and off from frame to frame, and the hair or
+    shoulders by it would jump."""
+    video = character.VideoCharacter(media / "character_video.mp4", 1280, 720, 240, 24)
+    rigs = [f.rig for f in video.frames() if f.rig is not None]
+    assert len(rigs) == 240
+    assert rigs[0].edges[1]  # her body is cut by the bottom edge
+    assert all(r.edges is rigs[0].edges for r in rigs)
+    # Given, the edges are taken as they are, whatever the box says.
+    points = rigs[0].source.astype(np.float32)
+    free = rig.Rig(points, 1280, 720, rigs[0].person_box, edges=(False, False, False, False))
+    assert (free._hold == 1).all()
