@@ -252,6 +252,8 @@ class VideoCharacter:
         self._framing = framing.choose(w, h, first_face, width, height)
         #: The sharp picture on the canvas, when it leaves bands beside it (None: covers).
         self.window = framing.window(self._framing, w, h)
+        #: Where the sharp picture is on the canvas, whose edges hold the person (``Rig``).
+        self._picture = None if self.window is None else self.window.inner
         first_canvas, face = framing.render(first_frame, self._framing), self._framing.to_canvas(first_face)
         #: Drawn eyes, fitted on the first face and carried to every frame (None: real).
         self._drawn = eyefit.DrawnEyes.find(first_canvas, face)
@@ -261,9 +263,8 @@ class VideoCharacter:
     def frames(self) -> Iterator[CharacterFrame]:
         """``count`` frames: the video's own, then, if it ends first, the same played
         backwards and forwards again."""
-        picture = None if self.window is None else self.window.inner
         reel = (
-            _Reel(self._w, self._h, self._count, self._keep_from, self._lids, picture)
+            _Reel(self._w, self._h, self._count, self._keep_from, self._lids, self._picture)
             if self._bounces
             else None
         )
@@ -358,7 +359,7 @@ class VideoCharacter:
                 self._h,
                 look.box,
                 like=None if previous is None else previous.rig,
-                picture=None if self.window is None else self.window.inner,
+                picture=self._picture,
                 edges=None if previous is None or previous.rig is None else previous.rig.edges,
             ),
             mask=look.mask,
