@@ -219,7 +219,8 @@ class VideoCharacter:
     ) -> None:
         """Find the face, looking through the first half of what the render shows of the
         video (``VIDEO_SEARCH_FRAMES`` at least); ``step()`` runs between the frames looked at.
-        ``duration_s``: the video's length (default: its video stream's, by its header).
+        ``duration_s``: the video's length, its picture's (``assets.probe`` has it;
+        default: read here, ``video.stream_seconds``).
         Frames are kept for playing back only if it is shorter than ``count`` frames (or
         of unknown length), and from the first the turn back may reach by it, less a
         second's margin; the ``_Reel`` lets go of any that turn out not to be needed."""

@@ -189,6 +189,7 @@ def _render(
                 count,
                 fps,
                 step=lambda: ticker.tick(next(prep_steps, PREPARE_SHARE / 2)),
+                duration_s=char_info.duration_s,  # probed above: not read again
             )
             drift = None
         rest = scan.result(lambda done: ticker.tick(PREPARE_SHARE / 2 * (1 + done)))

@@ -202,8 +202,15 @@ def test_a_banded_pictures_plate_stops_short_of_its_feathered_edge(media: pathli
 
 
 def test_video_character_plays_on_past_its_end(
-    tmp_path: pathlib.Path, reference: pathlib.Path, short_character_video: pathlib.Path
+    tmp_path: pathlib.Path,
+    reference: pathlib.Path,
+    short_character_video: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from service.engine import video
+
+    # The character's length is the probe's, not read from the file a second time.
+    monkeypatch.setattr(video, "stream_seconds", lambda path: pytest.fail("the video's length read again"))
     out = tmp_path / "video_char.mp4"
     result = engine.render(
         engine.RenderRequest(
