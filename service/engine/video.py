@@ -325,9 +325,9 @@ def stream_seconds(path: pathlib.Path) -> float | None:
     try:
         with av.open(str(path), mode="r") as container:
             seconds = stream_header_seconds(container.streams.video[0])
+            return seconds if seconds is not None else _packet_seconds(container)
     except (av.error.FFmpegError, IndexError):
         return None
-    return seconds if seconds is not None else demuxed_seconds(path)
 
 
 def stream_header_seconds(stream: Any) -> float | None:
@@ -356,27 +356,36 @@ def demuxed_seconds(path: pathlib.Path) -> float | None:
     None if the stream has no timed packet."""
     import av
 
-    first = last = time_base = None
+    try:
+        with av.open(str(path), mode="r") as container:
+            return _packet_seconds(container)
+    except (av.error.FFmpegError, IndexError):
+        return None
+
+
+def _packet_seconds(container: Any) -> float | None:
+    """:func:`demuxed_seconds` on an open container (read from where it stands)."""
+    import av
+
+    stream = container.streams.video[0]
+    first = last = None
     count = 0
     last_duration: float = 0
     try:
-        with av.open(str(path), mode="r") as container:
-            stream = container.streams.video[0]
-            time_base = stream.time_base
-            for packet in container.demux(stream):
-                if packet.pts is None:
-                    continue
-                count += 1
-                first = packet.pts if first is None else min(first, packet.pts)
-                if last is None or packet.pts >= last:
-                    last, last_duration = packet.pts, packet.duration or 0
-    except (av.error.FFmpegError, IndexError):
+        for packet in container.demux(stream):
+            if packet.pts is None:
+                continue
+            count += 1
+            first = packet.pts if first is None else min(first, packet.pts)
+            if last is None or packet.pts >= last:
+                last, last_duration = packet.pts, packet.duration or 0
+    except av.error.FFmpegError:
         pass  # a damaged tail: the packets read so far
-    if first is None or last is None or time_base is None:
+    if first is None or last is None or stream.time_base is None:
         return None
     if not last_duration and count > 1:
         last_duration = (last - first) / (count - 1)
-    seconds = float((last - first + last_duration) * time_base)
+    seconds = float((last - first + last_duration) * stream.time_base)
     return seconds if seconds > 0 else None
 
 
