@@ -166,24 +166,17 @@ class StillCharacter:
             mask = composite.person_mask(seg.mask(canvas, points), points)
         step()
         # With bands, the plate is filled from the picture alone, short of the feathered
-        # edge (where the bands' colour is mixed in).
+        # edge (where the bands' colour is mixed in); and the picture's edges hold the
+        # person they cut (``Rig``).
+        picture = None if self.window is None else self.window.inner
         plate, plate_area = composite.clean_plate(
-            canvas,
-            mask,
-            None if self.window is None else self.window.inner,
-            composite.plate_factor(float(np.ptp(points[:, 0]))),
+            canvas, mask, picture, composite.plate_factor(float(np.ptp(points[:, 0])))
         )
         step()
         self.frame = CharacterFrame(
             canvas=canvas,
             points=points,
-            rig=rig.Rig(
-                points,
-                width,
-                height,
-                composite.mask_box(mask),
-                picture=None if self.window is None else self.window.inner,
-            ),
+            rig=rig.Rig(points, width, height, composite.mask_box(mask), picture=picture),
             mask=mask,
             background=plate,
             base=canvas,
@@ -361,7 +354,6 @@ class VideoCharacter:
                 look.box,
                 like=None if previous is None else previous.rig,
                 picture=self._picture,
-                edges=None if previous is None or previous.rig is None else previous.rig.edges,
             ),
             mask=look.mask,
             background=canvas,
@@ -564,7 +556,6 @@ class _Reel:
                 kept.box,
                 like=like,
                 picture=self._picture,
-                edges=None if like is None else like.edges,
             ),
             mask=self._restored[1],
             background=canvas,

@@ -100,17 +100,20 @@ class Rig:
         x1, y1): where the sharp picture is on the canvas (``framing.Window.inner``;
         default: all of it), whose edges hold the person they cut (``EDGE_HOLD``);
         ``edges``: which of them (top, bottom, left, right) cut the person (default:
-        those the person's box reaches; a video keeps its first frame's, so that a box
-        grazing an edge does not switch the hold on and off from frame to frame)."""
+        ``like``'s, else those the person's box reaches: a video keeps its first face
+        frame's, so that a box grazing an edge does not switch the hold on and off from
+        frame to frame)."""
         self.source = source.astype(np.float64)
         self.person_box = person_box or (0, 0, width, height)
         self.picture = picture or (0, 0, width, height)
+        if edges is None and like is not None:
+            edges = like.edges
         if edges is None:
             x0, y0, x1, y1 = self.picture
             px0, py0, px1, py1 = self.person_box
             edges = (py0 <= y0 + 2, py1 >= y1 - 2, px0 <= x0 + 2, px1 >= x1 - 2)
         #: Which of the picture's edges (top, bottom, left, right) cut the person.
-        self.edges = edges
+        self.edges: tuple[bool, bool, bool, bool] = edges
         self.width, self.height = width, height
         face2 = self.source[:468, :2]
         oval = face2[topology.FACE_OVAL]
@@ -207,7 +210,7 @@ class Rig:
         move = dst_extra - self.extra_src
         top, bottom, left, right = self._hold.T
         move[:, 1] *= np.where(move[:, 1] < 0, bottom, top)
-        move[:, 0] = np.where(move[:, 0] > 0, move[:, 0] * left, move[:, 0] * right)
+        move[:, 0] *= np.where(move[:, 0] > 0, left, right)
         dst_extra = self.extra_src + move
         dst_all = np.vstack([dst_face, dst_extra])
 
