@@ -226,21 +226,36 @@ def test_the_driver_stream_follows_the_torso_only_with_body_control(
     assert all(np.array_equal(a.points, b.points) for a, b in zip(with_body, without, strict=True))
 
 
-def _body_moved(
-    media: pathlib.Path, ratio: tuple[int, int], shift: tuple[float, float]
+def _animated(
+    picture: pathlib.Path,
+    ratio: tuple[int, int] = (1280, 720),
+    *,
+    body: tuple[float, float] = (0.0, 0.0),
+    head: tuple[float, float] = (0.0, 0.0),
+    with_rig: rig.Rig | None = None,
 ) -> tuple[character.StillCharacter, character.CharacterFrame, np.ndarray]:
-    """The shared photo framed at ``ratio`` with its torso (not its head) moved by
-    ``shift`` px: (the still character, its frame, the output)."""
-    still = character.StillCharacter(media / "character_photo.jpg", *ratio)
-    cf = still.frame
+    """``picture`` framed at ``ratio`` with its torso moved by ``body`` px and its head
+    (face and all) by ``head``, warped by ``with_rig`` instead of its own rig if given:
+    (the still character, its frame, the output)."""
+    still = character.StillCharacter(picture, *ratio)
+    cf = still.frame if with_rig is None else dataclasses.replace(still.frame, rig=with_rig)
     chin = cf.points[topology.CHIN, :2].astype(np.float64)
+    points = cf.points.copy()
+    points[:, :2] += np.float32(head)
     target = retarget.TargetFace(
-        points=cf.points,
-        head=warp.IDENTITY,
+        points=points,
+        head=np.array([[1.0, 0.0, head[0]], [0.0, 1.0, head[1]]]),
         gaze_px=np.zeros((2, 2)),
-        torso=torso.similarity(1.0, 0.0, chin, np.array(shift)),
+        torso=torso.similarity(1.0, 0.0, chin, np.array(body)),
     )
     return still, cf, pipeline._animate(cf, target, warp.Warper(pipeline.MAP_DOWNSAMPLE), still.window)
+
+
+def _holding_nothing(held: rig.Rig) -> rig.Rig:
+    """The same rig as ``held``, its edges holding nothing."""
+    free = rig.Rig(held.source, held.width, held.height, held.person_box, picture=held.picture)
+    free._hold[:] = 1.0
+    return free
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -253,7 +268,7 @@ def test_the_pictures_bottom_edge_holds_a_lifted_body(media: pathlib.Path) -> No
     with bands above and below it, the band's blur showed between the body and the
     picture's edge. The lift fades out toward the edge instead, from no higher than the
     chin."""
-    _, cf, out = _body_moved(media, (1280, 720), (0.0, -40.0))
+    _, cf, out = _animated(media / "character_photo.jpg", body=(0.0, -40.0))
     x0, _, x1, _ = cf.rig.person_box
     cols = slice(x0 + 20, x1 - 20)
     # The bottom rows vary from row to row as the picture's do (streaks: not at all).
@@ -270,8 +285,7 @@ def test_the_pictures_bottom_edge_holds_a_lifted_body(media: pathlib.Path) -> No
         gaze_px=np.zeros((2, 2)),
         torso=torso.similarity(1.0, 0.0, chin, np.array([0.0, -40.0])),
     )
-    free = rig.Rig(cf.points, 1280, 720, cf.rig.person_box, picture=cf.rig.picture)
-    free._hold[:] = 1.0  # the same rig, holding nothing
+    free = _holding_nothing(cf.rig)
     held, loose = cf.rig.shapes(lifted)[0], free.shapes(lifted)[0]
     n = len(cf.rig.background)
     np.testing.assert_array_equal(held[n:], loose[n:])
@@ -280,7 +294,7 @@ def test_the_pictures_bottom_edge_holds_a_lifted_body(media: pathlib.Path) -> No
     np.testing.assert_array_equal(held[:n][above], loose[:n][above])
     assert not np.array_equal(held[:n], loose[:n])
 
-    still, cf, out = _body_moved(media, (720, 1280), (0.0, -40.0))
+    still, cf, out = _animated(media / "character_photo.jpg", (720, 1280), body=(0.0, -40.0))
     assert still.window is not None
     ix0, _, ix1, iy1 = still.window.inner
     above_edge = (slice(iy1 - 30, iy1), slice(ix0 + 20, ix1 - 20))
@@ -292,25 +306,11 @@ def test_the_pictures_side_edge_holds_a_body_moving_away_from_it(media: pathlib.
     """The photo framed at 1280x720 has bands beside it, and its hair and shoulder reach
     its left edge: a body moved 40 px right kept the band's blur and the plate in the
     strip it left there; the shift now fades out toward the edge."""
-    still, cf, out = _body_moved(media, (1280, 720), (40.0, 0.0))
+    still, cf, out = _animated(media / "character_photo.jpg", body=(40.0, 0.0))
     assert still.window is not None
     ix0 = still.window.inner[0]
     strip = (slice(int(cf.points[topology.CHIN, 1]) + 20, 720), slice(ix0, ix0 + 30))
     assert np.abs(_grey(out)[strip] - _grey(cf.canvas)[strip]).mean() < 15  # before: 33
-
-
-def _head_down(
-    picture: pathlib.Path, with_rig: rig.Rig | None = None
-) -> tuple[character.StillCharacter, character.CharacterFrame, np.ndarray]:
-    """``picture`` framed at 1280x720 with its head (not its torso) moved 40 px down
-    (warped by ``with_rig`` instead of its own rig, if given)."""
-    still = character.StillCharacter(picture, 1280, 720)
-    cf = still.frame if with_rig is None else dataclasses.replace(still.frame, rig=with_rig)
-    points = cf.points.copy()
-    points[:, 1] += 40.0
-    down = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 40.0]])
-    target = retarget.TargetFace(points=points, head=down, gaze_px=np.zeros((2, 2)), torso=warp.IDENTITY)
-    return still, cf, pipeline._animate(cf, target, warp.Warper(pipeline.MAP_DOWNSAMPLE), still.window)
 
 
 def test_the_pictures_top_edge_holds_hair_it_cuts(media: pathlib.Path, tmp_path: pathlib.Path) -> None:
@@ -321,7 +321,7 @@ def test_the_pictures_top_edge_holds_hair_it_cuts(media: pathlib.Path, tmp_path:
     crop = cv2.imread(str(media / "character_photo.jpg"))
     h = crop.shape[0]
     cv2.imwrite(str(tmp_path / "cropped.jpg"), crop[int(0.2 * h) : int(0.85 * h)])
-    _, cf, out = _head_down(tmp_path / "cropped.jpg")
+    _, cf, out = _animated(tmp_path / "cropped.jpg", head=(0.0, 40.0))
     x0, x1 = (int(v) for v in np.percentile(cf.points[:468, 0], [0, 100]))
     middle = slice(x0 + (x1 - x0) // 4, x1 - (x1 - x0) // 4)
     assert cf.mask[:5, middle].mean() > 0.9  # the hair above the forehead is cut by the edge
@@ -336,9 +336,8 @@ def test_the_pictures_top_edge_holds_hair_it_cuts(media: pathlib.Path, tmp_path:
     (_, dy), _ = cv2.phaseCorrelate(_grey(cf.canvas)[eyes, x0:x1], _grey(out)[eyes, x0:x1])
     assert dy == pytest.approx(40, abs=2)
     # Hair clear of the top edge (the uncropped photo's) moves as with no edge to hold it.
-    _, cf, out = _head_down(media / "character_photo.jpg")
-    free = rig.Rig(cf.points, 1280, 720, cf.rig.person_box, picture=cf.rig.picture)
-    free._hold[:] = 1.0  # the same rig, holding nothing
-    _, _, loose = _head_down(media / "character_photo.jpg", free)
+    _, cf, out = _animated(media / "character_photo.jpg", head=(0.0, 40.0))
+    free = _holding_nothing(cf.rig)
+    _, _, loose = _animated(media / "character_photo.jpg", head=(0.0, 40.0), with_rig=free)
     above_chin = (slice(0, int(cf.points[topology.CHIN, 1])), slice(None))
     np.testing.assert_array_equal(out[above_chin], loose[above_chin])
