@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from service import engine
+from service.engine import video
 from tests.engine import clips
 
 
@@ -282,8 +283,6 @@ def test_a_videos_length_is_its_pictures_not_a_longer_audio_tracks(
     info = engine.probe(path)
     assert info.duration_s == pytest.approx(77 / 24, abs=0.01)
     assert info.has_audio
-    from service.engine import video
-
     assert video.stream_seconds(path) == info.duration_s  # the same length, read alone
 
 

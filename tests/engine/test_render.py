@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service import engine
-from service.engine import composite, landmarks
+from service.engine import composite, landmarks, video
 from tests.engine import clips
 from tests.engine.conftest import Render, photo_request
 
@@ -207,8 +207,6 @@ def test_video_character_plays_on_past_its_end(
     short_character_video: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from service.engine import video
-
     # The character's length is the probe's, not read from the file a second time.
     monkeypatch.setattr(video, "stream_seconds", lambda path: pytest.fail("the video's length read again"))
     out = tmp_path / "video_char.mp4"
