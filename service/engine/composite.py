@@ -1,7 +1,8 @@
 """Layering: background protection, the mouth interior and the camera's drift.
 
-* ``clean_plate`` removes the person from a still picture once (inpainted at low
-  resolution), so whatever the moving head uncovers shows plausible background;
+* ``clean_plate`` removes the person from a still picture once (smooth colours inpainted
+  at low resolution, the scene's own texture over them), so whatever the moving head
+  uncovers shows plausible background;
   ``uncovered`` shows it only there.
 * ``blend_person`` lays the warped person over the background with the warped, feathered
   person mask, so background pixels are never dragged along by the head; ``lay_person``
@@ -19,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from service.engine import topology, warp
+from service.engine import texture, topology, warp
 
 #: Rows per band in ``lay_person``: bands small enough to follow the silhouette, large
 #: enough that per-call overhead stays small.
@@ -52,13 +53,12 @@ def clean_plate(
     that area (float32 0..1: how much of each pixel is the inpainted fill).
 
     The fill's colours are inpainted at 1/``factor`` of the size (``plate_factor``;
-    its margin around the person, for stray hair, scales with it); its texture, near the
-    edge of the area, is the surrounding background's, mirrored in (``_mirrored_detail``):
-    what a moving head uncovers continues the grass or wall beside it instead of showing
-    a smooth smear. ``within`` (x0, y0, x1, y1): only that box of ``image`` is the
-    picture (the rest is the framing's bands), and the fill is taken from it alone: a
-    person standing at the picture's edge uncovers more of the picture's background, not
-    the bands' blur.
+    its margin around the person, for stray hair, scales with it); its texture is the
+    scene's own, matched patch by patch (``_textured``): what a moving head uncovers
+    continues the grass or wall beside it instead of showing a smooth smear. ``within``
+    (x0, y0, x1, y1): only that box of ``image`` is the picture (the rest is the
+    framing's bands), and the fill is taken from it alone: a person standing at the
+    picture's edge uncovers more of the picture's background, not the bands' blur.
     """
     if within is not None:
         x0, y0, x1, y1 = within
@@ -79,53 +79,39 @@ def clean_plate(
     filled = cv2.GaussianBlur(filled, (0, 0), 2)
     big = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
     area = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
-    big = _mirrored_detail(image, big, area)
+    big = _textured(image, big, area > 0.01)
     return blend_person(big, image, area), area
 
 
-#: How deep the mirrored texture reaches into a clean plate, in frame heights (it fades
-#: out linearly), and the blur that separates texture from colour (frame heights).
-PLATE_TEXTURE_DEPTH = 0.17
-PLATE_TEXTURE_BLUR = 1 / 120
+#: The blur (in frame heights) that splits the texture fill into the detail a clean plate
+#: takes from it and the colours it leaves to the smooth fill (``_textured``).
+PLATE_TEXTURE_BLUR = 1 / 40
 #: How far (px) the warp moves the picture before the clean plate starts to show behind
 #: it, and from how far on it shows alone (``uncovered``).
 PLATE_STILL, PLATE_MOVED = 1.0, 4.0
 
 
-def _mirrored_detail(image: np.ndarray, fill: np.ndarray, area: np.ndarray) -> np.ndarray:
-    """``fill`` (a smooth inpainting of ``area``) with the picture's fine detail added
-    near the area's edge, taken from the pixel mirrored across the nearest edge point.
-
-    Mirroring continues the texture across the edge without a seam; deeper in, the
-    mirrored point lies further out and the detail fades, so the middle of a large area
-    stays smooth. Points mirrored off the picture or into the area add nothing.
-    """
+def _textured(image: np.ndarray, smooth: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """``smooth`` (a smooth fill of ``image``'s ``hole``) with the detail of the scene's
+    own texture (``texture.fill``) added: what a moving head uncovers is grass or a
+    wall's grain, not a smear. The texture fill's colours are not used: where the
+    scene beside the hole varies (a room's furniture, a studio's mottled backdrop) the
+    patches it copies differ in brightness from their neighbours, and the person's
+    outline showed as a lighter ghost; the smooth fill's colours blend into the scene.
+    Without enough scene outside the hole to match against, the smooth fill is kept."""
     import cv2
 
-    h, w = area.shape
-    hole = (area > 0.01).astype(np.uint8)
-    if not hole.any() or hole.all():
-        return fill
-    depth = PLATE_TEXTURE_DEPTH * h
-    dist, labels = cv2.distanceTransformWithLabels(hole, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    ys, xs = np.nonzero(hole & (dist < depth))
-    # Label k (1-based, in scan order) is the k-th pixel outside the area.
-    oy, ox = np.nonzero(hole == 0)
-    order = labels[oy, ox]
-    ny, nx = np.empty(order.max() + 1, np.int64), np.empty(order.max() + 1, np.int64)
-    ny[order], nx[order] = oy, ox
-    near = labels[ys, xs]
-    my, mx = 2 * ny[near] - ys, 2 * nx[near] - xs
-    inside = (my >= 0) & (my < h) & (mx >= 0) & (mx < w)
-    ys, xs, my, mx = ys[inside], xs[inside], my[inside], mx[inside]
-    outside = hole[my, mx] == 0
-    ys, xs, my, mx = ys[outside], xs[outside], my[outside], mx[outside]
-    smooth = cv2.GaussianBlur(image, (0, 0), PLATE_TEXTURE_BLUR * h)
-    detail = image[my, mx].astype(np.float32) - smooth[my, mx]
-    weight = (1.0 - dist[ys, xs] / depth)[:, None]
-    out = fill.astype(np.float32)
-    out[ys, xs] += detail * weight
-    return np.clip(out, 0, 255).astype(np.uint8)
+    filled = texture.fill(image, hole)
+    if filled is None:
+        return smooth
+    h, w = hole.shape
+    rough = filled.astype(np.float32)
+    # The blur is wide (18 px at 720 rows): done at a quarter of the size, then scaled up.
+    quarter = cv2.resize(rough, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    blurred = cv2.resize(
+        cv2.GaussianBlur(quarter, (0, 0), PLATE_TEXTURE_BLUR * h / 4), (w, h), interpolation=cv2.INTER_LINEAR
+    )
+    return np.clip(smooth.astype(np.float32) + rough - blurred, 0, 255).astype(np.uint8)
 
 
 def uncovered(

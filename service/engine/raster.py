@@ -1,5 +1,6 @@
 """Compiled inner loops (numba, compiled once and cached on disk): the warp's, the clean
-plate's (``blend_plate``) and the HDR tone map's (``tone_map``).
+plate's (``blend_plate``; its texture fill's patch search, ``patch_search``,
+``patch_vote`` and ``copy_matched``) and the HDR tone map's (``tone_map``).
 
 ``paint_maps`` rasterises a list of triangles, in order, onto a sample grid and writes
 each covered sample's dst -> src coordinates from its triangle's affine: the warp's
@@ -90,6 +91,16 @@ def warm_up() -> None:
     view = pixels[:, :1]
     samples = np.ones((1, 1), dtype=np.float32)
     blend_plate(view.copy(), view, view, samples, samples, 1, 0.0)
+    # The clean plate's texture fill, once per still character.
+    image = np.zeros((9, 9, 3), dtype=np.float32)
+    hole = np.zeros((9, 9), dtype=np.bool_)
+    hole[4, 4] = True
+    source = np.zeros((9, 9), dtype=np.bool_)
+    source[4, 4] = True
+    nearest = np.full((9, 9, 2), 4, dtype=np.int64)
+    patch_search(image, hole, source, nearest, 1, 1, 0)
+    patch_vote(image, hole, hole, nearest, 1)
+    copy_matched(pixels, pixels.copy(), np.ascontiguousarray(hole[:2, :2]), nearest, 1)
     # HDR references only, but compiling it on a fresh machine takes a second or two,
     # which belongs here, before a job arrives (from the disk cache: ~8 ms).
     levels = np.zeros(2, dtype=np.float32)
@@ -174,3 +185,159 @@ def tone_map(
                 v = min(max(v, np.float32(0.0)), np.float32(1.0))
                 out[y, x, c] = code[int(np.sqrt(v) * last + np.float32(0.5))]
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _next_random(state: np.ndarray) -> np.uint64:  # pragma: no cover - compiled
+    """xorshift64: the patch search's own generator, so its choices depend on the seed alone."""
+    x = state[0]
+    x ^= x << np.uint64(13)
+    x ^= x >> np.uint64(7)
+    x ^= x << np.uint64(17)
+    state[0] = x
+    return x
+
+
+@numba.njit(cache=True, nogil=True)
+def _patch_distance(
+    image: np.ndarray, y: int, x: int, sy: int, sx: int, radius: int, cap: float
+) -> float:  # pragma: no cover - compiled
+    """Sum of squared differences between the patch around (y, x), clipped to the image,
+    and the same offsets around (sy, sx) (whose patch lies inside); stops past ``cap``."""
+    h, w = image.shape[0], image.shape[1]
+    total = 0.0
+    for dy in range(-radius, radius + 1):
+        if y + dy < 0 or y + dy >= h:
+            continue
+        for dx in range(-radius, radius + 1):
+            if x + dx < 0 or x + dx >= w:
+                continue
+            for c in range(3):
+                e = image[y + dy, x + dx, c] - image[sy + dy, sx + dx, c]
+                total += e * e
+        if total > cap:
+            break
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def patch_search(
+    image: np.ndarray,
+    domain: np.ndarray,
+    source: np.ndarray,
+    nearest: np.ndarray,
+    radius: int,
+    passes: int,
+    seed: int,
+) -> None:  # pragma: no cover - compiled
+    """PatchMatch (Barnes et al. 2009): improve ``nearest`` (H, W, 2) int64, for every
+    ``domain`` pixel the (y, x) of a ``source`` pixel whose patch looks like its own in
+    ``image`` (H, W, 3) float32. Each pass visits the domain in scan order (every other
+    pass backwards), trying the neighbours' matches shifted by one pixel (propagation)
+    and random ones around the best so far at halving distances (search). ``source``
+    pixels' patches must lie inside the image."""
+    h, w = source.shape
+    state = np.empty(1, dtype=np.uint64)
+    state[0] = np.uint64(seed) * np.uint64(2654435761) + np.uint64(0x9E3779B97F4A7C15)
+    ys, xs = np.nonzero(domain)
+    n = len(ys)
+    cost = np.empty(n, dtype=np.float64)
+    for k in range(n):
+        cost[k] = _patch_distance(
+            image, ys[k], xs[k], nearest[ys[k], xs[k], 0], nearest[ys[k], xs[k], 1], radius, 1e300
+        )
+    widest = max(h, w)
+    for p in range(passes):
+        step = 1 if p % 2 == 0 else -1
+        for i in range(n):
+            k = i if step == 1 else n - 1 - i
+            y, x = ys[k], xs[k]
+            best, by, bx = cost[k], nearest[y, x, 0], nearest[y, x, 1]
+            for q in range(2):
+                ny, nx = (y - step, x) if q == 0 else (y, x - step)
+                if ny < 0 or ny >= h or nx < 0 or nx >= w or not domain[ny, nx]:
+                    continue
+                sy, sx = nearest[ny, nx, 0] + y - ny, nearest[ny, nx, 1] + x - nx
+                if 0 <= sy < h and 0 <= sx < w and source[sy, sx]:
+                    d = _patch_distance(image, y, x, sy, sx, radius, best)
+                    if d < best:
+                        best, by, bx = d, sy, sx
+            reach = widest
+            while reach >= 1:
+                span = np.uint64(2 * reach + 1)
+                sy = by + int(_next_random(state) % span) - reach
+                sx = bx + int(_next_random(state) % span) - reach
+                if 0 <= sy < h and 0 <= sx < w and source[sy, sx]:
+                    d = _patch_distance(image, y, x, sy, sx, radius, best)
+                    if d < best:
+                        best, by, bx = d, sy, sx
+                reach //= 2
+            cost[k] = best
+            nearest[y, x, 0], nearest[y, x, 1] = by, bx
+
+
+@numba.njit(cache=True, nogil=True)
+def patch_vote(
+    image: np.ndarray, hole: np.ndarray, domain: np.ndarray, nearest: np.ndarray, radius: int
+) -> None:  # pragma: no cover - compiled
+    """Repaint the ``hole`` pixels of ``image`` (H, W, 3) float32, each as the mean of
+    what every matched patch covering it puts there (the step that follows each search)."""
+    h, w = hole.shape
+    total = np.zeros((h, w, 3), dtype=np.float32)
+    count = np.zeros((h, w), dtype=np.float32)
+    ys, xs = np.nonzero(domain)
+    for k in range(len(ys)):
+        y, x = ys[k], xs[k]
+        sy, sx = nearest[y, x, 0], nearest[y, x, 1]
+        for dy in range(max(-radius, -y), min(radius, h - 1 - y) + 1):
+            for dx in range(max(-radius, -x), min(radius, w - 1 - x) + 1):
+                if hole[y + dy, x + dx]:
+                    for c in range(3):
+                        total[y + dy, x + dx, c] += image[sy + dy, sx + dx, c]
+                    count[y + dy, x + dx] += 1.0
+    for y in range(h):
+        for x in range(w):
+            if hole[y, x] and count[y, x] > 0:
+                for c in range(3):
+                    image[y, x, c] = total[y, x, c] / count[y, x]
+
+
+@numba.njit(cache=True, nogil=True)
+def copy_matched(
+    image: np.ndarray, out: np.ndarray, hole: np.ndarray, nearest: np.ndarray, step: int
+) -> None:  # pragma: no cover - compiled
+    """Fill the ``hole`` pixels of ``out`` (H, W, 3) uint8 from ``image`` at full
+    resolution through the matches ``nearest`` found on the grid of ``step`` x ``step``
+    cells: each takes the pixel as far from it as the match of each of its four nearest
+    cells is from that cell, blended bilinearly. Where neighbouring cells agree this
+    copies the source's own detail."""
+    h, w = hole.shape
+    rows, cols = nearest.shape[0], nearest.shape[1]
+    inv = 1.0 / step
+    for y in range(h):
+        fy = (y + 0.5) * inv - 0.5
+        i0 = min(max(int(np.floor(fy)), 0), rows - 1)
+        i1 = min(i0 + 1, rows - 1)
+        wy = min(max(fy - i0, 0.0), 1.0)
+        for x in range(w):
+            if not hole[y, x]:
+                continue
+            fx = (x + 0.5) * inv - 0.5
+            j0 = min(max(int(np.floor(fx)), 0), cols - 1)
+            j1 = min(j0 + 1, cols - 1)
+            wx = min(max(fx - j0, 0.0), 1.0)
+            acc0 = acc1 = acc2 = 0.0
+            for i, j, weight in (
+                (i0, j0, (1 - wy) * (1 - wx)),
+                (i0, j1, (1 - wy) * wx),
+                (i1, j0, wy * (1 - wx)),
+                (i1, j1, wy * wx),
+            ):
+                sy = min(max(y + (nearest[i, j, 0] - i) * step, 0), h - 1)
+                sx = min(max(x + (nearest[i, j, 1] - j) * step, 0), w - 1)
+                acc0 += weight * image[sy, sx, 0]
+                acc1 += weight * image[sy, sx, 1]
+                acc2 += weight * image[sy, sx, 2]
+            out[y, x, 0] = np.uint8(acc0 + 0.5)
+            out[y, x, 1] = np.uint8(acc1 + 0.5)
+            out[y, x, 2] = np.uint8(acc2 + 0.5)

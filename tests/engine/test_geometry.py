@@ -192,8 +192,10 @@ def test_the_clean_plate_shows_only_where_the_warp_moved_the_person_away() -> No
     barely = composite.uncovered(picture, plate, area, shifted(composite.PLATE_STILL * 0.9), bare)
     assert np.array_equal(barely, picture[ys, xs])
     gone = composite.uncovered(picture, plate, area, shifted(40.0), bare)
-    assert area[60, 45] == 1.0 and area[60, 5] == 0.0  # where they were, and what is there now
-    assert np.abs(gone[60 - 8, 45 - 20].astype(int) - plate[60, 45]).max() <= 1
+    # Where they were (well inside the fill: at its soft edge a textured plate is blended
+    # with the picture), and what is there now.
+    assert area[60, 50] == 1.0 and area[60, 5] == 0.0
+    assert np.abs(gone[60 - 8, 50 - 20].astype(int) - plate[60, 50]).max() <= 1
     assert np.array_equal(gone[:, 140 - 20 :], picture[ys, xs][:, 140 - 20 :])  # never the person's
     # A head moved 10 px, carrying the picture around it: at (72, 60) the warp samples
     # the picture at (62, 60), inside the person too. The picture's own person there
@@ -240,9 +242,10 @@ def test_the_uncovered_plate_is_blended_exactly_where_a_whole_roi_blend_would_pu
         assert inside.any() and np.array_equal(blended[inside], back[inside])  # skipped
 
 
-def test_the_clean_plate_continues_the_background_texture_near_its_edge() -> None:
-    """What a moving head uncovers continues the texture beside it (mirrored in, fading
-    with depth), not a smooth smear; outside the fill the picture is untouched."""
+def test_the_clean_plate_continues_the_background_texture_through_it() -> None:
+    """What a moving head uncovers continues the texture beside it, to the middle of
+    the fill, not a smooth smear; its colours stay the scene's; outside the fill the
+    picture is untouched."""
     rng = np.random.default_rng(9)
     h, w = 240, 320
     picture = np.clip(128 + rng.normal(0, 30, (h, w, 1)), 0, 255).astype(np.uint8).repeat(3, axis=2)
@@ -251,9 +254,10 @@ def test_the_clean_plate_continues_the_background_texture_near_its_edge() -> Non
     plate, area = composite.clean_plate(picture, person)
     assert np.array_equal(plate[area == 0], picture[area == 0])
     near = plate[150:, 98:108].astype(np.float32)  # inside the fill, just within its edge
-    assert area[150:, 98:108].min() == 1.0
-    assert near.std() > 10  # grain, as beside it (30), not a flat fill
-    assert plate[150:, 150:170].astype(np.float32).std() < near.std() / 2  # the middle stays smooth
+    middle = plate[150:, 150:170].astype(np.float32)
+    assert area[150:, 98:108].min() == 1.0 and area[150:, 150:170].min() == 1.0
+    assert near.std() > 15 and middle.std() > 15  # grain, as beside it (30), not a flat fill
+    assert abs(middle.mean() - 128) < 8
 
 
 def test_a_banded_pictures_clean_plate_is_filled_from_the_picture_not_the_bands() -> None:
