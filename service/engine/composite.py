@@ -101,7 +101,7 @@ def _textured(image: np.ndarray, smooth: np.ndarray, hole: np.ndarray) -> np.nda
     Without enough scene outside the hole to match against, the smooth fill is kept."""
     import cv2
 
-    filled = texture.fill(image, hole)
+    filled = texture.fill(image, hole, smooth)
     if filled is None:
         return smooth
     h, w = hole.shape

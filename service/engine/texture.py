@@ -5,8 +5,8 @@ fills do (Wexler et al. 2007, with Barnes et al.'s PatchMatch for the search): a
 small working size, every pixel near the hole is matched to a patch of the scene
 outside it and the hole is repainted from the matches, repeatedly, coarse to fine. The
 matches found at the working size then copy the picture's full-resolution pixels into
-the hole, so grass stays grass and a wall's grain stays sharp. A smooth inpainting
-(OpenCV's Telea) starts the coarsest level.
+the hole, so grass stays grass and a wall's grain stays sharp. The coarsest level starts
+from a smooth fill of the hole (the clean plate's own, OpenCV's Telea).
 
 The compiled loops are in ``raster``. The seed is fixed: the same picture always gets the
 same fill.
@@ -34,9 +34,11 @@ PASSES = 3
 SEED = 1
 
 
-def fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray | None:
+def fill(image: np.ndarray, hole: np.ndarray, start: np.ndarray) -> np.ndarray | None:
     """``image`` (H, W, 3) uint8 with the ``hole`` (H, W) bool pixels filled from the rest
-    of it, or None where no patch of the working size lies wholly outside the hole."""
+    of it, or None where no patch of the working size lies wholly outside the hole.
+    ``start`` (H, W, 3): a smooth fill of the hole (the clean plate's), which the
+    coarsest level starts from."""
     import cv2
 
     h, w = hole.shape
@@ -59,16 +61,13 @@ def fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray | None:
     for small, gap, source in reversed(levels):
         domain = cv2.dilate(gap.view(np.uint8), np.ones((2 * RADIUS + 1,) * 2, np.uint8)) > 0
         if nearest is None:
-            smooth = cv2.inpaint(
-                np.clip(small, 0, 255).astype(np.uint8), gap.view(np.uint8), 3, cv2.INPAINT_TELEA
-            )
-            small[gap] = smooth[gap]
+            estimate, _ = _reduced(start, hole, step << (len(levels) - 1))
             nearest = _anywhere(domain, source, SEED)
         else:
-            assert estimate is not None
-            up = cv2.resize(estimate, (gap.shape[1], gap.shape[0]), interpolation=cv2.INTER_LINEAR)
-            small[gap] = up[gap]
             nearest = _finer(nearest, domain, source, SEED + len(levels))
+        assert estimate is not None
+        up = cv2.resize(estimate, (gap.shape[1], gap.shape[0]), interpolation=cv2.INTER_LINEAR)
+        small[gap] = up[gap]
         for round_ in range(ROUNDS):
             raster.patch_search(small, domain, source, nearest, RADIUS, PASSES, SEED + round_)
             raster.patch_vote(small, gap, domain, nearest, RADIUS)
