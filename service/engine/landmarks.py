@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import threading
 from typing import Any
 
 import numpy as np
@@ -293,6 +294,14 @@ def _square(
     return cv2.resize(part, (size, size), interpolation=cv2.INTER_LINEAR), scale, origin
 
 
+#: OpenCV's TFLite importer fills a process-wide table of the operators it knows on its
+#: first use, unguarded: a second import started meanwhile sees the table part-filled and
+#: refuses the model ("Unsupported operator type PRELU", or PAD). Two renders starting
+#: together in one worker did; 8 threads importing at once in a fresh process, 2 runs in
+#: 20. Imports take turns.
+_TFLITE_IMPORT = threading.Lock()
+
+
 class _FaceFlag:
     """FaceMesh's landmark model (``face_landmark.tflite``, in MediaPipe's wheel), run by
     OpenCV's DNN module for its face-presence output: how likely (0..1) an upright crop
@@ -303,7 +312,8 @@ class _FaceFlag:
         import mediapipe
 
         model = pathlib.Path(mediapipe.__file__).parent / "modules" / "face_landmark" / "face_landmark.tflite"
-        self._net = cv2.dnn.readNetFromTFLite(str(model))
+        with _TFLITE_IMPORT:
+            self._net = cv2.dnn.readNetFromTFLite(str(model))
         self._outputs = self._net.getUnconnectedOutLayersNames()
 
     def __call__(self, bgr: np.ndarray) -> float:

@@ -162,3 +162,45 @@ def test_a_dog_video_fails_cleanly_as_character_and_as_reference(
     expected = "No human-like face was found" if role == "character" else "No face was found in the reference"
     assert err.value.message.startswith(expected)
     assert list(out_dir.iterdir()) == []
+
+
+def test_the_face_flag_models_are_imported_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenCV's TFLite importer fills its table of operators unguarded on first use: two
+    imports at once in a fresh process could refuse FaceMesh's model ("Unsupported
+    operator type PRELU"). Renders starting together each make a flag; the imports take
+    turns."""
+    import threading
+    import time
+
+    import cv2
+
+    real = cv2.dnn.readNetFromTFLite
+    inside, most, count = 0, 0, threading.Lock()
+
+    def watched(path: str) -> object:
+        nonlocal inside, most
+        with count:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.05)
+        try:
+            return real(path)
+        finally:
+            with count:
+                inside -= 1
+
+    monkeypatch.setattr(cv2.dnn, "readNetFromTFLite", watched)
+    start = threading.Barrier(4)
+    flags: list[landmarks._FaceFlag] = []
+
+    def make() -> None:
+        start.wait()
+        flags.append(landmarks._FaceFlag())
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(flags) == 4
+    assert most == 1
