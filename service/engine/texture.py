@@ -50,16 +50,16 @@ def fill(image: np.ndarray, hole: np.ndarray, start: np.ndarray) -> np.ndarray |
     for level in range(LEVELS):
         cell = step << level
         small, gap = _reduced(image, hole, cell)
-        source = _sources(gap)
+        domain = cv2.dilate(gap.view(np.uint8), np.ones((2 * RADIUS + 1,) * 2, np.uint8)) > 0
+        source = _sources(domain)
         if not source.any():
             break
-        levels.append((small, gap, source))
+        levels.append((small, gap, domain, source))
     if not levels:
         return None
     nearest: np.ndarray | None = None
     estimate: np.ndarray | None = None
-    for small, gap, source in reversed(levels):
-        domain = cv2.dilate(gap.view(np.uint8), np.ones((2 * RADIUS + 1,) * 2, np.uint8)) > 0
+    for small, gap, domain, source in reversed(levels):
         if nearest is None:
             estimate, _ = _reduced(start, hole, step << (len(levels) - 1))
             nearest = _anywhere(domain, source, SEED)
@@ -92,15 +92,12 @@ def _reduced(image: np.ndarray, hole: np.ndarray, cell: int) -> tuple[np.ndarray
     return small, gap
 
 
-def _sources(gap: np.ndarray) -> np.ndarray:
-    """The pixels whose whole patch lies inside the picture and outside the hole."""
-    import cv2
-
-    size = 2 * RADIUS + 1
-    near = cv2.dilate(gap.view(np.uint8), np.ones((size, size), np.uint8)) > 0
-    inside = np.zeros_like(gap)
-    inside[RADIUS : gap.shape[0] - RADIUS, RADIUS : gap.shape[1] - RADIUS] = True
-    return inside & ~near
+def _sources(domain: np.ndarray) -> np.ndarray:
+    """The pixels whose whole patch lies inside the picture and outside the hole (off
+    the ``domain``: the hole grown by a patch's radius)."""
+    inside = np.zeros_like(domain)
+    inside[RADIUS : domain.shape[0] - RADIUS, RADIUS : domain.shape[1] - RADIUS] = True
+    return inside & ~domain
 
 
 def _anywhere(domain: np.ndarray, source: np.ndarray, seed: int) -> np.ndarray:
