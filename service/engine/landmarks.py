@@ -296,9 +296,9 @@ def _square(
 
 #: OpenCV's TFLite importer fills a process-wide table of the operators it knows on its
 #: first use, unguarded: a second import started meanwhile sees the table part-filled and
-#: refuses the model ("Unsupported operator type PRELU", or PAD). Two renders starting
-#: together in one worker did; 8 threads importing at once in a fresh process, 2 runs in
-#: 20. Imports take turns.
+#: refuses the model ("Unsupported operator type PRELU", or PAD). A render's first two
+#: imports can meet: the character's check on the render thread, the rest scan's on its
+#: own (8 threads importing at once in a fresh process: 2 runs in 20). Imports take turns.
 _TFLITE_IMPORT = threading.Lock()
 
 

@@ -167,8 +167,8 @@ def test_a_dog_video_fails_cleanly_as_character_and_as_reference(
 def test_the_face_flag_models_are_imported_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """OpenCV's TFLite importer fills its table of operators unguarded on first use: two
     imports at once in a fresh process could refuse FaceMesh's model ("Unsupported
-    operator type PRELU"). Renders starting together each make a flag; the imports take
-    turns."""
+    operator type PRELU"). A render's character check and its rest scan, on two
+    threads, each make a flag; the imports take turns."""
     import threading
     import time
 
