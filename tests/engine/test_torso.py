@@ -253,9 +253,9 @@ def _animated(
 
 def _holding_nothing(held: rig.Rig) -> rig.Rig:
     """The same rig as ``held``, its edges holding nothing."""
-    free = rig.Rig(held.source, held.width, held.height, held.person_box, picture=held.picture)
-    free._hold[:] = 1.0
-    return free
+    return rig.Rig(
+        held.source, held.width, held.height, held.person_box, picture=held.picture, edges=(False,) * 4
+    )
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
