@@ -19,7 +19,9 @@ roll, yaw, and x / y position. Also reported:
 * after the table, per driver clip, how well the engine's own detector (MediaPipe) and
   the judge (dlib) agree on that clip's signals: where a driver barely moves, the two
   disagree on sub-degree tilts and sub-pixel shifts, and no output can correlate with
-  the judge's reading much better than that;
+  the judge's reading much better than that; and beside it the judge's own floor for
+  shape drift: the driver's frames laid unchanged on the output canvas (one fixed
+  scale, re-encoded as renders are) and read again, where any drift is the judge's noise;
 * then, per pair, the same correlations as the engine's own detector reads driver and
   output: not a judgement (it grades its own homework), but it tells a render that does
   not draw what the performer does from a face the judge reads poorly;
@@ -243,17 +245,7 @@ def evaluate(
     row.update(_correlations(both))
     # The same as the engine's own detector reads driver and output: not a judgement.
     row["engine_view"] = _correlations(_paired(drv.ours, outm.ours))
-    # Shape drift: how much more squashed/stretched the output face is than the driver's
-    # over the same frames (the driver's own foreshortening from turning is allowed).
-    d0, o0 = both[0]
-    excess = np.array(
-        [
-            max(0.0, 1 - measure.squash(o0.rigid, o.rigid) / measure.squash(d0.rigid, d.rigid)) * 100
-            for d, o in both
-        ]
-    )
-    row["drift_max"] = float(excess.max()) if len(excess) else math.nan
-    row["drift_p95"] = float(np.percentile(excess, 95)) if len(excess) else math.nan
+    row["drift_max"], row["drift_p95"] = shape_drift(both)
     row["chest_range"] = row["chest_x"] = row["chest_y"] = math.nan
     if drv.chest is not None and outm.chest is not None:
         n = min(len(drv.chest), len(outm.chest))
@@ -265,6 +257,52 @@ def evaluate(
     else:
         row["bg_mean"] = row["bg_max"] = math.nan
     return row
+
+
+def shape_drift(both: list[tuple[measure.Measure, measure.Measure]]) -> tuple[float, float]:
+    """Worst-frame and 95th-percentile shape drift (%) over paired (driver, output) readings:
+    how much more squashed or stretched the output face is than the driver's over the same
+    frames, from the first pair (the driver's own foreshortening from turning is allowed)."""
+    if not both:
+        return math.nan, math.nan
+    d0, o0 = both[0]
+    excess = np.array(
+        [
+            max(0.0, 1 - measure.squash(o0.rigid, o.rigid) / measure.squash(d0.rigid, d.rigid)) * 100
+            for d, o in both
+        ]
+    )
+    return float(excess.max()), float(np.percentile(excess, 95))
+
+
+def laid_on_canvas(reference: pathlib.Path, count: int, out_dir: pathlib.Path) -> pathlib.Path:
+    """The driver's own frames, scaled to fit the 1280x720 output canvas and centred on
+    it, encoded as renders are (written once into ``out_dir``).
+
+    One fixed similarity for the whole clip: the face keeps its shape in every frame, so
+    any shape drift the judge reads between the driver and this is the judge's own noise
+    (its landmarks on a resampled, re-encoded picture), the floor under any render's."""
+    import cv2
+
+    path = out_dir / f"{reference.stem}__unchanged_on_canvas.mp4"
+    if path.exists():
+        return path
+    width, height = 1280, 720
+    writer = video.Mp4Writer(path, width, height, 24, None, count / 24)
+    try:
+        for frame in video.iter_frames(reference, 24, count):
+            h, w = frame.shape[:2]
+            scale = min(width / w, height / h)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            canvas = np.full((height, width, 3), 128, dtype=np.uint8)
+            x, y = (width - size[0]) // 2, (height - size[1]) // 2
+            canvas[y : y + size[1], x : x + size[0]] = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            writer.write(canvas)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return path
 
 
 def _paired(
@@ -327,12 +365,26 @@ def main(argv: list[str]) -> int:
     # Small motions the two detectors disagree on cannot correlate well in any output,
     # however faithful.
     print("detectors' agreement on each driver itself (MediaPipe, the engine's, vs dlib, the judge's):")
+    # The judge's own noise in the drift: the driver, its shape unchanged, read again.
+    print(
+        f"  {'':54} {'mouth':>6} {'eye_r':>6} {'eye_l':>6} {'roll':>6} {'yaw':>6} {'x':>6} {'y':>6}"
+        "   judge's drift on the driver itself, unchanged on the canvas: worst / p95 %"
+    )
     for reference in sorted(cache):
         agree = _correlations(_paired(cache[reference].judged, cache[reference].ours))
-        print(f"  {reference:54} " + " ".join(f"{_fmt(agree[s]):>6}" for s in measure.SIGNALS))
+        count = len(cache[reference].judged)
+        unchanged = measure_video(laid_on_canvas(MEDIA / reference, count, args.out_dir), count, chest=False)
+        floor = shape_drift(_paired(cache[reference].judged, unchanged.judged))
+        print(
+            f"  {reference:54} "
+            + " ".join(f"{_fmt(agree[s]):>6}" for s in measure.SIGNALS)
+            + f"   {_fmt(floor[0]):>7} {_fmt(floor[1]):>6}",
+            flush=True,
+        )
         for row in rows:
             if row["reference"] == reference:
                 row["agreement"] = agree
+                row["judge_drift_floor"] = {"max": floor[0], "p95": floor[1]}
     print("the same pairs read by the engine's own detector (what the render draws, not a judgement):")
     for row in rows:
         drawn: dict[str, float] = row["engine_view"]  # type: ignore[assignment]
