@@ -469,6 +469,36 @@ def test_head_pose_is_taken_from_the_usual_pose_not_the_rest_frame() -> None:
     assert np.abs(target.points[:, :2] - char[:, :2]).max() < 1.0
 
 
+def test_an_eye_moves_as_a_whole_by_a_share_of_its_corners_expression() -> None:
+    """FaceMesh slides an eye's corners along its lids as they lower: the character's eye,
+    corners and lids together, follows only ``EYE_FOLLOW`` of the corners' offsets, and
+    keeps its shape; the skin around it takes the expression whole."""
+    face = _skull()
+    model = retarget.DriverModel(face)
+    eye = topology.RIGHT_EYE
+    expression = np.zeros((478, 3))
+    expression[eye.ring, 1] = 4.0  # the performer's whole right eye read 4 px lower
+    below = 50  # a cheek point, not part of either eye
+    assert below not in eye.ring and below not in topology.LEFT_EYE.ring
+    expression[below, 1] = 4.0
+    frame = retarget.DriverFrame(
+        scale=1.0,
+        angles=(0.0, 0.0, 0.0),
+        centre_shift=np.zeros(2),
+        expression=expression,
+        eyes=(1.0, 1.0),
+        gaze=np.zeros((2, 2)),
+    )
+    target = retarget.Retargeter(model, intensity=3, body_control=False).target(face, frame)
+    moved = target.points[:, :2] - face[:, :2]
+    assert 0.0 < retarget.EYE_FOLLOW < 1.0
+    assert moved[eye.ring] == pytest.approx(
+        np.tile([0.0, 4.0 * retarget.EYE_FOLLOW], (len(eye.ring), 1)), abs=1e-3
+    )
+    assert moved[topology.LEFT_EYE.ring] == pytest.approx(np.zeros((len(eye.ring), 2)), abs=1e-3)
+    assert moved[below] == pytest.approx([0.0, 4.0], abs=1e-3)
+
+
 def test_the_per_frame_path_makes_no_lapack_calls() -> None:
     """``np.linalg.inv``/``solve`` go through OpenBLAS, whose threads then spin on the other
     core: one 2x2 inverse per frame cost a render ~20 % more CPU. Small systems are solved
