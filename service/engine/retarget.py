@@ -603,7 +603,7 @@ class Retargeter:
             # The eye as a whole, corners and lids, still follows the face (cheeks, brows)
             # by EYE_FOLLOW of how far its corners were taken.
             idx = list(corners)
-            drift = EYE_FOLLOW * (moved[idx] - char[idx]).mean(axis=0)
             moved[idx] = char[idx] + EYE_FOLLOW * (moved[idx] - char[idx])
+            drift = (moved[idx] - char[idx]).mean(axis=0)
             moved[upper] = mid + (u0 - mid) * r + drift
             moved[lower] = mid + (l0 - mid) * r + drift
