@@ -549,14 +549,7 @@ class _Reel:
         return CharacterFrame(
             canvas=canvas,
             points=kept.points,
-            rig=rig.Rig(
-                kept.points,
-                self._w,
-                self._h,
-                kept.box,
-                like=like,
-                picture=self._picture,
-            ),
+            rig=rig.Rig(kept.points, self._w, self._h, kept.box, like=like, picture=self._picture),
             mask=self._restored[1],
             background=canvas,
             base=canvas,
