@@ -20,8 +20,9 @@ roll, yaw, and x / y position. Also reported:
   the judge (dlib) agree on that clip's signals: where a driver barely moves, the two
   disagree on sub-degree tilts and sub-pixel shifts, and no output can correlate with
   the judge's reading much better than that; and beside it the judge's own floor for
-  shape drift: the driver's frames laid unchanged on the output canvas (one fixed
-  scale, re-encoded as renders are) and read again, where any drift is the judge's noise;
+  shape drift: the driver's frames laid unchanged on the output canvas (framed once, as
+  the engine frames a picture, re-encoded as renders are) and read again, where any drift
+  is the judge's noise;
 * then, per pair, the same correlations as the engine's own detector reads driver and
   output: not a judgement (it grades its own homework), but it tells a render that does
   not draw what the performer does from a face the judge reads poorly;
@@ -276,28 +277,27 @@ def shape_drift(both: list[tuple[measure.Measure, measure.Measure]]) -> tuple[fl
 
 
 def laid_on_canvas(reference: pathlib.Path, count: int, out_dir: pathlib.Path) -> pathlib.Path:
-    """The driver's own frames, scaled to fit the 1280x720 output canvas and centred on
-    it, encoded as renders are (written once into ``out_dir``).
+    """The driver's own frames framed on the 1280x720 output canvas as the engine frames
+    a picture (``framing``: fitted whole and centred, its bands the engine's), encoded as
+    renders are (written once into ``out_dir``).
 
-    One fixed similarity for the whole clip: the face keeps its shape in every frame, so
+    One fixed framing for the whole clip: the face keeps its shape in every frame, so
     any shape drift the judge reads between the driver and this is the judge's own noise
     (its landmarks on a resampled, re-encoded picture), the floor under any render's."""
-    import cv2
+    from service.engine import framing
 
     path = out_dir / f"{reference.stem}__unchanged_on_canvas.mp4"
     if path.exists():
         return path
-    width, height = 1280, 720
-    writer = video.Mp4Writer(path, width, height, 24, None, count / 24)
+    writer = video.Mp4Writer(path, 1280, 720, 24, None, count / 24)
     try:
+        fitted = None
         for frame in video.iter_frames(reference, 24, count):
-            h, w = frame.shape[:2]
-            scale = min(width / w, height / h)
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            canvas = np.full((height, width, 3), 128, dtype=np.uint8)
-            x, y = (width - size[0]) // 2, (height - size[1]) // 2
-            canvas[y : y + size[1], x : x + size[0]] = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-            writer.write(canvas)
+            if fitted is None:
+                h, w = frame.shape[:2]
+                # The whole picture taken as the head to keep in view: fitted, not cropped.
+                fitted = framing.choose(w, h, np.array([[0.0, 0.0], [w, h]]), 1280, 720)
+            writer.write(framing.render(frame, fitted))
         writer.close()
     except BaseException:
         writer.abort()
