@@ -23,6 +23,7 @@ from service.engine import (
     assets,
     composite,
     contracts,
+    eyeballs,
     eyefit,
     framing,
     landmarks,
@@ -91,7 +92,7 @@ class CharacterFrame:
     #: Where ``background`` is an inpainted fill (float32 0..1; None: nowhere).
     plate_area: np.ndarray | None = None
     #: The eyes' openings carried out past their lids, for the gaze (None: not drawn).
-    eyeballs: composite.Eyeballs | None = None
+    eyeballs: eyeballs.Eyeballs | None = None
 
 
 def load_image(path: pathlib.Path) -> np.ndarray:
@@ -182,7 +183,7 @@ class StillCharacter:
             base=canvas,
             shut_eyes=eyefit.ShutEyes(canvas, points, []) if drawn is None else drawn.lids,
             plate_area=plate_area,
-            eyeballs=composite.Eyeballs(canvas, points),
+            eyeballs=eyeballs.Eyeballs(canvas, points),
         )
 
     def frames(self) -> Iterator[CharacterFrame]:
@@ -359,7 +360,7 @@ class VideoCharacter:
             background=canvas,
             base=canvas,
             shut_eyes=self._lids,
-            eyeballs=composite.Eyeballs(canvas, points, quick=True),
+            eyeballs=eyeballs.Eyeballs(canvas, points, quick=True),
         )
 
 
@@ -554,7 +555,7 @@ class _Reel:
             background=canvas,
             base=canvas,
             shut_eyes=self._lids,
-            eyeballs=composite.Eyeballs(canvas, kept.points, quick=True),
+            eyeballs=eyeballs.Eyeballs(canvas, kept.points, quick=True),
         )
 
 

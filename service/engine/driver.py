@@ -34,7 +34,7 @@ MIN_TRACKED = 0.5
 LONGEST = 1920
 #: Frames sampled across the clip to choose the performer's rest expression.
 REST_SAMPLES = 24
-#: Lips count as closed within this much of the smallest gap seen (``mouth_gap``).
+#: Lips count as closed within this much of the smallest gap seen (``mouth.gap``).
 REST_CLOSED_SLACK = 0.02
 #: The landmarks whose shape picks the rest frame among closed-lipped ones.
 REST_SHAPE = np.concatenate([topology.OUTER_LIPS, topology.INNER_LIPS, topology.BROWS])
@@ -129,11 +129,11 @@ def rest_pose(
 
 def at_rest(found: list[np.ndarray]) -> RestPose:
     """The ``RestPose`` among the landmarks ``found`` on the sampled frames (not empty)."""
-    from service.engine import composite
+    from service.engine import mouth
 
     per_eye = np.array([retarget.eye_openness(p) for p in found])
     eyes = per_eye.sum(axis=1)
-    gaps = np.array([composite.mouth_gap(p) for p in found])
+    gaps = np.array([mouth.gap(p) for p in found])
     usual = np.abs(eyes / np.median(eyes) - 1.0) <= 0.12
     if not usual.any():
         usual[:] = True

@@ -94,7 +94,19 @@ def preload() -> None:
     cv2.setNumThreads(OPENCV_THREADS)
     from scipy.spatial import Delaunay  # noqa: F401
 
-    from service.engine import character, composite, driver, landmarks, raster, retarget, video, warp  # noqa: F401
+    from service.engine import (  # noqa: F401
+        camera,
+        character,
+        composite,
+        driver,
+        eyeballs,
+        landmarks,
+        mouth,
+        raster,
+        retarget,
+        video,
+        warp,
+    )
 
     landmarks.preload()
     raster.warm_up()
@@ -140,7 +152,7 @@ def _render(
     report: Callable[[float], None],
     cancelled: Callable[[], bool],
 ) -> contracts.RenderResult:
-    from service.engine import character, composite, driver, retarget, topology, video, warp
+    from service.engine import camera, character, driver, mouth, retarget, topology, video, warp
 
     fps = contracts.OUTPUT_FPS
     ref = assets.probe(req.reference_path)
@@ -178,7 +190,7 @@ def _render(
             )
             char: character.StillCharacter | character.VideoCharacter = still
             centre = still.frame.points[topology.STABLE, :2].mean(axis=0)
-            drift: composite.CameraDrift | None = composite.CameraDrift(
+            drift: camera.CameraDrift | None = camera.CameraDrift(
                 req.seed, width, height, (float(centre[0]), float(centre[1]))
             )
         else:
@@ -204,7 +216,7 @@ def _render(
         body_control=req.body_control,
         video=req.character_type == "video",
     )
-    neutral_gap = composite.mouth_gap(rest.points)
+    neutral_gap = mouth.gap(rest.points)
     ticker.tick(PREPARE_SHARE)
 
     warper = warp.Warper(MAP_DOWNSAMPLE)
@@ -218,21 +230,21 @@ def _render(
             ) as samples,
             _frozen_heap(),
         ):
-            painter: composite.MouthPainter | None = None
+            painter: mouth.MouthPainter | None = None
             driver_colours = None
             for i, (cf, sample) in enumerate(zip(char_frames, samples, strict=False)):  # chars: endless
                 if driver_colours is None and sample.frame is not None:
-                    driver_colours = composite.MouthPainter.colours(sample.frame, sample.points)
+                    driver_colours = mouth.MouthPainter.colours(sample.frame, sample.points)
                 if cf.rig is None:  # character face not found yet (video): pass through
                     out = cf.canvas
                 else:
                     target = retargeter.target(cf.points, model.decompose(sample.points, sample.torso))
                     out = _animate(cf, target, warper, char.window)
                     if painter is None and driver_colours is not None:
-                        own = composite.MouthPainter.colours(cf.canvas, cf.points)
-                        painter = composite.MouthPainter.between(own, driver_colours)
+                        own = mouth.MouthPainter.colours(cf.canvas, cf.points)
+                        painter = mouth.MouthPainter.between(own, driver_colours)
                     if painter is not None and sample.frame is not None:
-                        gap = composite.mouth_gap(sample.points) - neutral_gap
+                        gap = mouth.gap(sample.points) - neutral_gap
                         strength = float(np.clip((gap - 0.02) / 0.06, 0.0, 1.0))
                         painter.paint(
                             out,

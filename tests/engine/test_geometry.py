@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.engine import composite, eyefit, framing, landmarks, retarget, topology, warp
+from service.engine import camera, composite, eyefit, framing, landmarks, retarget, topology, warp
 
 
 def test_umeyama_recovers_a_similarity_in_3d() -> None:
@@ -113,8 +113,8 @@ def test_one_euro_filter_removes_jitter_but_follows_a_step() -> None:
 
 @pytest.mark.parametrize("anchor", [None, (640.0, 300.0), (1270.0, 10.0), (0.0, 720.0)])
 def test_camera_drift_is_seeded_subtle_and_never_shows_a_border(anchor: tuple[float, float] | None) -> None:
-    a, b = composite.CameraDrift(5, 1280, 720, anchor), composite.CameraDrift(5, 1280, 720, anchor)
-    c = composite.CameraDrift(6, 1280, 720, anchor)
+    a, b = camera.CameraDrift(5, 1280, 720, anchor), camera.CameraDrift(5, 1280, 720, anchor)
+    c = camera.CameraDrift(6, 1280, 720, anchor)
     for t in (0.0, 3.3, 17.0):
         np.testing.assert_array_equal(a.matrix(t), b.matrix(t))
     assert not np.allclose(a.matrix(1.0), c.matrix(1.0))
@@ -128,7 +128,7 @@ def test_camera_drift_is_seeded_subtle_and_never_shows_a_border(anchor: tuple[fl
 
 def test_camera_drift_breathes_around_the_face_and_keeps_it_in_place() -> None:
     face = (500.0, 260.0)
-    drift = composite.CameraDrift(9, 1280, 720, face)
+    drift = camera.CameraDrift(9, 1280, 720, face)
     moved = []
     for t in np.linspace(0, 30, 121):
         m = drift.matrix(float(t))
@@ -510,6 +510,9 @@ def test_the_per_frame_path_makes_no_lapack_calls() -> None:
     root = pathlib.Path(warp.__file__).parent
     for name in (
         "composite.py",
+        "mouth.py",
+        "eyeballs.py",
+        "camera.py",
         "rig.py",
         "warp.py",
         "pipeline.py",

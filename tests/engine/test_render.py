@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service import engine
-from service.engine import composite, landmarks, video
+from service.engine import landmarks, mouth, video
 from tests.engine import clips
 from tests.engine.conftest import Render, photo_request
 
@@ -74,8 +74,8 @@ def test_expression_intensity_scales_mouth_opening(render_once: Render) -> None:
     strong = render_once(expression_intensity=3).path
     frames = list(range(0, FRAMES, 6))
     weak_pts, strong_pts = _face_points(weak, frames), _face_points(strong, frames)
-    weak_gap = [composite.mouth_gap(p) for p in weak_pts.values() if p is not None]
-    strong_gap = [composite.mouth_gap(p) for p in strong_pts.values() if p is not None]
+    weak_gap = [mouth.gap(p) for p in weak_pts.values() if p is not None]
+    strong_gap = [mouth.gap(p) for p in strong_pts.values() if p is not None]
     assert len(weak_gap) >= len(frames) - 2 and len(strong_gap) >= len(frames) - 2
     assert max(strong_gap) > max(weak_gap) * 1.3
 
@@ -89,7 +89,7 @@ def test_a_character_pictured_with_its_teeth_shows_them_as_the_performer_talks(r
     frames = {i: frame for i, frame in enumerate(clips.frames(path)) if i in pts}
     teeth = []
     for i, points in pts.items():
-        if points is None or composite.mouth_gap(points) < 0.15:
+        if points is None or mouth.gap(points) < 0.15:
             continue
         upper, lower = points[13, :2], points[14, :2]  # the inner lips' middles
         x, y = np.round(upper + 0.25 * (lower - upper)).astype(int)
@@ -144,7 +144,7 @@ def test_a_person_moved_past_the_pictures_edge_is_cut_off_there_not_drawn_over_t
 def test_a_stills_eyeballs_turned_by_the_gaze_are_drawn_from_their_carried_out_picture(
     media: pathlib.Path,
 ) -> None:
-    """The render draws a still's turned eyeballs from ``composite.Eyeballs`` (its own
+    """The render draws a still's turned eyeballs from ``eyeballs.Eyeballs`` (its own
     test shows what that mends); with the eyes at rest it changes nothing."""
     import dataclasses
 

@@ -9,7 +9,18 @@ import numpy as np
 import pytest
 
 from service import engine
-from service.engine import character, composite, driver, landmarks, pipeline, retarget, rig, topology, warp
+from service.engine import (
+    character,
+    driver,
+    eyeballs,
+    landmarks,
+    mouth,
+    pipeline,
+    retarget,
+    rig,
+    topology,
+    warp,
+)
 from service.engine.character import _Look
 
 
@@ -117,7 +128,7 @@ def test_a_character_videos_eyeballs_turned_by_the_gaze_are_drawn_from_each_fram
     short_character_video: pathlib.Path,
 ) -> None:
     """Every frame of a character video, played back from its kept frames too, carries
-    its own eyes out past their lids (``composite.Eyeballs``): shifted by the gaze, the
+    its own eyes out past their lids (``eyeballs.Eyeballs``): shifted by the gaze, the
     video's eyes showed their lid line inside the eye. At rest nothing changes, and an
     eye is carried out only once it is drawn shifted."""
     import dataclasses
@@ -407,7 +418,7 @@ def test_the_rest_frame_has_closed_lips_at_their_usual_width_not_a_smile(face: n
     stretches: the narrowest gap alone picked a closed-lipped smile, and every other
     frame then drew the character's mouth narrower than its own (a pucker)."""
 
-    def mouth(gap: float, wider: float) -> np.ndarray:
+    def lips(gap: float, wider: float) -> np.ndarray:
         p = face.copy()
         upper, lower = topology.MOUTH_PAIRS[:, 0], topology.MOUTH_PAIRS[:, 1]
         middle = (p[upper] + p[lower]) / 2
@@ -417,10 +428,10 @@ def test_the_rest_frame_has_closed_lips_at_their_usual_width_not_a_smile(face: n
         p[topology.INNER_LIPS, 0] = centre[0] + (p[topology.INNER_LIPS, 0] - centre[0]) * wider
         return p
 
-    talking = [mouth(12.0, 1.0), mouth(9.0, 0.9)]
-    neutral = [mouth(0.6, 1.0), mouth(0.5, 0.98), mouth(0.6, 1.03)]
-    smile = mouth(0.5, 1.3)
-    assert composite.mouth_gap(smile) < min(composite.mouth_gap(p) for p in neutral)  # narrowest gap
+    talking = [lips(12.0, 1.0), lips(9.0, 0.9)]
+    neutral = [lips(0.6, 1.0), lips(0.5, 0.98), lips(0.6, 1.03)]
+    smile = lips(0.5, 1.3)
+    assert mouth.gap(smile) < min(mouth.gap(p) for p in neutral)  # narrowest gap
     rest = driver.at_rest([*talking, smile, *neutral])
     assert any(rest.points is p for p in neutral)
     assert _mouth_width(rest.points) < _mouth_width(smile) * 0.85
@@ -491,8 +502,8 @@ def test_a_character_pictured_with_its_mouth_open_closes_it_with_the_performer(f
     # At the performer's rest the character's lips are closed; opened, they open.
     model = retarget.DriverModel(closed)
     retargeter = retarget.Retargeter(model, intensity=3, body_control=True)
-    assert composite.mouth_gap(retargeter.target(face, model.decompose(closed)).points) < 0.05
-    assert composite.mouth_gap(retargeter.target(face, model.decompose(face)).points) > 0.1
+    assert mouth.gap(retargeter.target(face, model.decompose(closed)).points) < 0.05
+    assert mouth.gap(retargeter.target(face, model.decompose(face)).points) > 0.1
 
 
 def _twice_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -589,7 +600,7 @@ def test_a_characters_lips_thin_in_proportion_to_the_performers_not_away(face: n
     pressed = retargeter.target(character, model.decompose(_lips_scaled(performer, 0.6))).points
     share = thickness(pressed)[moving] / lips[moving]
     assert (share > 0.5).all() and abs(float(np.median(share)) - 0.6) < 0.02  # as the performer's
-    assert composite.mouth_gap(pressed) < 0.01  # still closed
+    assert mouth.gap(pressed) < 0.01  # still closed
 
     pout = _lips_scaled(performer, 1.3)
     pouted = retargeter.target(character, model.decompose(pout)).points
@@ -761,7 +772,7 @@ def _turned_eyes(
         hole = _filled(poly, (512, 512))
         out[hole] = pixels[hole]
     warped = out.copy()
-    composite.Eyeballs(canvas, face).paint(out, eyes)
+    eyeballs.Eyeballs(canvas, face).paint(out, eyes)
     return warped, out, eyes
 
 
@@ -774,7 +785,7 @@ def test_an_eyes_picture_is_carried_out_from_its_nearest_pixel_inside_the_openin
     patch[:, 28:32] = (255, 255, 255)
     inside = np.zeros((40, 60), dtype=np.uint8)
     inside[15:25, 20:40] = 255
-    carried = composite._carry_out(patch, inside, quick=True)
+    carried = eyeballs._carry_out(patch, inside, quick=True)
     np.testing.assert_array_equal(carried[inside > 0], patch[inside > 0])
     np.testing.assert_array_equal(carried[:, :15], np.broadcast_to((200, 40, 40), (40, 15, 3)))
     np.testing.assert_array_equal(carried[:, 45:], np.broadcast_to((40, 200, 40), (40, 15, 3)))
@@ -800,7 +811,7 @@ def test_a_character_pictured_smiling_with_its_teeth_shows_them_where_its_lips_p
 
     # The picture's teeth are white; the driver's interior dark.
     canvas, driver_frame = _own_teeth_frames(face, points)
-    painter = composite.MouthPainter(np.array((150.0, 170.0, 220.0)), np.array((150.0, 170.0, 220.0)))
+    painter = mouth.MouthPainter(np.array((150.0, 170.0, 220.0)), np.array((150.0, 170.0, 220.0)))
     out = canvas.copy()
     painter.paint(out, points, driver_frame, points, strength=1.0, own=own)
     x = int(round(face[13, 0]))
@@ -847,7 +858,7 @@ def test_a_performers_upper_teeth_never_show_under_a_characters_own(face: np.nda
     points, _, own = _opened_wider(face)
     assert own is not None
     canvas, driver_frame = _own_teeth_frames(face, points)
-    painter = composite.MouthPainter(np.array((150.0, 170.0, 220.0)), np.array((150.0, 170.0, 220.0)))
+    painter = mouth.MouthPainter(np.array((150.0, 170.0, 220.0)), np.array((150.0, 170.0, 220.0)))
     top, bottom = float(points[13, 1]), float(points[14, 1])
     own_bottom = float(own[:, 1].max())
     x = int(round(face[13, 0]))
@@ -894,7 +905,7 @@ def test_a_characters_teeth_drawn_longer_are_its_own_stretched_down_from_its_lip
     cols = np.arange(driver_frame.shape[1])[None, :]
     reach = top + 0.65 * (bottom - top)
     driver_frame[lips & (rows < reach) & (cols % 7 != 0)] = (230, 230, 230)
-    painter = composite.MouthPainter(np.array((150.0, 170.0, 220.0)), np.array((150.0, 170.0, 220.0)))
+    painter = mouth.MouthPainter(np.array((150.0, 170.0, 220.0)), np.array((150.0, 170.0, 220.0)))
     out = canvas.copy()
     painter.paint(out, points, driver_frame, points, strength=1.0, own=own)
 
@@ -986,9 +997,9 @@ def _driver_mouth(
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """A 1280x720 driver frame of plain ``skin`` and the box around ``face``'s inner lips
     (x0, y0, x1, y1) for the test to paint its mouth interior into."""
-    mouth = face[topology.INNER_LIPS, :2]
-    x0, y0 = np.floor(mouth.min(axis=0)).astype(int) - 4
-    x1, y1 = np.ceil(mouth.max(axis=0)).astype(int) + 4
+    lips = face[topology.INNER_LIPS, :2]
+    x0, y0 = np.floor(lips.min(axis=0)).astype(int) - 4
+    x1, y1 = np.ceil(lips.max(axis=0)).astype(int) + 4
     return np.full((720, 1280, 3), skin, dtype=np.uint8), (int(x0), int(y0), int(x1), int(y1))
 
 
@@ -1001,7 +1012,7 @@ def _painted(
     """A character frame of plain ``char_skin`` with the driver's mouth interior painted
     into ``face``'s parted lips at full strength."""
     out = np.full((720, 1280, 3), char_skin, dtype=np.uint8)
-    painter = composite.MouthPainter(np.array(char_skin, float), np.array(driver_skin, float))
+    painter = mouth.MouthPainter(np.array(char_skin, float), np.array(driver_skin, float))
     painter.paint(out, face, driver_frame, face, strength=1.0)
     return out
 
@@ -1103,9 +1114,9 @@ def test_the_performers_lip_along_the_opening_takes_the_characters_lip_colour(fa
 
     def painted(with_lips: bool, driver_frame: np.ndarray = driver_frame) -> np.ndarray:
         out = picture.copy()
-        skin, lip = composite.MouthPainter.colours(picture, points)
-        driver_skin, driver_lip = composite.MouthPainter.colours(driver_frame, points)
-        painter = composite.MouthPainter(skin, driver_skin, *((lip, driver_lip) if with_lips else ()))
+        skin, lip = mouth.MouthPainter.colours(picture, points)
+        driver_skin, driver_lip = mouth.MouthPainter.colours(driver_frame, points)
+        painter = mouth.MouthPainter(skin, driver_skin, *((lip, driver_lip) if with_lips else ()))
         painter.paint(out, points, driver_frame, points, strength=1.0)
         return out.astype(int)
 
@@ -1113,7 +1124,7 @@ def test_the_performers_lip_along_the_opening_takes_the_characters_lip_colour(fa
         return pixels[:, 2] / np.maximum(pixels.sum(axis=1), 1) - 1 / 3
 
     ring = sliver & (depth >= 1.5)  # clear of the opening's soft edge
-    assert np.allclose(composite.MouthPainter.lip_colour(picture, points), (70, 70, 210))
+    assert np.allclose(mouth.MouthPainter.lip_colour(picture, points), (70, 70, 210))
     before, after = painted(False), painted(True)
     assert np.median(redness(before[ring])) < 0.1  # the grey rim it was
     assert np.median(redness(after[ring])) > 0.8 * float(redness(np.array([[70, 70, 210]]))[0])
