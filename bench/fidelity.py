@@ -284,12 +284,12 @@ def laid_on_canvas(reference: pathlib.Path, count: int, out_dir: pathlib.Path) -
     One fixed framing for the whole clip: the face keeps its shape in every frame, so
     any shape drift the judge reads between the driver and this is the judge's own noise
     (its landmarks on a resampled, re-encoded picture), the floor under any render's."""
-    from service.engine import framing
+    from service.engine import encoder, framing
 
     path = out_dir / f"{reference.stem}__unchanged_on_canvas.mp4"
     if path.exists():
         return path
-    writer = video.Mp4Writer(path, 1280, 720, 24, None, count / 24)
+    writer = encoder.Mp4Writer(path, 1280, 720, 24, None, count / 24)
     try:
         fitted = None
         for frame in video.iter_frames(reference, 24, count):

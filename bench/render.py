@@ -149,14 +149,14 @@ def _floor_job(reference: str, output: str, result: multiprocessing.Queue) -> No
     import cv2
 
     from service import engine
-    from service.engine import video
+    from service.engine import encoder, video
 
     private = _PrivatePeak()
     started, cpu = time.monotonic(), _cpu_s()
     info = engine.probe(reference)
     assert info.duration_s is not None
     count = round(info.duration_s * 24)
-    writer = video.Mp4Writer(pathlib.Path(output), 1280, 720, 24, pathlib.Path(reference), count / 24)
+    writer = encoder.Mp4Writer(pathlib.Path(output), 1280, 720, 24, pathlib.Path(reference), count / 24)
     for frame in video.iter_frames(pathlib.Path(reference), 24, count):
         writer.write(cv2.resize(frame, (1280, 720), interpolation=cv2.INTER_LINEAR))
     writer.close()

@@ -99,6 +99,7 @@ def preload() -> None:
         character,
         composite,
         driver,
+        encoder,
         eyeballs,
         landmarks,
         mouth,
@@ -152,7 +153,7 @@ def _render(
     report: Callable[[float], None],
     cancelled: Callable[[], bool],
 ) -> contracts.RenderResult:
-    from service.engine import camera, character, driver, mouth, retarget, topology, video, warp
+    from service.engine import camera, character, driver, encoder, mouth, retarget, topology, video, warp
 
     fps = contracts.OUTPUT_FPS
     ref = assets.probe(req.reference_path)
@@ -221,7 +222,7 @@ def _render(
 
     warper = warp.Warper(MAP_DOWNSAMPLE)
     finish = None if drift is None else (lambda frame, i: drift.apply(frame, i / fps))
-    writer = video.Mp4Writer(tmp, width, height, fps, req.reference_path, count / fps, finish)
+    writer = encoder.Mp4Writer(tmp, width, height, fps, req.reference_path, count / fps, finish)
     try:
         with (
             contextlib.closing(video.prefetch(char.frames())) as char_frames,

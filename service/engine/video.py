@@ -1,16 +1,14 @@
-"""Streaming video I/O: decode resampled to the output rate, encode H.264 + AAC to MP4.
+"""Streaming video input: decode resampled to the output rate (encoding is ``encoder``).
 
 Frames flow one at a time (never a whole clip in memory). Decoding resamples any input
 rate to 24 fps by picking, for each output instant, the latest source frame shown at that
-instant, as players show it (``shown``: turned upright, HDR tone-mapped). Encoding writes
-H.264 yuv420p (BT.601 limited range, tagged as such) with the moov atom first, and
-interleaves the reference's audio, trimmed to the video's length.
+instant, as players show it (``shown``: turned upright, HDR tone-mapped). ``prefetch``
+runs a producer on a thread of its own, a few items ahead of its consumer.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fractions
 import math
 import pathlib
 import queue
@@ -24,11 +22,6 @@ import numpy as np
 
 from service.engine import contracts
 
-#: x264 speed/quality trade-off; 'veryfast' is ~15 ms per 720p frame on this hardware.
-#: 'superfast' saves ~6 CPU-ms a frame at the same PSNR but measurably lowered the
-#: independent detector's eye/mouth correlations on held-out pairs (bench/fidelity.py).
-X264_PRESET = "veryfast"
-X264_CRF = "20"
 #: Frames buffered between a producer thread and its consumer (bounds memory).
 QUEUE_DEPTH = 3
 
@@ -428,187 +421,3 @@ def _timed_frames(path: pathlib.Path, skip_unreferenced: bool = False) -> Iterat
             frame, t = pending
             rate = stream.average_rate or stream.guessed_rate or 30
             yield frame, t + 1.0 / float(rate)
-
-
-class Mp4Writer:
-    """Encode BGR frames to an H.264 MP4 (faststart), muxing in trimmed source audio.
-
-    Call ``write`` per frame, then ``close``; ``abort`` discards the container. The audio
-    of ``audio_source`` (if it has any) is re-encoded to AAC and interleaved as the video
-    advances, cut at ``duration_s``. Encoding runs on a background thread (x264 releases
-    the GIL) fed through a short queue, so it overlaps the next frame's rendering;
-    ``finish(frame, index)``, if given, runs on that thread too, just before encoding
-    (a last whole-frame step such as the camera drift, moved off the render thread).
-    """
-
-    def __init__(
-        self,
-        path: pathlib.Path,
-        width: int,
-        height: int,
-        fps: int,
-        audio_source: pathlib.Path | None,
-        duration_s: float,
-        finish: Callable[[np.ndarray, int], np.ndarray] | None = None,
-    ) -> None:
-        import av
-
-        self._av = av
-        self._container = av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"})
-        stream = self._container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.time_base = fractions.Fraction(1, fps)
-        stream.options = {
-            "preset": X264_PRESET,
-            "crf": X264_CRF,
-            "x264-params": "colorprim=smpte170m:transfer=smpte170m:colormatrix=smpte170m:range=tv",
-        }
-        self._video = stream
-        self._finish = finish
-        self._fps = fps
-        self._width, self._height = width, height
-        self._frames = 0
-        self._audio = _AudioPump(self._container, audio_source, duration_s) if audio_source else None
-        if self._audio is not None and not self._audio.active:
-            self._audio = None
-        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=QUEUE_DEPTH)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="engine-encoder", daemon=True)
-        self._thread.start()
-
-    @property
-    def has_audio(self) -> bool:
-        return self._audio is not None
-
-    def write(self, bgr: np.ndarray) -> None:
-        """Queue one frame (blocks while the encoder is ``QUEUE_DEPTH`` frames behind)."""
-        self._raise_if_failed()
-        while True:
-            try:
-                self._queue.put(bgr, timeout=0.1)
-                return
-            except queue.Full:
-                self._raise_if_failed()
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise self._error
-        if not self._thread.is_alive():
-            raise RuntimeError("encoder thread stopped")
-
-    def _run(self) -> None:
-        try:
-            while True:
-                bgr = self._queue.get()
-                if bgr is None:
-                    return
-                self._encode(bgr)
-        except BaseException as exc:
-            self._error = exc
-
-    def _encode(self, bgr: np.ndarray) -> None:
-        import cv2
-
-        if self._finish is not None:
-            bgr = self._finish(bgr, self._frames)
-        yuv = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
-        frame = self._av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-        frame.pts = self._frames
-        frame.time_base = fractions.Fraction(1, self._fps)
-        for packet in self._video.encode(frame):
-            self._container.mux(packet)
-        self._frames += 1
-        if self._audio is not None:
-            self._audio.pump_until(self._frames / self._fps)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        for packet in self._video.encode(None):
-            self._container.mux(packet)
-        if self._audio is not None:
-            self._audio.finish()
-        self._container.close()
-
-    def abort(self) -> None:
-        while self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=0.1)
-            except queue.Full:
-                with contextlib.suppress(queue.Empty):
-                    self._queue.get_nowait()
-        self._thread.join()
-        with contextlib.suppress(Exception):  # already broken; the caller deletes the file
-            self._container.close()
-        if self._audio is not None:
-            self._audio.abort()
-
-
-class _AudioPump:
-    """Decode the reference's first audio track and re-encode it to AAC, up to a limit."""
-
-    def __init__(self, out_container: Any, source: pathlib.Path, duration_s: float) -> None:
-        import av
-
-        self._av = av
-        self._limit = duration_s
-        self._src = av.open(str(source), mode="r")
-        self.active = bool(self._src.streams.audio)
-        if not self.active:
-            self._src.close()
-            return
-        in_stream = self._src.streams.audio[0]
-        rate = in_stream.codec_context.sample_rate or 48000
-        layout = "mono" if (in_stream.codec_context.channels or 2) == 1 else "stereo"
-        self._rate = rate
-        self._out = out_container.add_stream("aac", rate=rate, layout=layout)
-        self._out.codec_context.time_base = fractions.Fraction(1, rate)
-        self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        self._frames = self._src.decode(in_stream)
-        self._samples = 0  # samples sent to the encoder
-        self._container = out_container
-        self._done = False
-
-    def pump_until(self, t: float) -> None:
-        """Encode audio until it covers time ``t`` (or the limit, or the source ends)."""
-        target = min(t, self._limit)
-        while not self._done and self._samples < target * self._rate:
-            try:
-                frame = next(self._frames)
-            except StopIteration:
-                self._done = True
-                break
-            except self._av.error.FFmpegError:  # damaged audio: keep what we have
-                self._done = True
-                break
-            for out in self._resampler.resample(frame):
-                self._encode(out)
-
-    def _encode(self, frame: Any) -> None:
-        remaining = int(round(self._limit * self._rate)) - self._samples
-        if remaining <= 0:
-            self._done = True
-            return
-        if frame.samples > remaining:
-            data = frame.to_ndarray()[:, :remaining]
-            trimmed = self._av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(data), format="fltp", layout=frame.layout.name
-            )
-            trimmed.sample_rate = self._rate
-            frame = trimmed
-        frame.pts = self._samples
-        frame.time_base = fractions.Fraction(1, self._rate)
-        self._samples += frame.samples
-        for packet in self._out.encode(frame):
-            self._container.mux(packet)
-
-    def finish(self) -> None:
-        self.pump_until(self._limit)
-        for packet in self._out.encode(None):
-            self._container.mux(packet)
-        self._src.close()
-
-    def abort(self) -> None:
-        self._src.close()
