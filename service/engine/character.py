@@ -27,6 +27,7 @@ from service.engine import (
     eyefit,
     framing,
     landmarks,
+    lids,
     retarget,
     rig,
     topology,
@@ -88,7 +89,7 @@ class CharacterFrame:
     background: np.ndarray
     base: np.ndarray
     #: Makes the lids of the character's eyes as they narrow and shut (None: no face).
-    shut_eyes: eyefit.ShutEyes | None = None
+    shut_eyes: lids.ShutEyes | None = None
     #: Where ``background`` is an inpainted fill (float32 0..1; None: nowhere).
     plate_area: np.ndarray | None = None
     #: The eyes' openings carried out past their lids, for the gaze (None: not drawn).
@@ -181,7 +182,7 @@ class StillCharacter:
             mask=mask,
             background=plate,
             base=canvas,
-            shut_eyes=eyefit.ShutEyes(canvas, points, []) if drawn is None else drawn.lids,
+            shut_eyes=_lids(canvas, points, drawn),
             plate_area=plate_area,
             eyeballs=eyeballs.Eyeballs(canvas, points),
         )
@@ -253,7 +254,7 @@ class VideoCharacter:
         #: Drawn eyes, fitted on the first face and carried to every frame (None: real).
         self._drawn = eyefit.DrawnEyes.find(first_canvas, face)
         #: The lids, made on the first face (their narrowing measured on each frame's).
-        self._lids = eyefit.ShutEyes(first_canvas, face, []) if self._drawn is None else self._drawn.lids
+        self._lids = _lids(first_canvas, face if self._drawn is None else self._drawn.points, self._drawn)
 
     def frames(self) -> Iterator[CharacterFrame]:
         """``count`` frames: the video's own, then, if it ends first, the same played
@@ -488,13 +489,13 @@ class _Reel:
         height: int,
         count: int,
         first: int = 0,
-        lids: eyefit.ShutEyes | None = None,
+        shut_eyes: lids.ShutEyes | None = None,
         picture: tuple[int, int, int, int] | None = None,
     ) -> None:
-        """``lids``: the video's lids (the same on every frame); ``picture``: where its
-        sharp picture is on the canvas (``Rig``)."""
+        """``shut_eyes``: the video's lids (the same on every frame); ``picture``: where
+        its sharp picture is on the canvas (``Rig``)."""
         self._w, self._h = width, height
-        self._lids = lids
+        self._lids = shut_eyes
         self._picture = picture
         self._count, self._first = count, first
         self._seen = 0
@@ -631,7 +632,7 @@ class OpenEyes:
     ) -> None:
         import cv2
 
-        patch, origin, then, lids = view
+        patch, origin, then, then_points = view
         if patch.size == 0:
             return
         # The similarity taking the remembered eye corners onto today's.
@@ -641,7 +642,7 @@ class OpenEyes:
         rot = b / a
         lin = np.array([[rot.real, -rot.imag], [rot.imag, rot.real]])
         shift = ends[0] - lin @ then[0]
-        moved = lids[:, :2] @ lin.T + shift
+        moved = then_points[:, :2] @ lin.T + shift
         # Where the view goes: the remembered eye outline, enlarged to take in the lids
         # and lashes, feathered.
         h, w = canvas.shape[:2]
@@ -665,6 +666,12 @@ class OpenEyes:
         region = canvas[y0:y1, x0:x1]
         region[:] = (view_px * alpha + region * (1 - alpha)).astype(np.uint8)
         points[moving, :2] = moved
+
+
+def _lids(canvas: np.ndarray, points: np.ndarray, drawn: eyefit.DrawnEyes | None) -> lids.ShutEyes:
+    """The lids of the eyes of a picture whose landmarks are ``points`` (its drawn eyes,
+    if ``drawn``, fitted)."""
+    return lids.ShutEyes(canvas, points, [] if drawn is None else drawn.eyes)
 
 
 def _passthrough(canvas: np.ndarray) -> CharacterFrame:

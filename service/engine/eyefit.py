@@ -17,17 +17,17 @@ rings of points beyond the contour stay outside the drawing and carry skin, not 
 when the lids close. Real eyes are left as they are; should dark make-up under a real
 eye pass for a drawn lid, its upper lid, with no white between contour and lashes,
 still stays.
+
+The lids drawn as such an eye narrows and shuts, and the lids of real eyes, are
+``lids.ShutEyes``; it measures each eye's lash line with the scan-line helpers here
+(``scan``, ``dark_end``, ``skin_below``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-from collections.abc import Callable
-
 import numpy as np
 
-from service.engine import retarget, topology, warp
+from service.engine import retarget, topology
 
 #: Share of an eye's lower contour points that must see a drawn lid for it to count.
 DRAWN_SHARE = 0.5
@@ -48,7 +48,7 @@ MAX_MOVE = 0.3
 _STEP = 0.5  # px between samples along a scan line
 
 
-def _profile(light: np.ndarray, start: np.ndarray, direction: np.ndarray, length: float) -> np.ndarray:
+def scan(light: np.ndarray, start: np.ndarray, direction: np.ndarray, length: float) -> np.ndarray:
     """Lightness sampled every ``_STEP`` px from ``start`` along unit ``direction``."""
     import cv2
 
@@ -73,7 +73,7 @@ def _drawn_lid(profile: np.ndarray, width: float, skin: float) -> float | None:
     return where
 
 
-def _dark_end(profile: np.ndarray, skin: float) -> tuple[float, float] | None:
+def dark_end(profile: np.ndarray, skin: float) -> tuple[float, float] | None:
     """Where the first dark run along the profile (lashes, possibly over the iris) starts
     and ends (px), or None if the profile has no dark pixel."""
     dark = profile < DARK * skin
@@ -111,11 +111,11 @@ def _eye_moves(light: np.ndarray, points: np.ndarray, eye: topology.Eye) -> dict
         return {}
     along, up = retarget.line_axes(inner, outer)
     down = -up
-    skin = _skin_below(light, points, eye, width, down)
+    skin = skin_below(light, points, eye, width, down)
     if skin <= 0:
         return {}
     reach = (REACH + LINE) * width
-    hits = [_drawn_lid(_profile(light, points[i, :2], down, reach), width, skin) for i in lower]
+    hits = [_drawn_lid(scan(light, points[i, :2], down, reach), width, skin) for i in lower]
     if sum(d is not None for d in hits) < DRAWN_SHARE * len(lower):
         return {}
     limit = MAX_MOVE * width
@@ -123,7 +123,7 @@ def _eye_moves(light: np.ndarray, points: np.ndarray, eye: topology.Eye) -> dict
     # Upper lid: to the top of the first dark run (the drawn lashes, which may lie over
     # the iris), less the lashes' own thickness where it can be seen (white below
     # them): the lashes then come down with the lid, as a drawn closed eye shows them.
-    runs = [_dark_end(_profile(light, points[i, :2], -down, reach), skin) for i in upper]
+    runs = [dark_end(scan(light, points[i, :2], -down, reach), skin) for i in upper]
     # A drawn eye shows white between its upper contour and the lashes somewhere; where
     # no point does (the contour already on the lashes, as on a real eye under dark
     # lower make-up), the upper lid stays, and holds the mesh above it in place.
@@ -134,7 +134,7 @@ def _eye_moves(light: np.ndarray, points: np.ndarray, eye: topology.Eye) -> dict
     # Corners: along the eye's axis, onto the drawn corner if a drawn lid line is there.
     ends = []
     for index, outward in ((corners[0], -along), (corners[1], along)):
-        hit = _drawn_lid(_profile(light, points[index, :2], outward, reach), width, skin)
+        hit = _drawn_lid(scan(light, points[index, :2], outward, reach), width, skin)
         ends.append(0.0 if hit is None else min(hit, limit))
     moves = {int(corners[0]): -along * ends[0], int(corners[1]): along * ends[1]}
     moves.update({int(i): np.zeros(2) for i in upper})  # stays unless fitted below
@@ -200,7 +200,7 @@ class DrawnEyes:
 
     def __init__(self, image: np.ndarray, points: np.ndarray, moves: dict[int, np.ndarray]) -> None:
         """``moves``: ``contour_moves(image, points)``, not empty."""
-        self._eyes: list[tuple[int, np.ndarray, np.ndarray]] = []  # eye, indices, local moves
+        self._fits: list[tuple[int, np.ndarray, np.ndarray]] = []  # eye, indices, local moves
         for k, eye in enumerate(topology.EYES):
             index = np.array(
                 [i for i in (*eye.corners, *eye.upper, *eye.lower) if int(i) in moves], dtype=np.int64
@@ -209,11 +209,12 @@ class DrawnEyes:
                 continue
             along, up, width = self._axes(points, eye)
             shift = np.stack([moves[int(i)] for i in index])
-            self._eyes.append((k, index, np.column_stack([shift @ along, shift @ up]) / width))
+            self._fits.append((k, index, np.column_stack([shift @ along, shift @ up]) / width))
         #: This frame's landmarks with its drawn eyes fitted (``fit_drawn_eyes``).
         self.points = fit_drawn_eyes(image, points, moves)
-        #: The drawn lids of these eyes, as this frame shows them.
-        self.lids = ShutEyes(image, self.points, [k for k, _, _ in self._eyes])
+        #: Which eyes are drawn (indices into ``topology.EYES``), for their lids
+        #: (``lids.ShutEyes``).
+        self.eyes = [k for k, _, _ in self._fits]
 
     @classmethod
     def find(cls, image: np.ndarray, points: np.ndarray) -> DrawnEyes | None:
@@ -230,400 +231,17 @@ class DrawnEyes:
     def moves(self, points: np.ndarray) -> dict[int, np.ndarray]:
         """The fit's moves (px, x/y) for another frame's landmarks ``points``."""
         out: dict[int, np.ndarray] = {}
-        for k, index, local in self._eyes:
+        for k, index, local in self._fits:
             along, up, width = self._axes(points, topology.EYES[k])
             shift = (local[:, :1] * along + local[:, 1:] * up) * width
             out.update(zip((int(i) for i in index), shift, strict=True))
         return out
 
 
-#: Real eyes (``ShutEyes``): the lid stretched over a shutting eye is lifted to this
-#: share of the light of the skin around the eye...
-LID_LIGHT = 0.95
-#: ...as seen through a blur of this many eye widths (Gaussian sigma), after each pixel
-#: takes its lightest neighbour (so a lash a pixel or two wide does not count as dark)...
-LID_BLUR = 0.03
-#: ...by at most this factor...
-LID_GAIN = 3.0
-#: ...leaving the lash line along the lid: this many times the lashes' thickness.
-LASH_KEEP = 1.0
-#: Real eyes shut (``ShutEyes._turn_lashes``): past the ring beyond the eye, the lid's
-#: skin is the picture closed (grey-level morphology) over this many eye widths, wider
-#: than a lash...
-LASH_STRAND = 0.07
-#: ...and lashes are taken off the lid up to this far past the ring (eye widths)...
-LASH_REACH = 0.25
-#: ...and shown below the lid line, this much shorter (they point at the viewer)...
-LASH_SQUASH = 0.7
-#: ...and this much darker (their darkness against the skin times this, at most 0.9).
-LASH_DOWN = 1.5
-
-
-@dataclasses.dataclass(frozen=True)
-class Lid:
-    """What one eye's lids need, measured once on the picture."""
-
-    eye: int  # index into ``topology.EYES``
-    drawn: bool
-    upper_arc: np.ndarray  # the ring just beyond the eye, above its axis, inner to outer
-    lower_arc: np.ndarray  # ...and below it
-    lash: float  # the lash line's thickness along the upper lid, eye widths
-    colour: np.ndarray  # the lashes' colour (BGR)
-    band: float  # how tall (px) the band between the upper lid and ``upper_arc`` is
-
-
-class _EyeArea:
-    """One eye of one frame: the box around it (and a real eye's upper lashes' reach),
-    and the skin filled in over it."""
-
-    def __init__(self, out: np.ndarray, target: np.ndarray, lid: Lid) -> None:
-        import cv2
-
-        eye = topology.EYES[lid.eye]
-        inner, outer = (target[c, :2].astype(np.float64) for c in eye.corners)
-        self.width = float(np.linalg.norm(outer - inner)) or 1.0
-        self.up = retarget.line_axes(inner, outer)[1]
-        self.lid = np.vstack([inner, target[eye.upper, :2], outer])
-        self.low = np.vstack([inner, target[eye.lower, :2], outer])
-        self.upper_arc = target[lid.upper_arc, :2].astype(np.float64)
-        self.ring = np.vstack([self.upper_arc, target[lid.lower_arc[::-1], :2]]).astype(np.float64)
-        self.feather = max(3, int(0.12 * self.width)) | 1
-        size = self.feather // 2 * 2 + 1
-        self._grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-        h, w = out.shape[:2]
-        #: Where the tips of a real eye's upper lashes may reach past the ring (a drawn
-        #: eye's lashes are drawn along its lid: its box is the ring's).
-        self.tips = self.upper_arc + self.up * (LASH_REACH * self.width)
-        reach = self.ring if lid.drawn else np.vstack([self.ring, self.tips])
-        x0, y0 = np.floor(reach.min(axis=0)).astype(int) - self.feather
-        x1, y1 = np.ceil(reach.max(axis=0)).astype(int) + self.feather + 1
-        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-        self.box = out[y0:y1, x0:x1]  # a view: painting it paints ``out``
-        self.shift = np.array([x0, y0], dtype=np.float64)
-
-    @property
-    def empty(self) -> bool:
-        return self.box.shape[0] < 4 or self.box.shape[1] < 4
-
-    def fill(self, poly: np.ndarray) -> np.ndarray:
-        """A mask (uint8, 255 inside) of the box: the polygon ``poly`` (frame px)."""
-        return warp.polygon_mask(self.box.shape, poly, self.shift, quarter=False, antialiased=False)
-
-    def grow(self, mask: np.ndarray) -> np.ndarray:
-        """``mask`` reaching half a feather further out."""
-        import cv2
-
-        return cv2.dilate(mask, self._grow)
-
-    def soften(self, mask: np.ndarray, share: float) -> np.ndarray:
-        """``mask`` feathered, as float32 0..``share``."""
-        import cv2
-
-        return cv2.GaussianBlur(mask, (self.feather, self.feather), 0).astype(np.float32) * np.float32(
-            share / 255
-        )
-
-    @functools.cached_property
-    def whole(self) -> np.ndarray:
-        """The mask of everything inside the ring, reaching half a feather past it."""
-        return self.grow(self.fill(self.ring))
-
-    @functools.cached_property
-    def skin(self) -> np.ndarray:
-        """The box with everything inside the ring (``whole``) filled from the skin
-        around it (the eye itself is no source for the fill), at half size: the fill is
-        smooth, and it costs a quarter. Made once, from the box as the warp left it."""
-        import cv2
-
-        h, w = self.box.shape[:2]
-        size = (max(1, w // 2), max(1, h // 2))
-        small = cv2.inpaint(
-            cv2.resize(self.box, size, interpolation=cv2.INTER_AREA),
-            cv2.resize(self.whole, size, interpolation=cv2.INTER_NEAREST),
-            3,
-            cv2.INPAINT_TELEA,
-        )
-        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-class ShutEyes:
-    """The lids of an eye as it narrows and shuts, where the warp alone does not make
-    one: drawn eyes get theirs drawn, real eyes get theirs lifted out of the shadow.
-
-    **Drawn eyes** (``contour_moves`` found them; ``DrawnEyes.lids``). A drawn open eye
-    shows no lid: its lashes sit right on the eye's top edge. Closing it as a real eye
-    is closed (the lids slide down and the skin above stretches over the eyeball)
-    stretches the drawn lashes into a tall brown band. So as such an eye narrows (below
-    ``LID_FROM`` of its opening, wholly at ``LID_FULL``) the region between its upper lid
-    and the mesh ring just beyond the eye (which on a fitted drawn eye holds skin) is
-    filled from the skin around it, and the lashes are drawn along the upper lid: one
-    tapered stroke, as thick and as dark as the drawing's own. The eye below the lid
-    shows as the warp leaves it. As it shuts (below ``FROM``, wholly at ``FULL``) the
-    rest of the eye, down to the ring below it, is filled too.
-
-    **Real eyes** close by the warp: the band between the upper lid and that ring is
-    stretched over the eye, lashes and all, and on a photo with a visible lid that reads
-    as a lid. On a small or hooded eye (a smiling face in a small picture) that band is
-    thin, only lash line and crease shadow, and stretched to two or three times its
-    height it shows as a dark brown smear. So as a real eye's band is stretched (from
-    ``STRETCH_FROM`` times its own height, wholly at ``STRETCH_FULL``) the stretched lid,
-    above the lash line along the lid (``LASH_KEEP``), is lifted toward ``LID_LIGHT`` of
-    the light of the skin around the eye: each pixel multiplied by how much darker its
-    neighbourhood is than that (``LID_BLUR``, at most ``LID_GAIN``). The lid keeps its
-    texture; a lid already that light (skin between lashes) is left as it is, so a
-    picture's own lashes on a visible lid stay. Measured by the stretch, not by how far
-    the eye has shut, a tall lid band (a narrowed eye's, or a visible lid's) is left to
-    the warp.
-
-    **Real eyes shut** (below ``FROM`` of their opening, wholly at ``FULL``) have their
-    lashes turned (``_turn_lashes``). The warp carries the lashes down with the lid still
-    pointing up, fanned over it, as on an open eye looking down; the tips past the ring
-    it leaves where they were. Shut, a lid hides its lashes' roots and they hang below
-    it. So above the lid line, past the lash line's own base (``LASH_KEEP``), whatever is
-    darker than the lid's skin (filled in from around the eye inside the ring; past it,
-    the picture closed over anything strand-thin) is lifted to it, up to ``LASH_REACH``
-    past the ring; below the line each pixel is darkened as the pixel
-    ``1 / LASH_SQUASH`` times as far above it was (``LASH_DOWN``); and where the lids
-    meet, nothing shows lighter than the skin (the warp leaves a row of the eye's white
-    or the lower lid's wet rim there) and the line is one dark line.
-    """
-
-    #: Drawn eyes: the eye opening (share of the character's own) where the upper lid
-    #: starts being drawn...
-    LID_FROM = 0.85
-    #: ...and where it is drawn whole.
-    LID_FULL = 0.6
-    #: Drawn eyes: the eye opening where the whole eye starts being filled (drawn shut)...
-    FROM = 0.35
-    #: ...and where it is filled whole.
-    FULL = 0.1
-    #: Real eyes: how far (times its own height) the band above the upper lid is
-    #: stretched where the lid starts being lifted...
-    STRETCH_FROM = 1.6
-    #: ...and where it is lifted whole.
-    STRETCH_FULL = 2.4
-
-    def __init__(self, image: np.ndarray, points: np.ndarray, drawn: list[int]) -> None:
-        """``points``: the landmarks of ``image`` (drawn eyes fitted: ``fit_drawn_eyes``);
-        ``drawn``: indices into ``topology.EYES`` of the drawn eyes (the others are real)."""
-        import cv2
-
-        light = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32)
-        self._rest = retarget.eye_openness(points)  # each eye's own opening
-        #: Each eye's lids, as measured on the picture.
-        self.eyes: list[Lid] = []
-        for k, eye in enumerate(topology.EYES):
-            inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
-            width = float(np.linalg.norm(outer - inner)) or 1.0
-            along, up = retarget.line_axes(inner, outer)
-            skin = _skin_below(light, points, eye, width, -up)
-            runs = [_dark_end(_profile(light, points[i, :2], up, REACH * width), skin) for i in eye.upper]
-            thick = [end - start for start, end in (r for r in runs if r is not None) if end > start]
-            lash = float(np.median(thick)) if thick else 0.05 * width
-            lash = float(np.clip(lash, 0.03 * width, 0.12 * width))
-            at = (points[eye.upper, :2] + up * lash / 2).astype(np.float32)
-            colour = cv2.remap(image, at[:, :1], at[:, 1:], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            # The ring around the eye, split into its arcs above and below the eye's
-            # axis, each from the inner corner's side to the outer's.
-            ring = topology.eye_surround(k)
-            rel = points[ring, :2] - points[eye.ring, :2].mean(axis=0)
-            above = rel @ up > 0
-            upper_arc = ring[above][np.argsort(rel[above] @ along)]
-            self.eyes.append(
-                Lid(
-                    eye=k,
-                    drawn=k in drawn,
-                    upper_arc=upper_arc,
-                    lower_arc=ring[~above][np.argsort(rel[~above] @ along)],
-                    lash=lash / width,
-                    colour=np.median(colour[:, 0], axis=0),
-                    band=_band(points, k, upper_arc),
-                )
-            )
-
-    def paint(self, out: np.ndarray, target: np.ndarray, own: np.ndarray | None = None) -> None:
-        """Make the lids of the narrowing eyes of ``out`` (in place): ``target`` is where
-        the warp put the character's landmarks in ``out``; ``own`` the character frame's
-        landmarks, whose eyes the narrowing is measured against (default: those of the
-        frame these lids were made from; a video's change)."""
-        now = retarget.eye_openness(target)
-        rest = self._rest if own is None else retarget.eye_openness(own)
-        for lid in self.eyes:
-            opening = now[lid.eye] / max(rest[lid.eye], 1e-6)
-            if lid.drawn:
-                share = _ramp(opening, self.LID_FROM, self.LID_FULL)
-            else:
-                rest_band = lid.band if own is None else _lid_band(own, lid)
-                stretch = _lid_band(target, lid) / max(rest_band, 1e-6)
-                share = _ramp(-stretch, -self.STRETCH_FROM, -self.STRETCH_FULL)
-            shut = _ramp(opening, self.FROM, self.FULL)
-            if share <= 0 and (lid.drawn or shut <= 0):
-                continue
-            area = _EyeArea(out, target, lid)
-            if area.empty:
-                continue
-            if lid.drawn:
-                self._draw(area, lid, share, shut)
-                continue
-            if share > 0:
-                self._lift(area, lid, share)
-            if shut > 0:
-                self._turn_lashes(area, lid, shut)
-
-    @staticmethod
-    def _draw(area: _EyeArea, lid: Lid, lid_share: float, shut_share: float) -> None:
-        """A drawn eye's lid: skin above the upper lid and the lashes along it; as it
-        shuts, skin over all of it."""
-        import cv2
-
-        box = area.box
-        skin = area.skin
-        # Shown: above the upper lid, and, as the eye shuts, all of it.
-        alpha = area.soften(area.grow(area.fill(np.vstack([area.upper_arc, area.lid[::-1]]))), lid_share)
-        # Not over the open eye (the lash stroke hides the edge).
-        alpha[area.fill(np.vstack([area.lid, area.low[::-1]])) > 0] = 0
-        if shut_share > 0:
-            np.maximum(alpha, area.soften(area.whole, shut_share), out=alpha)
-        alpha = alpha[..., None]
-        box[:] = (skin * alpha + box * (1 - alpha) + 0.5).astype(np.uint8)
-        # The lashes along the upper lid, over the seam with the open eye.
-        stroke = np.zeros(box.shape[:2], dtype=np.uint8)
-        outline = _lash_stroke(area.lid, lid.lash * area.width) - area.shift
-        cv2.fillPoly(stroke, [np.round(outline * 16).astype(np.int32)], (255,), cv2.LINE_AA, 4)
-        cover = (stroke.astype(np.float32) * np.float32(lid_share / 255))[..., None]
-        box[:] = (lid.colour * cover + box * (1 - cover) + 0.5).astype(np.uint8)
-
-    @staticmethod
-    def _lift(area: _EyeArea, lid: Lid, share: float) -> None:
-        """A real eye's stretched lid, above its lash line, lifted toward the skin's light."""
-        import cv2
-
-        box = area.box
-        target = area.skin.astype(np.float32) * np.float32(LID_LIGHT)
-        lightest = cv2.dilate(box, np.ones((3, 3), np.uint8))
-        seen = cv2.GaussianBlur(lightest.astype(np.float32), (0, 0), max(1.0, LID_BLUR * area.width))
-        gain = np.clip((target + 8) / (seen + 8), 1.0, LID_GAIN)
-        above_lashes = area.lid + area.up * (LASH_KEEP * lid.lash * area.width)
-        weight = area.soften(area.fill(np.vstack([area.upper_arc, above_lashes[::-1]])), share)
-        gain = 1 + (gain - 1) * weight[..., None]
-        box[:] = np.clip(box * gain + 0.5, 0, 255).astype(np.uint8)
-
-    @staticmethod
-    def _turn_lashes(area: _EyeArea, lid: Lid, share: float) -> None:
-        """A real eye's lashes once it is shut: what is darker than the skin above the lid
-        line (lashes, lash line) is taken off the lid and shown hanging below the line,
-        shorter; where the lids meet, one dark line."""
-        import cv2
-
-        box = area.box
-        h, w = box.shape[:2]
-        inner, along, up, width, arc = _lid_arc(area.lid)
-        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-        px = xs + np.float32(area.shift[0] - inner[0])
-        py = ys + np.float32(area.shift[1] - inner[1])
-        across = (px * along[0] + py * along[1]) / np.float32(width)
-        height = px * up[0] + py * up[1] - arc(np.clip(across, 0.0, 1.0)).astype(np.float32)
-        taper = np.sqrt(np.clip(np.sin(np.pi * np.clip(across, 0.0, 1.0)), 0.0, 1.0)).astype(np.float32)
-        # The lid without its lashes: inside the ring beyond the eye, the skin filled in
-        # from around it; past the ring (where the lashes' tips were left, as the warp
-        # moves nothing there), the picture with anything strand-thin and dark closed.
-        size = max(3, int(LASH_STRAND * width) | 1)
-        closed = cv2.morphologyEx(
-            box, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-        )
-        inside = area.soften(area.whole, 1.0)[..., None]
-        skin = area.skin.astype(np.float32) * inside + closed.astype(np.float32) * (1 - inside)
-        # Taken off: above the line up to the ring and the lashes' reach past it, but the
-        # lash line's own base, along the lid where it closes.
-        keep = max(1.0, LASH_KEEP * lid.lash * width)
-        band = area.soften(area.fill(np.vstack([area.tips, area.lid[::-1]])), 1.0) * taper
-        above = band * np.clip(2 * height / keep - 1, 0.0, 1.0)
-        dark = (1 - np.clip(box / np.maximum(skin, 1.0), 0.0, 1.0)) * (band * (height > 0))[..., None]
-        # Below the line, each pixel shows the darkness as far above it (/ LASH_SQUASH).
-        lift = -height / np.float32(LASH_SQUASH) - height
-        hanging = cv2.remap(
-            dark,
-            xs + lift * np.float32(up[0]),
-            ys + lift * np.float32(up[1]),
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-        )
-        hanging *= (height < 0)[..., None]
-        out = box + np.clip(skin - box, 0, None) * (above * share)[..., None]
-        # Where the lids meet, nothing lighter than the skin: the white of the eye or the
-        # lower lid's wet rim, which the warp leaves along the line, is under the lid.
-        seam = (np.clip(1 + height / keep, 0.0, 1.0) * (height < keep) * taper * share)[..., None]
-        out -= np.clip(out - skin, 0, None) * seam
-        out *= 1 - np.minimum(hanging * np.float32(LASH_DOWN), 0.9) * np.float32(share)
-        # The line itself, the lash line above it and its turned half below it: one dark
-        # line, without the pale row the warp leaves where the lids meet.
-        span = max(3, int(keep) | 1)
-        line = cv2.erode(out, np.ones((span, 1), np.uint8))
-        near = (np.clip(1 - np.abs(height) / (0.5 * keep), 0.0, 1.0) * taper * share)[..., None]
-        out += (np.minimum(out, line) - out) * near
-        box[:] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def _lid_band(points: np.ndarray, lid: Lid) -> float:
-    """How tall (px) the band between an eye's upper lid and the ring beyond it is, at
-    ``points``, on average across the eye."""
-    return _band(points, lid.eye, lid.upper_arc)
-
-
-def _band(points: np.ndarray, k: int, upper_arc: np.ndarray) -> float:
-    """``_lid_band`` of eye ``k``, whose upper arc is ``upper_arc``."""
-    eye = topology.EYES[k]
-    inner, outer = (points[c, :2].astype(np.float64) for c in eye.corners)
-    up = retarget.line_axes(inner, outer)[1]
-    return float(points[upper_arc, :2].mean(axis=0) @ up - points[eye.upper, :2].mean(axis=0) @ up)
-
-
-def _skin_below(
+def skin_below(
     light: np.ndarray, points: np.ndarray, eye: topology.Eye, width: float, down: np.ndarray
 ) -> float:
     """The lightness of the skin just below an eye, for what "light" and "dark" mean on
     this face."""
-    below = [_profile(light, points[i, :2] + down * 0.3 * width, down, 0.2 * width) for i in eye.lower]
+    below = [scan(light, points[i, :2] + down * 0.3 * width, down, 0.2 * width) for i in eye.lower]
     return float(np.median(np.concatenate(below)))
-
-
-def _ramp(value: float, start: float, full: float) -> float:
-    """0 at ``start``, rising to 1 at ``full`` (``full`` < ``start``), clipped."""
-    return float(np.clip((start - value) / (start - full), 0.0, 1.0))
-
-
-def _lash_stroke(lid: np.ndarray, thickness: float) -> np.ndarray:
-    """The outline (N, 2) of an eye's lashes along its upper ``lid`` (points from the
-    inner corner to the outer): thickest in the middle, tapering to a third at the
-    corners, mostly above the lid."""
-    inner, along, up, width, arc = _lid_arc(lid)
-    t = np.linspace(0.0, 1.0, 24)
-    line = inner + (t * width)[:, None] * along + arc(t)[:, None] * up
-    thick = thickness * (1 / 3 + 2 / 3 * np.sin(np.pi * t))
-    return np.vstack([line + up * (0.75 * thick[:, None]), (line - up * (0.25 * thick[:, None]))[::-1]])
-
-
-def _lid_arc(
-    lid: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, Callable[[np.ndarray], np.ndarray]]:
-    """An eye's upper ``lid`` (points from the inner corner to the outer) as one smooth
-    arc: the inner corner, the unit vectors along the eye and up across it, the eye's
-    width, and the arc's height above the corners' line at a share of the way across."""
-    inner, outer = lid[0].astype(np.float64), lid[-1].astype(np.float64)
-    width = float(np.linalg.norm(outer - inner)) or 1.0
-    along, up = retarget.line_axes(inner, outer)
-    rel = lid - inner
-    return inner, along, up, width, _parabola((rel @ along) / width, rel @ up)
-
-
-def _parabola(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """The least-squares parabola through the points (``x``, ``y``), as a function of x
-    (at least three distinct x). Solved in closed form from its normal equations, as
-    ``np.polyfit`` would by LAPACK: the per-frame path makes no LAPACK calls, whose
-    OpenBLAS threads each call wakes (``warp.inv2``)."""
-    basis = np.stack([x * x, x, np.ones_like(x)])  # (3, N)
-    normal = basis @ basis.T
-    rhs = basis @ y
-    det = warp.det3(normal)
-    coeffs = [warp.det3(np.where(np.arange(3) == k, rhs[:, None], normal)) / det for k in range(3)]
-    return lambda at: (coeffs[0] * at + coeffs[1]) * at + coeffs[2]

@@ -296,7 +296,7 @@ def _animate(
     composite.lay_person(out, roi, cf.canvas, maps.full(), back, mask)
     if cf.eyeballs is not None:  # the gaze shows the eyeball, not the lids, past its edge
         cf.eyeballs.paint(out, eyes)
-    if cf.shut_eyes is not None:  # lids where the warp alone makes none (eyefit.ShutEyes)
+    if cf.shut_eyes is not None:  # lids where the warp alone makes none (lids.ShutEyes)
         cf.shut_eyes.paint(out, target.points, cf.points)
     return out
 

@@ -10,7 +10,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from service.engine import character, eyefit, framing, retarget, topology, warp
+from service.engine import character, eyefit, framing, lids, retarget, topology, warp
 
 EYES = topology.EYES
 
@@ -244,9 +244,9 @@ def test_a_cartoon_video_has_its_drawn_eyes_fitted_on_every_frame_and_drawn_shut
     cv2.fillPoly(inside, [np.round(last.points[right.ring, :2]).astype(np.int32)], (255,))
     assert _white(out)[inside > 0].mean() < 0.05 < 0.2 < _white(last.canvas)[inside > 0].mean()
     real = itertools.islice(character.VideoCharacter(short_character_video, 640, 360, 6, 24).frames(), 6)
-    lids = [f.shut_eyes for f in real]
-    assert lids[0] is not None and all(lid is lids[0] for lid in lids)
-    assert not any(lid.drawn for lid in lids[0].eyes)
+    shut_eyes = [f.shut_eyes for f in real]
+    assert shut_eyes[0] is not None and all(lid is shut_eyes[0] for lid in shut_eyes)
+    assert not any(lid.drawn for lid in shut_eyes[0].eyes)
 
 
 def _lid_sheet(points: np.ndarray, target: np.ndarray, k: int) -> np.ndarray:
@@ -279,7 +279,7 @@ def test_a_real_eyes_stretched_lid_is_lifted_out_of_the_shadow_as_it_shuts(
     # (the photo's own band is tall: shut, it is stretched to under twice its height).
     hooded = points.copy()
     hooded[right.upper] = points[right.upper] + 0.6 * (points[right.upper] - points[right.lower])
-    lids = eyefit.ShutEyes(canvas, hooded, [])
+    shut_eyes = lids.ShutEyes(canvas, hooded, [])
     shut = _closed(points, right)
     sheet = np.zeros(canvas.shape[:2], np.uint8)
     cv2.fillPoly(sheet, [np.round(_lid_sheet(points, shut, 0)).astype(np.int32)], (255,))
@@ -303,19 +303,19 @@ def test_a_real_eyes_stretched_lid_is_lifted_out_of_the_shadow_as_it_shuts(
     # stretched too little to smear): untouched.
     narrowed = points.copy()
     narrowed[right.upper] = points[right.lower] + 0.75 * (points[right.upper] - points[right.lower])
-    lid = lids.eyes[0]
-    assert eyefit._lid_band(narrowed, lid) < eyefit.ShutEyes.STRETCH_FROM * eyefit._lid_band(points, lid)
-    assert eyefit._lid_band(shut, lid) > eyefit.ShutEyes.STRETCH_FULL * eyefit._lid_band(hooded, lid)
+    lid = shut_eyes.eyes[0]
+    assert lids._lid_band(narrowed, lid) < lids.ShutEyes.STRETCH_FROM * lids._lid_band(points, lid)
+    assert lids._lid_band(shut, lid) > lids.ShutEyes.STRETCH_FULL * lids._lid_band(hooded, lid)
     for own, target in ((hooded, hooded), (points, narrowed)):
         same = canvas.copy()
-        lids.paint(same, target, own)
+        shut_eyes.paint(same, target, own)
         assert np.array_equal(same, canvas)
     # A smear: the whole sheet a dark brown, darkest along the lid.
     smeared = canvas.copy()
     smeared[sheet > 0] = (skin_colour * 0.55).astype(np.uint8)
     cv2.polylines(smeared, [lid_line.astype(np.int32)], False, (25, 30, 40), 2)
     out = smeared.copy()
-    lids.paint(out, shut)
+    shut_eyes.paint(out, shut)
     before, after = grey(smeared), grey(out)
     assert before[inside].mean() < 0.6 * grey_skin
     assert after[inside].mean() > 0.85 * grey_skin  # lifted to near the skin's light
@@ -331,8 +331,8 @@ def test_a_real_eyes_stretched_lid_is_lifted_out_of_the_shadow_as_it_shuts(
     # more than ``ShutEyes.FROM`` (shut, they hang below it: the next test).
     partly = points.copy()
     partly[right.upper] = points[right.lower] + 0.7 * (points[right.upper] - points[right.lower])
-    assert eyefit._lid_band(partly, lid) > eyefit.ShutEyes.STRETCH_FULL * eyefit._lid_band(hooded, lid)
-    assert retarget.eye_openness(partly)[0] > eyefit.ShutEyes.FROM * retarget.eye_openness(hooded)[0]
+    assert lids._lid_band(partly, lid) > lids.ShutEyes.STRETCH_FULL * lids._lid_band(hooded, lid)
+    assert retarget.eye_openness(partly)[0] > lids.ShutEyes.FROM * retarget.eye_openness(hooded)[0]
     sheet[:] = 0
     cv2.fillPoly(sheet, [np.round(_lid_sheet(points, partly, 0)).astype(np.int32)], (255,))
     inside = cv2.erode(sheet, np.ones((int(0.12 * width) | 1,) * 2, np.uint8)) > 0
@@ -342,7 +342,7 @@ def test_a_real_eyes_stretched_lid_is_lifted_out_of_the_shadow_as_it_shuts(
         cv2.line(lashed, (x, 0), (x, canvas.shape[0]), (30, 30, 40), 1)
     lashed[sheet == 0] = canvas[sheet == 0]
     kept = lashed.copy()
-    lids.paint(kept, partly)
+    shut_eyes.paint(kept, partly)
     lines = inside & (grey(lashed) < 0.5 * grey_skin)
     assert grey(kept)[lines].mean() < 1.05 * grey(lashed)[lines].mean()  # the lashes stay dark
     assert np.abs(grey(kept) - grey(lashed))[inside].mean() < 4  # the lid as it was, near enough
@@ -425,7 +425,7 @@ def test_only_a_real_eyes_area_reaches_up_to_its_lashes_tips(media: pathlib.Path
         out = frame.canvas.copy()
         for lid in frame.shut_eyes.eyes:
             assert lid.drawn is drawn
-            area = eyefit._EyeArea(out, frame.points, lid)
+            area = lids._EyeArea(out, frame.points, lid)
             top = area.shift[1]
             ring_top = area.ring[:, 1].min() - area.feather
             tips_top = area.tips[:, 1].min() - area.feather

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.engine import camera, composite, eyefit, framing, landmarks, retarget, topology, warp
+from service.engine import camera, composite, framing, landmarks, lids, retarget, topology, warp
 
 
 def test_umeyama_recovers_a_similarity_in_3d() -> None:
@@ -519,18 +519,19 @@ def test_the_per_frame_path_makes_no_lapack_calls() -> None:
         "character.py",
         "driver.py",
         "eyefit.py",
+        "lids.py",
     ):
         source = (root / name).read_text()
         assert not re.search(r"np\.linalg\.(inv|solve|pinv|lstsq|det)\(", source), name
     # Nor through numpy's fitting: the lashes drawn along a narrowing lid, every frame,
     # fit the lid's arc in closed form (``np.polyfit`` is LAPACK's least squares).
     for step in (
-        eyefit.ShutEyes.paint,
-        eyefit.ShutEyes._draw,
-        eyefit.ShutEyes._lift,
-        eyefit.ShutEyes._turn_lashes,
-        eyefit._lash_stroke,
-        eyefit._lid_arc,
+        lids.ShutEyes.paint,
+        lids.ShutEyes._draw,
+        lids.ShutEyes._lift,
+        lids.ShutEyes._turn_lashes,
+        lids._lash_stroke,
+        lids._lid_arc,
     ):
         assert "polyfit" not in inspect.getsource(step), step.__name__
 
@@ -541,7 +542,7 @@ def test_the_lids_arc_is_the_least_squares_parabola() -> None:
         x = np.sort(rng.uniform(0.0, 1.0, 7))
         y = rng.normal(size=7)
         at = np.linspace(0.0, 1.0, 24)
-        np.testing.assert_allclose(eyefit._parabola(x, y)(at), np.polyval(np.polyfit(x, y, 2), at), atol=1e-9)
+        np.testing.assert_allclose(lids._parabola(x, y)(at), np.polyval(np.polyfit(x, y, 2), at), atol=1e-9)
 
 
 def test_the_performers_mouth_snapping_open_reaches_the_character_at_once() -> None:

@@ -163,7 +163,7 @@ def test_a_stills_eyeballs_turned_by_the_gaze_are_drawn_from_their_carried_out_p
 
 
 def test_a_stills_real_eyes_get_their_lids_made_as_they_shut(media: pathlib.Path) -> None:
-    """The render passes a real-eyed still's shut eyes to ``eyefit.ShutEyes`` (its own
+    """The render passes a real-eyed still's shut eyes to ``lids.ShutEyes`` (its own
     test shows what it does to them); with the eyes open it changes nothing."""
     import dataclasses
 
