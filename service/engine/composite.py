@@ -11,7 +11,7 @@
 
 What is painted over the laid person has modules of its own: the mouth interior
 (``mouth``), the eyeballs turned by the gaze (``eyeballs``), the lids of narrowing eyes
-(``eyefit``); and the camera's drift over the whole frame (``camera``).
+(``lids``); and the camera's drift over the whole frame (``camera``).
 """
 
 from __future__ import annotations
