@@ -182,7 +182,7 @@ class StillCharacter:
             mask=mask,
             background=plate,
             base=canvas,
-            shut_eyes=_lids(canvas, points, drawn),
+            shut_eyes=_lids(canvas, found, drawn),
             plate_area=plate_area,
             eyeballs=eyeballs.Eyeballs(canvas, points),
         )
@@ -254,7 +254,7 @@ class VideoCharacter:
         #: Drawn eyes, fitted on the first face and carried to every frame (None: real).
         self._drawn = eyefit.DrawnEyes.find(first_canvas, face)
         #: The lids, made on the first face (their narrowing measured on each frame's).
-        self._lids = _lids(first_canvas, face if self._drawn is None else self._drawn.points, self._drawn)
+        self._lids = _lids(first_canvas, face, self._drawn)
 
     def frames(self) -> Iterator[CharacterFrame]:
         """``count`` frames: the video's own, then, if it ends first, the same played
@@ -668,10 +668,12 @@ class OpenEyes:
         points[moving, :2] = moved
 
 
-def _lids(canvas: np.ndarray, points: np.ndarray, drawn: eyefit.DrawnEyes | None) -> lids.ShutEyes:
-    """The lids of the eyes of a picture whose landmarks are ``points`` (its drawn eyes,
-    if ``drawn``, fitted)."""
-    return lids.ShutEyes(canvas, points, [] if drawn is None else drawn.eyes)
+def _lids(canvas: np.ndarray, found: np.ndarray, drawn: eyefit.DrawnEyes | None) -> lids.ShutEyes:
+    """The lids of the eyes of a picture whose landmarks FaceMesh ``found``, its drawn
+    eyes (``drawn``, if any) as fitted."""
+    if drawn is None:
+        return lids.ShutEyes(canvas, found, [])
+    return lids.ShutEyes(canvas, drawn.points, drawn.eyes)
 
 
 def _passthrough(canvas: np.ndarray) -> CharacterFrame:
