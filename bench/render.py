@@ -12,7 +12,8 @@ runs renders), it measures in one run:
   CALLBOARD_LOCAL_PREWARM); loading the engine is printed separately as the cold start;
 
 With ``--repeat N`` the two alternate N times and each keeps its best run (load from
-other jobs on a shared machine only ever adds time). It prints wall seconds, the
+other jobs on a shared machine only ever adds time); the range of render/floor over the
+N side-by-side pairs is printed too, to show how far the machine's load moved it. It prints wall seconds, the
 real-time factor (seconds per clip second), render/floor, the CPU seconds each run's
 threads used (over the cores, they bound how fast the run could be), and each
 process's peak memory twice: resident (``ru_maxrss``, which also counts the shared
@@ -220,7 +221,7 @@ def main(argv: list[str]) -> int:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     print(
         f"{'case':22} {'clip s':>6} {'floor s':>8} {'floor RTF':>9} {'render s':>9} {'RTF':>5} "
-        f"{'render/floor':>12} {'floor CPU s':>11} {'render CPU s':>12} {'floor MB':>8} {'render MB':>9} "
+        f"{'render/floor':>12} {'pairs':>11} {'floor CPU s':>11} {'render CPU s':>12} {'floor MB':>8} {'render MB':>9} "
         f"{'private MB':>10} {'cold start s':>12}"
     )
     for name in args.cases.split(","):
@@ -242,11 +243,13 @@ def main(argv: list[str]) -> int:
         floor_s, clip_s, floor_cpu = best_floor[0], best_floor[1], best_floor[4]
         render_s, render_cpu = best_render[0], best_render[5]
         load_s = min(r[4] for r in renders)
+        pairs = [r[0] / f[0] for f, r in zip(floors, renders, strict=True)]  # each side by side
+        spread = f"{min(pairs):.2f}-{max(pairs):.2f}" if len(pairs) > 1 else "-"
         floor_mb = max(f[2] for f in floors)
         render_mb, private_mb = max(r[2] for r in renders), max(r[3] for r in renders)
         print(
             f"{name:22} {clip_s:6.1f} {floor_s:8.2f} {floor_s / clip_s:9.2f} {render_s:9.2f} "
-            f"{render_s / clip_s:5.2f} {render_s / floor_s:12.2f} {floor_cpu:11.2f} {render_cpu:12.2f} "
+            f"{render_s / clip_s:5.2f} {render_s / floor_s:12.2f} {spread:>11} {floor_cpu:11.2f} {render_cpu:12.2f} "
             f"{floor_mb:8.0f} {render_mb:9.0f} "
             f"{private_mb:10.0f} {load_s:12.2f}",
             flush=True,
