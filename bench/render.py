@@ -13,15 +13,15 @@ runs renders), it measures in one run:
 
 With ``--repeat N`` the two alternate N times and each keeps its best run (load from
 other jobs on a shared machine only ever adds time); the range of render/floor over the
-N side-by-side pairs is printed too, to show how far the machine's load moved it. It prints wall seconds, the
-real-time factor (seconds per clip second), render/floor, the CPU seconds each run's
-threads used (over the cores, they bound how fast the run could be), and each
-process's peak memory twice: resident (``ru_maxrss``, which also counts the shared
-libraries' pages the process has mapped from the page cache, and so swings by 50-90 MB
-between identical runs) and private (the process's own heap and anonymous maps,
-``RssAnon`` sampled every 20 ms), the steadier figure to compare. The 30 s reference
-is made by looping the shared expressive driving clip (re-encoded here). Absolute numbers drift on shared
-machines; compare the ratios measured side by side.
+N side-by-side pairs is printed too, to show how far the machine's load moved it. It
+prints wall seconds, the real-time factor (seconds per clip second), render/floor, the
+CPU seconds each run's threads used (over the cores, they bound how fast the run could
+be), and each process's peak memory twice: resident (``ru_maxrss``, which also counts
+the shared libraries' pages the process has mapped from the page cache, and so swings by
+50-90 MB between identical runs) and private (the process's own heap and anonymous maps,
+``RssAnon`` sampled every 20 ms), the steadier figure to compare. The 30 s reference is
+made by looping the shared expressive driving clip (re-encoded here). Absolute numbers
+drift on shared machines; compare the ratios measured side by side.
 Goals: render RTF <= 1.0, render <= 2x floor, peak <= 600 MB for the 30 s job.
 """
 
