@@ -30,9 +30,7 @@ from service.engine import (
     lids,
     retarget,
     rig,
-    topology,
     video,
-    warp,
 )
 
 T = TypeVar("T")
@@ -42,13 +40,6 @@ NO_FACE_SOON = (
     "No human-like face was found in the first {seconds:.1f} s of the character video;"
     " the face must be visible for most of the clip."
 )
-#: A video character's eyes: how fast the remembered usual opening fades per frame (a
-#: long squint becomes the new usual) and the share of it below which an eye counts as
-#: closing and is re-opened from the last open view of it. A blink shuts in two or three
-#: frames but opens again over ten or more, so an eye only partly open is re-opened too:
-#: the performer's lids then close it from fully open.
-OPEN_EYE_DECAY = 0.995
-OPEN_EYE_REFRESH = 0.88
 #: Longest side used to look for the face in a picture (detector input is small anyway).
 DETECT_MAX_SIDE = 1280
 #: A face narrower than this (px) in the reduced picture is looked at again in the
@@ -285,7 +276,7 @@ class VideoCharacter:
         every ``ANALYSE_EVERY``-th frame and on the last, and interpolated between."""
         tracker = landmarks.FaceTracker(video=True)
         seg = landmarks.Segmenter()
-        eyes = OpenEyes()
+        eyes = lids.OpenEyes()
         smoother = landmarks.FaceSmoother(self._fps / ANALYSE_EVERY, min_cutoff=1.0, beta=2.0)
         held: list[np.ndarray] = []  # canvases waiting for the next analysed frame
         before: _Look | None = None
@@ -341,7 +332,7 @@ class VideoCharacter:
         return _Look(opening=opening, points=points, mask=mask, box=composite.mask_box(mask))
 
     def _frame(
-        self, canvas: np.ndarray, look: _Look | None, eyes: OpenEyes, previous: CharacterFrame | None
+        self, canvas: np.ndarray, look: _Look | None, eyes: lids.OpenEyes, previous: CharacterFrame | None
     ) -> CharacterFrame:
         if look is None:  # no face yet: show the frame as it is
             return _passthrough(canvas)
@@ -567,105 +558,6 @@ def _compress(image: np.ndarray) -> np.ndarray:
     if not ok:
         raise RuntimeError("JPEG compression failed")
     return data
-
-
-class OpenEyes:
-    """Keeps a video character's eyes open, so the performer's eyes drive them.
-
-    The performer's blinks and winks close the character's lids, scaled from the
-    character's own open eye; a character that blinks by itself would both blur the
-    performance and leave nothing to open (the lids' texture is shut in that frame). So
-    each eye's last open view — the pixels around it and its lid and iris landmarks — is
-    remembered, and in frames where the eye is shut or not yet open again (below
-    ``OPEN_EYE_REFRESH`` of its usual opening) it is laid back over the eye (moved with
-    the eye's corners, feathered into the face) together with its landmarks.
-    """
-
-    def __init__(self) -> None:
-        self._usual = [0.0, 0.0]  # usual opening per eye, in eye widths
-        self._views: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = [None, None]
-
-    def apply(self, canvas: np.ndarray, points: np.ndarray, opening: np.ndarray | None = None) -> np.ndarray:
-        """Re-open closing eyes in ``canvas`` (in place); the landmarks to use with it.
-
-        ``points`` are the smoothed landmarks the render uses, ``opening`` each eye's
-        opening as this frame's own detection saw it (``_Look.opening``; default: read
-        from ``points``): a blink lasts a few frames, which smoothing flattens.
-        """
-        out = points
-        openings = retarget.eye_openness(points) if opening is None else opening
-        for eye, (_, upper, lower, corners, iris) in enumerate(topology.EYES):
-            ends = points[list(corners), :2].astype(np.float64)
-            width = float(np.linalg.norm(ends[1] - ends[0])) or 1.0
-            now = float(openings[eye])
-            usual = self._usual[eye] * OPEN_EYE_DECAY
-            self._usual[eye] = max(usual, now)
-            moving = np.concatenate([upper, lower, iris])
-            view = self._views[eye]
-            if now >= OPEN_EYE_REFRESH * usual:
-                self._views[eye] = self._remember(canvas, points, ends, width, moving)
-            elif view is not None:
-                if out is points:
-                    out = points.copy()
-                self._reopen(canvas, out, ends, moving, view)
-        return out
-
-    @staticmethod
-    def _remember(
-        canvas: np.ndarray, points: np.ndarray, ends: np.ndarray, width: float, moving: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        h, w = canvas.shape[:2]
-        centre = ends.mean(axis=0)
-        x0, y0 = np.floor(centre - width).astype(int)
-        x1, y1 = np.ceil(centre + width).astype(int)
-        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-        patch = canvas[y0:y1, x0:x1].copy()
-        return patch, np.array([x0, y0], dtype=np.float64), ends, points[moving].copy()
-
-    @staticmethod
-    def _reopen(
-        canvas: np.ndarray,
-        points: np.ndarray,
-        ends: np.ndarray,
-        moving: np.ndarray,
-        view: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    ) -> None:
-        import cv2
-
-        patch, origin, then, then_points = view
-        if patch.size == 0:
-            return
-        # The similarity taking the remembered eye corners onto today's.
-        a, b = complex(*(then[1] - then[0])), complex(*(ends[1] - ends[0]))
-        if a == 0:
-            return
-        rot = b / a
-        lin = np.array([[rot.real, -rot.imag], [rot.imag, rot.real]])
-        shift = ends[0] - lin @ then[0]
-        moved = then_points[:, :2] @ lin.T + shift
-        # Where the view goes: the remembered eye outline, enlarged to take in the lids
-        # and lashes, feathered.
-        h, w = canvas.shape[:2]
-        n = (len(moving) - 5) // 2
-        outline = np.concatenate([moved[:n], moved[n : 2 * n][::-1]])
-        centre = outline.mean(axis=0)
-        outline = centre + (outline - centre) * 1.35
-        width = abs(b)
-        feather = max(3, int(width * 0.25)) | 1
-        x0, y0 = np.floor(outline.min(axis=0) - feather).astype(int)
-        x1, y1 = np.ceil(outline.max(axis=0) + feather).astype(int)
-        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            return
-        to_box = np.hstack([lin, (lin @ origin + shift - [x0, y0])[:, None]])
-        view_px = cv2.warpAffine(
-            patch, to_box, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        mask = warp.polygon_mask((y1 - y0, x1 - x0), outline, (x0, y0), quarter=False, antialiased=False)
-        alpha = cv2.GaussianBlur(mask, (feather, feather), 0).astype(np.float32)[..., None] / 255
-        region = canvas[y0:y1, x0:x1]
-        region[:] = (view_px * alpha + region * (1 - alpha)).astype(np.uint8)
-        points[moving, :2] = moved
 
 
 def _lids(canvas: np.ndarray, found: np.ndarray, drawn: eyefit.DrawnEyes | None) -> lids.ShutEyes:

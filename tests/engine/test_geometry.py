@@ -368,9 +368,7 @@ def _eyes_face(opening: float) -> np.ndarray:
 
 
 def test_a_video_characters_own_blink_is_reopened_from_its_last_open_view() -> None:
-    from service.engine import character
-
-    eyes = character.OpenEyes()
+    eyes = lids.OpenEyes()
     open_canvas = np.full((200, 300, 3), 90, dtype=np.uint8)
     open_canvas[95:105, 90:110] = 250  # the eye's white, visible while open
     first = _eyes_face(0.25)
@@ -379,17 +377,13 @@ def test_a_video_characters_own_blink_is_reopened_from_its_last_open_view() -> N
     shut_canvas = np.full((200, 300, 3), 90, dtype=np.uint8)  # lid skin over the eye
     shut = _eyes_face(0.03)
     points = eyes.apply(shut_canvas, shut)
-    opening = np.abs(
-        points[character.topology.RIGHT_EYE_UPPER, 1] - points[character.topology.RIGHT_EYE_LOWER, 1]
-    )
+    opening = np.abs(points[topology.RIGHT_EYE_UPPER, 1] - points[topology.RIGHT_EYE_LOWER, 1])
     assert opening.mean() == pytest.approx(10.0, abs=0.5)  # back to the open lids
     assert shut_canvas[100, 100].min() > 200  # and the open eye's pixels are back
 
 
 def test_a_slight_narrowing_is_not_taken_for_a_blink() -> None:
-    from service.engine import character
-
-    eyes = character.OpenEyes()
+    eyes = lids.OpenEyes()
     eyes.apply(np.zeros((200, 300, 3), np.uint8), _eyes_face(0.25))
     narrower = _eyes_face(0.235)
     assert eyes.apply(np.zeros((200, 300, 3), np.uint8), narrower) is narrower
@@ -398,9 +392,7 @@ def test_a_slight_narrowing_is_not_taken_for_a_blink() -> None:
 def test_an_eye_still_opening_after_a_blink_is_reopened_too() -> None:
     """A blink shuts fast and reopens over ten or more frames; an eye at three quarters of its
     usual opening is still the blink's, and the performer's lids must start from open."""
-    from service.engine import character
-
-    eyes = character.OpenEyes()
+    eyes = lids.OpenEyes()
     eyes.apply(np.zeros((200, 300, 3), np.uint8), _eyes_face(0.25))
     reopening = _eyes_face(0.19)
     points = eyes.apply(np.zeros((200, 300, 3), np.uint8), reopening)
@@ -411,9 +403,7 @@ def test_an_eye_still_opening_after_a_blink_is_reopened_too() -> None:
 
 def test_how_open_an_eye_is_can_come_from_its_own_detection() -> None:
     """The smoothed landmarks flatten a blink: the frame's own detection decides."""
-    from service.engine import character
-
-    eyes = character.OpenEyes()
+    eyes = lids.OpenEyes()
     eyes.apply(np.zeros((200, 300, 3), np.uint8), _eyes_face(0.25))
     smoothed = _eyes_face(0.24)
     assert eyes.apply(np.zeros((200, 300, 3), np.uint8), smoothed, np.array([0.05, 0.5])) is not smoothed
