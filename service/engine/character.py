@@ -30,6 +30,7 @@ from service.engine import (
     lids,
     retarget,
     rig,
+    segmentation,
     video,
 )
 
@@ -155,7 +156,7 @@ class StillCharacter:
         found = fr.to_canvas(points)
         drawn = eyefit.DrawnEyes.find(canvas, found)
         points = found if drawn is None else drawn.points
-        with landmarks.Segmenter() as seg:
+        with segmentation.Segmenter() as seg:
             mask = composite.person_mask(seg.mask(canvas, points), points)
         step()
         # With bands, the plate is filled from the picture alone, short of the feathered
@@ -275,7 +276,7 @@ class VideoCharacter:
         """The video's own frames, up to ``count``; the face and person mask are found on
         every ``ANALYSE_EVERY``-th frame and on the last, and interpolated between."""
         tracker = landmarks.FaceTracker(video=True)
-        seg = landmarks.Segmenter()
+        seg = segmentation.Segmenter()
         eyes = lids.OpenEyes()
         smoother = landmarks.FaceSmoother(self._fps / ANALYSE_EVERY, min_cutoff=1.0, beta=2.0)
         held: list[np.ndarray] = []  # canvases waiting for the next analysed frame
@@ -309,7 +310,7 @@ class VideoCharacter:
         self,
         canvas: np.ndarray,
         tracker: landmarks.FaceTracker,
-        seg: landmarks.Segmenter,
+        seg: segmentation.Segmenter,
         smoother: landmarks.FaceSmoother,
     ) -> _Look | None:
         """Analyse one frame: its raw and smoothed face and the person mask (None until

@@ -44,7 +44,7 @@ def test_each_judge_alone_would_let_the_dog_through_somewhere(media: pathlib.Pat
 
     dog = character.load_image(media / "character_dog.jpg")
     with landmarks.FaceTracker(video=False) as tracker:
-        judge = landmarks._solutions().face_detection.FaceDetection(model_selection=0)
+        judge = landmarks.solutions().face_detection.FaceDetection(model_selection=0)
         flag = landmarks._FaceFlag()
         for side, size, detector_passes in ((400, (1280, 720), True), (175, (854, 480), False)):
             picture = clips.placed(dog, side, size=size, grey=128)

@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from service.engine import character, composite, landmarks
+from service.engine import character, composite, segmentation
 from tests.engine import clips
 
 #: Where the photo (512 px) is placed, and how large: a face about 60 px wide.
@@ -32,7 +32,7 @@ def test_a_small_persons_mask_is_segmented_around_their_face(photo: np.ndarray) 
     frame = clips.placed(photo, SIDE, AT)
     face = character.find_face(frame)
     assert face is not None and 50 < np.ptp(face[:, 0]) < 70
-    with landmarks.Segmenter() as seg:
+    with segmentation.Segmenter() as seg:
         whole, near = seg.mask(frame), seg.mask(frame, face)
     head, neck = _on_frame(256, 250), _on_frame(256, 460)
     assert whole[head] < 0.5  # the model alone, on the whole picture, misses them
@@ -50,10 +50,10 @@ def test_only_the_small_persons_column_is_segmented(photo: np.ndarray) -> None:
     face = character.find_face(frame)
     assert face is not None
     frame[100:600, 50:550] = cv2.resize(photo, (500, 500), interpolation=cv2.INTER_AREA)
-    with landmarks.Segmenter() as seg:
+    with segmentation.Segmenter() as seg:
         whole, near = seg.mask(frame), seg.mask(frame, face)
     assert whole[350, 300] > 0.3  # the large figure, to the whole picture's model
-    x0, y0, x1, _ = landmarks._person_crop(face, 1280, 720)  # type: ignore[misc]
+    x0, y0, x1, _ = segmentation._person_crop(face, 1280, 720)  # type: ignore[misc]
     assert not near[:, :x0].any() and not near[:, x1:].any() and not near[:y0].any()
     assert near[_on_frame(256, 460)] > 0.9
 
@@ -65,9 +65,9 @@ def test_a_large_faces_mask_is_the_whole_pictures(photo: np.ndarray) -> None:
 
     frame = cv2.resize(photo, (720, 720), interpolation=cv2.INTER_CUBIC)
     face = character.find_face(frame)
-    assert face is not None and np.ptp(face[:, 0]) * landmarks.SEG_CROP * landmarks.SEG_ZOOM > 720
-    assert landmarks._person_crop(face, 720, 720) is None
-    with landmarks.Segmenter() as seg:
+    assert face is not None and np.ptp(face[:, 0]) * segmentation.SEG_CROP * segmentation.SEG_ZOOM > 720
+    assert segmentation._person_crop(face, 720, 720) is None
+    with segmentation.Segmenter() as seg:
         assert np.array_equal(seg.mask(frame, face), seg.mask(frame))
 
 

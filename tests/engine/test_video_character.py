@@ -18,6 +18,7 @@ from service.engine import (
     pipeline,
     retarget,
     rig,
+    segmentation,
     topology,
     warp,
 )
@@ -61,14 +62,14 @@ def test_a_character_video_is_analysed_on_alternate_frames(
     short_character_video: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"tracked": 0, "segmented": 0}
-    detect, segment = landmarks.FaceTracker.detect, landmarks.Segmenter.mask
+    detect, segment = landmarks.FaceTracker.detect, segmentation.Segmenter.mask
 
     def counted_detect(self: landmarks.FaceTracker, bgr: np.ndarray) -> np.ndarray | None:
         calls["tracked"] += 1
         return detect(self, bgr)
 
     def counted_mask(
-        self: landmarks.Segmenter, bgr: np.ndarray, face: np.ndarray | None = None
+        self: segmentation.Segmenter, bgr: np.ndarray, face: np.ndarray | None = None
     ) -> np.ndarray:
         calls["segmented"] += 1
         return segment(self, bgr, face)
@@ -76,7 +77,7 @@ def test_a_character_video_is_analysed_on_alternate_frames(
     count = 30
     char = character.VideoCharacter(short_character_video, 640, 360, count, 24)
     monkeypatch.setattr(landmarks.FaceTracker, "detect", counted_detect)
-    monkeypatch.setattr(landmarks.Segmenter, "mask", counted_mask)
+    monkeypatch.setattr(segmentation.Segmenter, "mask", counted_mask)
     frames = list(char.frames())
     assert len(frames) == count
     analysed = len(range(0, count, character.ANALYSE_EVERY)) + 1  # and the last frame
