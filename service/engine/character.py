@@ -174,7 +174,7 @@ class StillCharacter:
             mask=mask,
             background=plate,
             base=canvas,
-            shut_eyes=_lids(canvas, found, drawn),
+            shut_eyes=lids.ShutEyes.of(canvas, found, drawn),
             plate_area=plate_area,
             eyeballs=eyeballs.Eyeballs(canvas, points),
         )
@@ -246,7 +246,7 @@ class VideoCharacter:
         #: Drawn eyes, fitted on the first face and carried to every frame (None: real).
         self._drawn = eyefit.DrawnEyes.find(first_canvas, face)
         #: The lids, made on the first face (their narrowing measured on each frame's).
-        self._lids = _lids(first_canvas, face, self._drawn)
+        self._lids = lids.ShutEyes.of(first_canvas, face, self._drawn)
 
     def frames(self) -> Iterator[CharacterFrame]:
         """``count`` frames: the video's own, then, if it ends first, the same played
@@ -559,14 +559,6 @@ def _compress(image: np.ndarray) -> np.ndarray:
     if not ok:
         raise RuntimeError("JPEG compression failed")
     return data
-
-
-def _lids(canvas: np.ndarray, found: np.ndarray, drawn: eyefit.DrawnEyes | None) -> lids.ShutEyes:
-    """The lids of the eyes of a picture whose landmarks FaceMesh ``found``, its drawn
-    eyes (``drawn``, if any) as fitted."""
-    if drawn is None:
-        return lids.ShutEyes(canvas, found, [])
-    return lids.ShutEyes(canvas, drawn.points, drawn.eyes)
 
 
 def _passthrough(canvas: np.ndarray) -> CharacterFrame:

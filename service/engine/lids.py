@@ -180,6 +180,14 @@ class ShutEyes:
     #: ...and where it is lifted whole.
     STRETCH_FULL = 2.4
 
+    @classmethod
+    def of(cls, image: np.ndarray, found: np.ndarray, drawn: eyefit.DrawnEyes | None) -> ShutEyes:
+        """The lids of ``image``'s eyes, whose landmarks FaceMesh ``found``: the drawn
+        ones (``drawn``, if any: ``eyefit.DrawnEyes.find``) as fitted, the others real."""
+        if drawn is None:
+            return cls(image, found, [])
+        return cls(image, drawn.points, drawn.eyes)
+
     def __init__(self, image: np.ndarray, points: np.ndarray, drawn: list[int]) -> None:
         """``points``: the landmarks of ``image`` (drawn eyes fitted: ``fit_drawn_eyes``);
         ``drawn``: indices into ``topology.EYES`` of the drawn eyes (the others are real)."""
