@@ -99,7 +99,7 @@ def rest_pose(
     would make a clip that starts mid-word (mouth open) drive the character's mouth
     *shut* whenever the performer closes theirs. ``REST_SAMPLES`` frames spread over the
     clip are examined (a bounded cost whatever the length); None if no face is found, or
-    none that looks human (``landmarks.looks_human``: once one does, the rest are not
+    none that looks human (``landmarks.FaceTracker.looks_human``: once one does, the rest are not
     asked).
     ``step()`` runs after each sampled frame is decoded (progress, cancellation).
 

@@ -77,7 +77,7 @@ class Mp4Writer:
         return self._audio is not None
 
     def write(self, bgr: np.ndarray) -> None:
-        """Queue one frame (blocks while the encoder is ``QUEUE_DEPTH`` frames behind)."""
+        """Queue one frame (blocks while the encoder is ``video.QUEUE_DEPTH`` frames behind)."""
         self._raise_if_failed()
         while True:
             try:

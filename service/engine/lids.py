@@ -437,7 +437,7 @@ class OpenEyes:
         """Re-open closing eyes in ``canvas`` (in place); the landmarks to use with it.
 
         ``points`` are the smoothed landmarks the render uses, ``opening`` each eye's
-        opening as this frame's own detection saw it (``_Look.opening``; default: read
+        opening as this frame's own detection saw it (``character._Look.opening``; default: read
         from ``points``): a blink lasts a few frames, which smoothing flattens.
         """
         out = points
