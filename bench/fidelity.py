@@ -101,9 +101,10 @@ class Readings:
     chest: np.ndarray | None = None
 
 
-def measure_video(path: pathlib.Path, count: int, chest: bool = True) -> Readings:
-    """``path`` read by both detectors; with ``chest``, the chest's travel too (an
-    output's is only compared where its driver shows one)."""
+def measure_video(path: pathlib.Path, count: int, chest: bool = True, engine_view: bool = True) -> Readings:
+    """``path`` read by both detectors (with ``engine_view=False``, by the judge alone:
+    ``ours`` stays empty); with ``chest``, the chest's travel too (an output's is only
+    compared where its driver shows one)."""
     import cv2
 
     from service.engine import landmarks
@@ -115,9 +116,10 @@ def measure_video(path: pathlib.Path, count: int, chest: bool = True) -> Reading
     with landmarks.FaceTracker(video=True) as tracker:
         for frame in video.iter_frames(path, 24, count):
             judged.append(measurer.measure(frame))
-            points = tracker.detect(frame)
-            h, w = frame.shape[:2]
-            ours.append(None if points is None else measure.mediapipe_signals(points, w, h))
+            if engine_view:
+                points = tracker.detect(frame)
+                h, w = frame.shape[:2]
+                ours.append(None if points is None else measure.mediapipe_signals(points, w, h))
             greys.append(cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), None, fx=0.25, fy=0.25))
     rate = measurer.detections / max(1, measurer.frames)
     return Readings(judged, ours, rate, greys, chest_travel(greys, judged) if chest else None)
@@ -373,7 +375,8 @@ def main(argv: list[str]) -> int:
     for reference in sorted(cache):
         agree = _correlations(_paired(cache[reference].judged, cache[reference].ours))
         count = len(cache[reference].judged)
-        unchanged = measure_video(laid_on_canvas(MEDIA / reference, count, args.out_dir), count, chest=False)
+        laid = laid_on_canvas(MEDIA / reference, count, args.out_dir)
+        unchanged = measure_video(laid, count, chest=False, engine_view=False)
         floor = shape_drift(_paired(cache[reference].judged, unchanged.judged))
         print(
             f"  {reference:54} "
