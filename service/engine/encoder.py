@@ -26,6 +26,26 @@ X264_PRESET = "veryfast"
 X264_CRF = "20"
 
 
+def yuv420p_frame(yuv: np.ndarray) -> Any:
+    """A yuv420p ``av.VideoFrame`` holding ``yuv``: an I420 picture as OpenCV makes it,
+    (height * 3 / 2, width) uint8, the Y rows, then U's, then V's.
+
+    Each plane is copied in by numpy, which leaves the GIL free while it copies. PyAV's
+    ``VideoFrame.from_ndarray`` holds it for its copy: over a cartoon x talking portrait
+    render that copy was most of the time the encoder thread held the GIL (sampled with
+    py-spy), time in which the render thread could not run. The pixels are the same.
+    """
+    import av
+
+    h, w = yuv.shape[0] * 2 // 3, yuv.shape[1]
+    frame = av.VideoFrame(w, h, "yuv420p")
+    chroma = yuv[h:].reshape(2, h // 2, w // 2)
+    for plane, pixels in zip(frame.planes, (yuv[:h], chroma[0], chroma[1]), strict=True):
+        rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
+        rows[: pixels.shape[0], : pixels.shape[1]] = pixels
+    return frame
+
+
 class Mp4Writer:
     """Encode BGR frames to an H.264 MP4 (faststart), muxing in trimmed source audio.
 
@@ -108,7 +128,7 @@ class Mp4Writer:
         if self._finish is not None:
             bgr = self._finish(bgr, self._frames)
         yuv = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
-        frame = self._av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame = yuv420p_frame(yuv)
         frame.pts = self._frames
         frame.time_base = fractions.Fraction(1, self._fps)
         for packet in self._video.encode(frame):
