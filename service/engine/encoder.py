@@ -69,7 +69,6 @@ class Mp4Writer:
     ) -> None:
         import av
 
-        self._av = av
         self._container = av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"})
         stream = self._container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
