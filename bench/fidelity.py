@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import json
 import math
@@ -113,10 +114,11 @@ def measure_video(path: pathlib.Path, count: int, chest: bool = True, engine_vie
     judged: list[measure.Measure | None] = []
     ours: list[measure.Measure | None] = []
     greys = []
-    with landmarks.FaceTracker(video=True) as tracker:
+    # FaceMesh is only loaded for the engine's view.
+    with landmarks.FaceTracker(video=True) if engine_view else contextlib.nullcontext() as tracker:
         for frame in video.iter_frames(path, 24, count):
             judged.append(measurer.measure(frame))
-            if engine_view:
+            if tracker is not None:
                 points = tracker.detect(frame)
                 h, w = frame.shape[:2]
                 ours.append(None if points is None else measure.mediapipe_signals(points, w, h))
@@ -278,10 +280,12 @@ def shape_drift(both: list[tuple[measure.Measure, measure.Measure]]) -> tuple[fl
     return float(excess.max()), float(np.percentile(excess, 95))
 
 
-def laid_on_canvas(reference: pathlib.Path, count: int, out_dir: pathlib.Path) -> pathlib.Path:
+def laid_on_canvas(reference: pathlib.Path, count: int, out_dir: pathlib.Path, reuse: bool) -> pathlib.Path:
     """The driver's own frames framed on the 1280x720 output canvas as the engine frames
     a picture (``framing``: fitted whole and centred, its bands the engine's), encoded as
-    renders are (written once into ``out_dir``).
+    renders are into ``out_dir`` (with ``reuse``, one already there is read again, as
+    renders are; it is written beside and renamed into place, so an interrupted run
+    leaves none to reuse).
 
     One fixed framing for the whole clip: the face keeps its shape in every frame, so
     any shape drift the judge reads between the driver and this is the judge's own noise
@@ -289,9 +293,10 @@ def laid_on_canvas(reference: pathlib.Path, count: int, out_dir: pathlib.Path) -
     from service.engine import encoder, framing
 
     path = out_dir / f"{reference.stem}__unchanged_on_canvas.mp4"
-    if path.exists():
+    if reuse and path.exists():
         return path
-    writer = encoder.Mp4Writer(path, 1280, 720, 24, None, count / 24)
+    part = path.with_name(f"{path.stem}.part.mp4")
+    writer = encoder.Mp4Writer(part, 1280, 720, 24, None, count / 24)
     try:
         fitted = None
         for frame in video.iter_frames(reference, 24, count):
@@ -303,7 +308,9 @@ def laid_on_canvas(reference: pathlib.Path, count: int, out_dir: pathlib.Path) -
         writer.close()
     except BaseException:
         writer.abort()
+        part.unlink(missing_ok=True)
         raise
+    part.replace(path)
     return path
 
 
@@ -335,7 +342,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", choices=["all", *SPLITS], default="all")
     parser.add_argument("--out-dir", type=pathlib.Path, default=pathlib.Path("/tmp/callboard-fidelity"))
-    parser.add_argument("--reuse", action="store_true", help="measure existing renders again")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure existing renders (and the drivers laid on the canvas for the judge's drift floor) again",
+    )
     parser.add_argument("--only", default="", help="only pairs whose character or reference contains this")
     parser.add_argument("--json", type=pathlib.Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
@@ -375,7 +386,7 @@ def main(argv: list[str]) -> int:
     for reference in sorted(cache):
         agree = _correlations(_paired(cache[reference].judged, cache[reference].ours))
         count = len(cache[reference].judged)
-        laid = laid_on_canvas(MEDIA / reference, count, args.out_dir)
+        laid = laid_on_canvas(MEDIA / reference, count, args.out_dir, args.reuse)
         unchanged = measure_video(laid, count, chest=False, engine_view=False)
         floor = shape_drift(_paired(cache[reference].judged, unchanged.judged))
         print(
