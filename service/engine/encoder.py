@@ -24,6 +24,12 @@ from service.engine import video
 #: independent detector's eye/mouth correlations on held-out pairs (bench/fidelity.py).
 X264_PRESET = "veryfast"
 X264_CRF = "20"
+#: Sample rates FFmpeg's AAC encoder takes; audio at any other rate (a 192 kHz or an
+#: odd-rate recording) is resampled to ``AAC_FALLBACK_RATE``.
+AAC_RATES = frozenset(
+    {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
+)
+AAC_FALLBACK_RATE = 48000
 
 
 def yuv420p_frame(yuv: np.ndarray) -> Any:
@@ -137,7 +143,13 @@ class Mp4Writer:
             self._audio.pump_until(self._frames / self._fps)
 
     def close(self) -> None:
-        self._queue.put(None)
+        while True:  # the thread may have failed with the queue full: nothing would take it
+            self._raise_if_failed()
+            try:
+                self._queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                continue
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -162,7 +174,14 @@ class Mp4Writer:
 
 
 class _AudioPump:
-    """Decode the reference's first audio track and re-encode it to AAC, up to a limit."""
+    """Decode the reference's first audio track and re-encode it to AAC, up to a limit.
+
+    The output's time 0 is the reference's first video frame (``video.start_time``), as
+    the frames are sampled: audio that starts later is preceded by silence, audio that
+    starts earlier loses its head, so speech stays on the lips even where the streams
+    were not cut together (a recorder's WebM whose camera started late, a clip cut
+    without re-encoding).
+    """
 
     def __init__(self, out_container: Any, source: pathlib.Path, duration_s: float) -> None:
         import av
@@ -174,15 +193,21 @@ class _AudioPump:
         if not self.active:
             self._src.close()
             return
+        with av.open(str(source), mode="r") as probe:
+            self._video_start = video.start_time(probe) if probe.streams.video else None
         in_stream = self._src.streams.audio[0]
-        rate = in_stream.codec_context.sample_rate or 48000
+        rate = in_stream.codec_context.sample_rate or AAC_FALLBACK_RATE
+        if rate not in AAC_RATES:
+            rate = AAC_FALLBACK_RATE
         layout = "mono" if (in_stream.codec_context.channels or 2) == 1 else "stereo"
         self._rate = rate
+        self._layout = layout
         self._out = out_container.add_stream("aac", rate=rate, layout=layout)
         self._out.codec_context.time_base = fractions.Fraction(1, rate)
         self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
         self._frames = self._src.decode(in_stream)
         self._samples = 0  # samples sent to the encoder
+        self._skip: int | None = None  # samples of the source's head still to drop (None: not yet known)
         self._container = out_container
         self._done = False
 
@@ -198,8 +223,35 @@ class _AudioPump:
             except self._av.error.FFmpegError:  # damaged audio: keep what we have
                 self._done = True
                 break
+            if self._skip is None:
+                self._align(frame)
             for out in self._resampler.resample(frame):
+                if self._skip:
+                    dropped = min(self._skip, out.samples)
+                    self._skip -= dropped
+                    if dropped == out.samples:
+                        continue
+                    out = self._frame(out.to_ndarray()[:, dropped:])
                 self._encode(out)
+
+    def _align(self, first: Any) -> None:
+        """Put the first audio frame where it plays against the video's first frame."""
+        lead = 0.0
+        if first.time is not None and self._video_start is not None:
+            lead = float(first.time) - self._video_start
+        offset = int(round(lead * self._rate))
+        self._skip = max(0, -offset)
+        if offset > 0:
+            channels = 1 if self._layout == "mono" else 2
+            self._encode(self._frame(np.zeros((channels, offset), dtype=np.float32)))
+
+    def _frame(self, data: np.ndarray) -> Any:
+        """An AAC-ready frame of planar float samples (channels, n)."""
+        frame = self._av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(data), format="fltp", layout=self._layout
+        )
+        frame.sample_rate = self._rate
+        return frame
 
     def _encode(self, frame: Any) -> None:
         remaining = int(round(self._limit * self._rate)) - self._samples
@@ -207,12 +259,7 @@ class _AudioPump:
             self._done = True
             return
         if frame.samples > remaining:
-            data = frame.to_ndarray()[:, :remaining]
-            trimmed = self._av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(data), format="fltp", layout=frame.layout.name
-            )
-            trimmed.sample_rate = self._rate
-            frame = trimmed
+            frame = self._frame(frame.to_ndarray()[:, :remaining])
         frame.pts = self._samples
         frame.time_base = fractions.Fraction(1, self._rate)
         self._samples += frame.samples

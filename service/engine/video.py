@@ -382,6 +382,19 @@ def _packet_seconds(container: Any) -> float | None:
     return seconds if seconds > 0 else None
 
 
+def start_time(container: Any) -> float | None:
+    """When (s, on the container's clock) an open container's video shows its first
+    frame: the zero of the times ``iter_frames`` samples at, so of the render's clock
+    (None if no frame of it decodes). Decodes from the container's current position."""
+    import av
+
+    with contextlib.suppress(av.error.FFmpegError):
+        for frame in container.decode(container.streams.video[0]):
+            if frame.time is not None:
+                return float(frame.time)
+    return None
+
+
 def _timed_frames(path: pathlib.Path, skip_unreferenced: bool = False) -> Iterator[tuple[Any, float]]:
     """Yield (decoded av.VideoFrame, time its display ends in s from the stream's start).
 
