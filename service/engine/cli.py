@@ -16,7 +16,6 @@ import argparse
 import os
 import pathlib
 import sys
-import tempfile
 import time
 
 from service.engine import contracts
@@ -91,18 +90,31 @@ def _output_problem(out: pathlib.Path, inputs: list[pathlib.Path]) -> str | None
     """Why the render could not be written to ``out`` (None: it can), found before any
     work is done: the engine itself finds out only when it starts writing, after loading
     its models and preparing the character, and reports an internal failure."""
-    if out.is_dir():
-        return f"--out {out} is a directory; give the file to write, such as {out / 'out.mp4'}"
     parent = out.parent
     if not parent.is_dir():
         return f"--out {out}: the directory {parent} does not exist"
+    try:
+        longest = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = 255
+    if len(os.fsencode(out.name)) > longest:  # (looking it up would fail too)
+        return f"--out {out}: the file name is longer than the file system allows ({longest} bytes)"
+    if out.is_dir():
+        return f"--out {out} is a directory; give the file to write, such as {out / 'out.mp4'}"
     if out.exists() and any(path.exists() and os.path.samefile(out, path) for path in inputs):
         return f"--out {out} is one of the inputs; it would be overwritten"
-    try:  # the render is written next to its destination, then moved into place
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".callboard-check-"):
+    # The render is written next to its destination, under the name it will use, then
+    # moved into place.
+    tmp = contracts.partial_path(out, os.getpid())
+    try:
+        with tmp.open("xb"):
             pass
+    except FileExistsError:
+        pass
     except OSError as exc:
         return f"--out {out}: cannot write in {parent} ({exc.strerror or exc})"
+    else:
+        tmp.unlink(missing_ok=True)
     return None
 
 

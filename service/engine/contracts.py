@@ -29,6 +29,20 @@ MIN_REFERENCE_S = 3.0
 MAX_REFERENCE_S = 30.0
 
 
+#: Bytes of the destination's name kept in its temporary file's name: with the dot, the
+#: process id and ``.partial`` it stays within the 255 bytes a file system allows a name.
+PARTIAL_NAME_BYTES = 200
+
+
+def partial_path(output: pathlib.Path, pid: int) -> pathlib.Path:
+    """Where process ``pid`` writes the render of ``output`` before moving it into place:
+    beside it (so the move is atomic), hidden, its name the destination's, shortened as
+    far as ``PARTIAL_NAME_BYTES`` (a legal 250-byte name would otherwise make the
+    temporary name too long, and the render fail only once it started writing)."""
+    name = output.name.encode()[:PARTIAL_NAME_BYTES].decode(errors="ignore")
+    return output.with_name(f".{name}.{pid}.partial")
+
+
 @dataclasses.dataclass(frozen=True)
 class RenderRequest:
     """One render job.

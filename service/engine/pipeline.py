@@ -59,7 +59,7 @@ def render(
     report = progress or (lambda _p: None)
     cancelled = should_cancel or (lambda: False)
     output = pathlib.Path(req.output_path)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.partial")
+    tmp = contracts.partial_path(output, os.getpid())
     try:
         result = _render(req, width, height, tmp, report, cancelled)
         os.replace(tmp, output)
@@ -70,6 +70,9 @@ def render(
         tmp.unlink(missing_ok=True)
         log.exception("render failed unexpectedly")
         raise contracts.EngineError("INTERNAL", "The render failed unexpectedly.") from exc
+    except BaseException:  # Ctrl-C, SystemExit: stopped, but nothing left behind either
+        tmp.unlink(missing_ok=True)
+        raise
     report(1.0)
     return result
 

@@ -82,7 +82,9 @@ def test_cli_rejects_unknown_ratio_with_exit_2(
     assert "invalid choice" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("where", ["missing_dir", "a_directory", "read_only_dir", "an_input"])
+@pytest.mark.parametrize(
+    "where", ["missing_dir", "a_directory", "read_only_dir", "an_input", "too_long_a_name"]
+)
 def test_cli_refuses_an_output_it_cannot_write_before_rendering(
     tmp_path: pathlib.Path,
     capsys: pytest.CaptureFixture[str],
@@ -99,20 +101,44 @@ def test_cli_refuses_an_output_it_cannot_write_before_rendering(
         "a_directory": (tmp_path, "is a directory"),
         "read_only_dir": (tmp_path / "locked" / "o.mp4", "cannot write in"),
         "an_input": (reference, "is one of the inputs"),
+        "too_long_a_name": (tmp_path / ("n" * 252 + ".mp4"), "longer than the file system allows"),
     }
     out, words = expected[where]
     if where == "read_only_dir":
-        import tempfile
-
         out.parent.mkdir()
+        opened = pathlib.Path.open
 
-        def refuse(*_: object, **__: object) -> None:
-            raise PermissionError(13, "Permission denied")
+        def refuse(path: pathlib.Path, *args: object, **kwargs: object) -> object:
+            if path.parent == out.parent:
+                raise PermissionError(13, "Permission denied")
+            return opened(path, *args, **kwargs)  # type: ignore[call-overload]
 
-        monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)  # (root may write anywhere)
+        monkeypatch.setattr(pathlib.Path, "open", refuse)  # (root may write anywhere)
     monkeypatch.setattr(pipeline, "render", lambda *_, **__: pytest.fail("rendered"))
     code = cli.main(["--character", str(character), "--reference", str(reference), "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith(f"error: --out {out}") and words in err[0]
     assert reference.read_bytes() == b"x"
+
+
+def test_a_long_legal_output_name_is_checked_and_written_under_a_name_that_fits(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 250-byte name is legal, but ``.<name>.<pid>.partial`` is not: the temporary name
+    keeps only the start of it. The CLI's check creates that very file (and removes it)."""
+    from service.engine import contracts, pipeline
+
+    out = tmp_path / ("é" * 123 + ".mp4")  # 250 bytes in UTF-8
+    tmp = contracts.partial_path(out, 4194304)
+    assert len(tmp.name.encode()) <= 255 and tmp.parent == tmp_path and tmp.name.startswith(".éé")
+    tmp.write_bytes(b"")  # the file system takes it
+    tmp.unlink()
+    character, reference = tmp_path / "c.jpg", tmp_path / "r.mp4"
+    character.write_bytes(b"x")
+    reference.write_bytes(b"x")
+    monkeypatch.setattr(pipeline, "render", lambda *_, **__: pytest.fail("rendered"))
+    code = cli.main(["--character", str(character), "--reference", str(reference), "--out", str(out)])
+    assert code == 2  # the picture is not one; the output was found writable
+    assert "--out" not in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jpg", "r.mp4"]

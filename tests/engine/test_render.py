@@ -305,6 +305,21 @@ def test_cancellation_stops_at_the_first_check_and_leaves_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_interrupt_mid_render_leaves_nothing_behind(
+    tmp_path: pathlib.Path, reference: pathlib.Path, media: pathlib.Path
+) -> None:
+    """Ctrl-C (or SystemExit) is not an Exception: it used to skip the clean-up and leave
+    the half-written ``.partial`` file beside the destination."""
+
+    def interrupt(fraction: float) -> None:
+        if fraction >= 0.3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        engine.render(photo_request(media, reference, tmp_path / "o.mp4"), progress=interrupt)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_progress_is_monotonic_frequent_and_reaches_one(render_once: Render) -> None:
     seen = render_once().progress
     values = [p for _, p in seen]
