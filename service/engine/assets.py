@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pathlib
 import struct
+from typing import BinaryIO
 
 from service.engine import contracts, video
 
@@ -34,6 +35,9 @@ VIDEO_CODECS = {
 }
 
 _HEADER_BYTES = 64 * 1024
+#: Most JPEG marker segments walked to find the frame header (each is at most 64 KiB; a
+#: phone's EXIF, XMP and ICC segments can put the header well past ``_HEADER_BYTES``).
+_JPEG_SEGMENTS = 1024
 
 
 def probe(path: str | os.PathLike[str]) -> contracts.MediaInfo:
@@ -42,13 +46,13 @@ def probe(path: str | os.PathLike[str]) -> contracts.MediaInfo:
     try:
         with path.open("rb") as fh:
             head = fh.read(_HEADER_BYTES)
+            image_format = _image_format(head)
+            if image_format is not None:
+                return _probe_image(head, image_format, fh)
     except OSError as exc:
         raise contracts.asset_invalid(f"The file could not be read ({exc.strerror}).") from None
     if not head:
         raise contracts.asset_invalid("The file is empty.")
-    image_format = _image_format(head)
-    if image_format is not None:
-        return _probe_image(head, image_format)
     other = _other_image_format(head)
     if other is not None:
         raise contracts.asset_invalid(f"{other} images are not supported; use JPEG, PNG or WebP.")
@@ -106,6 +110,25 @@ def may_be_transparent(head: bytes) -> bool:
     return True
 
 
+def png_grey_key(head: bytes) -> int | None:
+    """The grey level a grey PNG starting with ``head`` makes transparent (its tRNS
+    chunk's), on the scale it decodes to (0-255, or 0-65535 at 16 bits); None for any
+    other picture. OpenCV keeps such a picture one grey channel and ignores the key."""
+    if _image_format(head) != "png" or len(head) < 26 or head[25] != 0:  # colour type 0: grey
+        return None
+    depth = head[24]
+    at = 8
+    while at + 8 <= len(head):
+        size, chunk = int.from_bytes(head[at : at + 4], "big"), head[at + 4 : at + 8]
+        if chunk == b"tRNS" and size >= 2 and at + 10 <= len(head):
+            key = int.from_bytes(head[at + 8 : at + 10], "big")
+            return key if depth in (8, 16) else key * (255 // ((1 << depth) - 1))
+        if chunk in (b"IDAT", b"IEND"):
+            return None
+        at += 12 + size
+    return None
+
+
 #: ISO base media ``ftyp`` brands of still-image files (HEIF/HEIC, AVIF), which FFmpeg
 #: would otherwise open as a video container.
 _STILL_BRANDS = {
@@ -142,9 +165,13 @@ def _other_image_format(head: bytes) -> str | None:
     return None
 
 
-def _probe_image(head: bytes, image_format: str) -> contracts.MediaInfo:
+def _probe_image(head: bytes, image_format: str, fh: BinaryIO) -> contracts.MediaInfo:
     try:
-        size = {"jpeg": _jpeg_size, "png": _png_size, "webp": _webp_size}[image_format](head)
+        size = (
+            _jpeg_size(head, fh)
+            if image_format == "jpeg"
+            else {"png": _png_size, "webp": _webp_size}[image_format](head)
+        )
     except (struct.error, IndexError, ValueError):
         size = None
     if size is None:
@@ -176,27 +203,41 @@ def _png_size(head: bytes) -> tuple[int, int] | None:
     return width, height
 
 
-def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+def _jpeg_size(head: bytes, fh: BinaryIO | None = None) -> tuple[int, int] | None:
     """Walk the JPEG marker segments to the first start-of-frame (SOFn) header. The size
     is as the picture is shown: an EXIF orientation that turns it a quarter (a phone's
-    portrait photo, stored landscape) swaps width and height, as decoding does."""
+    portrait photo, stored landscape) swaps width and height, as decoding does.
+
+    ``head`` is the file's start; segments past it are read from ``fh`` (a camera's
+    EXIF with maker notes and thumbnail, XMP and ICC profiles can fill more than
+    ``_HEADER_BYTES``: such a photo was refused as truncated)."""
+
+    def read(at: int, size: int) -> bytes:
+        if at + size <= len(head) or fh is None:
+            return head[at : at + size]
+        fh.seek(at)
+        return fh.read(size)
+
     pos = 2
     turned = False
-    while pos + 4 <= len(head):
-        if head[pos] != 0xFF:
+    for _ in range(_JPEG_SEGMENTS):
+        segment = read(pos, 4)
+        if len(segment) < 4:
             return None
-        marker = head[pos + 1]
+        if segment[0] != 0xFF:
+            return None
+        marker = segment[1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
             pos += 2
             continue
-        (length,) = struct.unpack(">H", head[pos + 2 : pos + 4])
-        if marker == 0xE1 and head[pos + 4 : pos + 10] == b"Exif\x00\x00":
-            turned = _exif_orientation(head[pos + 10 : pos + 2 + length]) in (5, 6, 7, 8)
+        (length,) = struct.unpack(">H", segment[2:4])
+        if marker == 0xE1 and length >= 8 and read(pos + 4, 6) == b"Exif\x00\x00":
+            turned = _exif_orientation(read(pos + 10, length - 8)) in (5, 6, 7, 8)
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", head[pos + 5 : pos + 9])
+            height, width = struct.unpack(">HH", read(pos + 5, 4))
             return (height, width) if turned else (width, height)
         if marker == 0xDA or length < 2:  # scan data before any frame header: malformed
             return None

@@ -101,6 +101,10 @@ def load_image(path: pathlib.Path) -> np.ndarray:
         raise contracts.asset_invalid("The character image could not be decoded.")
     if opaque:
         return image
+    key = assets.png_grey_key(data[: assets.TRANSPARENCY_HEAD].tobytes()) if image.ndim == 2 else None
+    if key is not None:  # a grey PNG whose one grey level is transparent: made an alpha
+        opaque_at = np.where(image == key, 0, 65535 if image.dtype == np.uint16 else 255).astype(image.dtype)
+        image = np.dstack([cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), opaque_at])
     if image.ndim == 3 and image.shape[2] == 4:
         if image.dtype != np.uint8:
             image = (image / 257).astype(np.uint8)

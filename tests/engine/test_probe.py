@@ -83,6 +83,32 @@ def test_probe_reports_a_jpeg_as_shown_after_its_exif_orientation(
     assert decoded.shape == (shown[1], shown[0], 3)  # as the engine decodes it, grey or not
 
 
+@pytest.mark.parametrize("exif_first", [True, False])
+def test_probe_finds_a_jpegs_size_past_large_metadata(
+    tmp_path: pathlib.Path, photo: np.ndarray, exif_first: bool
+) -> None:
+    """A camera's EXIF (maker notes, thumbnail), XMP and ICC segments can fill more than
+    the 64 KiB first read: the frame header after them used to go unseen, and the photo
+    was refused as truncated."""
+    ok, encoded = cv2.imencode(".jpg", cv2.resize(photo, (300, 200)))
+    assert ok
+    jpeg = encoded.tobytes()
+    xmp = b"http://ns.adobe.com/xap/1.0/\x00" + bytes(40_000)
+    icc = b"ICC_PROFILE\x00\x01\x01" + bytes(30_000)
+    metadata = b"".join(
+        b"\xff" + m + struct.pack(">H", len(d) + 2) + d for m, d in ((b"\xe1", xmp), (b"\xe2", icc))
+    )
+    if exif_first:  # the orientation in the first read, the frame header past it
+        path_bytes = _with_exif(jpeg[:2] + metadata + jpeg[2:], _orientation(6))
+    else:  # the orientation itself past the first read
+        path_bytes = jpeg[:2] + metadata + _with_exif(jpeg, _orientation(6))[2:]
+    path = tmp_path / "camera.jpg"
+    path.write_bytes(path_bytes)
+    assert len(path_bytes) > 70_000
+    info = engine.probe(path)
+    assert (info.format, info.width, info.height) == ("jpeg", 200, 300)
+
+
 def _counting_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The flags of every ``cv2.imdecode`` call from now on."""
     flags: list[int] = []
@@ -188,6 +214,44 @@ def test_a_palette_pngs_transparent_colour_shows_mid_grey(tmp_path: pathlib.Path
     picture.save(path, transparency=0)  # index 0 (red) transparent
     shown = character.load_image(path)
     assert (shown[:, :30] == 128).all() and (shown[:, 30:] == (255, 0, 0)).all()
+
+
+@pytest.mark.parametrize("bits", [8, 16, 4])
+def test_a_grey_pngs_transparent_grey_level_shows_mid_grey(tmp_path: pathlib.Path, bits: int) -> None:
+    """A grey PNG's tRNS chunk names one grey level transparent; OpenCV decodes such a
+    picture as one grey channel without it, and its transparent pixels used to keep
+    their stored grey."""
+    from PIL import Image
+
+    from service.engine import character
+
+    top = (1 << bits) - 1
+    levels = np.zeros((40, 60), np.uint16 if bits == 16 else np.uint8)
+    levels[:, :30] = top * 200 // 255  # the transparent level
+    levels[:, 30:] = top * 60 // 255
+    path = tmp_path / "grey.png"
+    if bits == 4:  # Pillow writes 1/2/4-bit grey only through a palette: written by hand
+        rows = b"".join(
+            b"\x00" + bytes((a << 4) | b for a, b in zip(r[::2], r[1::2], strict=True))
+            for r in levels.tolist()
+        )
+
+        def chunk(kind: bytes, body: bytes) -> bytes:
+            return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+        path.write_bytes(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", 60, 40, 4, 0, 0, 0, 0))
+            + chunk(b"tRNS", struct.pack(">H", int(levels[0, 0])))
+            + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b"")
+        )
+    else:
+        Image.fromarray(levels).save(path, transparency=int(levels[0, 0]))
+    shown = character.load_image(path)
+    assert shown.shape == (40, 60, 3)
+    assert (shown[:, :30] == 128).all()
+    assert np.abs(shown[:, 30:].astype(int) - round(int(levels[0, 30]) * 255 / top)).max() <= 1
 
 
 @pytest.mark.parametrize("suffix", [".png", ".webp"])
