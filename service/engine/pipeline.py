@@ -46,7 +46,6 @@ LENGTH_SLACK = 0.05
 MALLOC_ARENAS = 2
 #: Threads each OpenCV call may use in a render process (see ``preload``).
 OPENCV_THREADS = 1
-_M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
 
 
 def render(
@@ -121,14 +120,9 @@ def preload() -> None:
 
 def _limit_malloc_arenas(count: int) -> bool:
     """``mallopt(M_ARENA_MAX, count)`` where the C library is glibc; True if applied."""
-    import ctypes
-    import ctypes.util
+    from service.engine import encoder
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_ARENA_MAX, count))
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
-        return False
+    return encoder.mallopt(encoder.M_ARENA_MAX, count)
 
 
 def _check_request(req: contracts.RenderRequest) -> tuple[int, int]:
