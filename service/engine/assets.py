@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import pathlib
 import struct
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from service.engine import contracts, video
 
@@ -64,6 +64,23 @@ def probe(path: str | os.PathLike[str]) -> contracts.MediaInfo:
         raise contracts.asset_invalid(
             "The file is not a supported image (JPEG, PNG, WebP) or video (MP4, MOV, WebM)."
         ) from None
+
+
+def probe_reference(path: str | os.PathLike[str]) -> contracts.MediaInfo:
+    """``probe`` for a performance reference: a picture of any kind is refused as not a
+    video (``probe`` alone would advise a GIF's sender to use JPEG, PNG or WebP)."""
+    try:
+        with pathlib.Path(path).open("rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        head = b""  # probe says why
+    kind = _image_format(head) or _other_image_format(head)
+    if kind is not None:
+        raise contracts.asset_invalid(
+            f"The reference must be a video (MP4, MOV or WebM) of a performer; this file is a "
+            f"{kind.upper() if kind in ('jpeg', 'png', 'webp') else kind} picture."
+        )
+    return probe(path)
 
 
 def _image_format(head: bytes) -> str | None:
@@ -285,6 +302,18 @@ def _webp_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _shown_size(stream: Any) -> tuple[int, int]:
+    """An open video stream's frame size as players show it, before any display matrix
+    turns it: non-square pixels at their display size (``video.display_size``: stored
+    960x720 at 4:3 is 1280x720), as ``video.iter_frames`` yields them. ASSET.INVALID if
+    the stored or the shown size is empty or over ``MAX_VIDEO_PIXELS``."""
+    stored = stream.codec_context.width, stream.codec_context.height
+    width, height = video.display_size(*stored, video.pixel_aspect(stream))
+    if min(*stored, width, height) <= 0 or max(stored[0] * stored[1], width * height) > MAX_VIDEO_PIXELS:
+        raise contracts.asset_invalid(f"The video frame size {width}x{height} is not supported.")
+    return width, height
+
+
 def _probe_video(path: pathlib.Path) -> contracts.MediaInfo:
     import av  # lazy: keeps `import service.engine` light
 
@@ -305,9 +334,7 @@ def _probe_video(path: pathlib.Path) -> contracts.MediaInfo:
                 f"The video codec '{stream.codec_context.name}' is not supported "
                 "(use H.264, H.265, VP8, VP9, AV1 or ProRes)."
             )
-        width, height = stream.codec_context.width, stream.codec_context.height
-        if width <= 0 or height <= 0 or width * height > MAX_VIDEO_PIXELS:
-            raise contracts.asset_invalid(f"The video frame size {width}x{height} is not supported.")
+        width, height = _shown_size(stream)
         # The picture's own length: the container's would take in a longer audio track.
         duration_s = video.stream_header_seconds(stream)
         if duration_s is None:

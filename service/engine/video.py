@@ -9,6 +9,7 @@ runs a producer on a thread of its own, a few items ahead of its consumer.
 from __future__ import annotations
 
 import contextlib
+import fractions
 import math
 import pathlib
 import queue
@@ -95,24 +96,29 @@ def iter_frames(
     must be, but not converted). ``nearby`` (for sampling): frames no other frame is
     predicted from (most B-frames) are not decoded, so each frame yielded is the one on
     screen at its time or one a frame or two before it, for 10-35 % less decoding
-    (the shared clips). Raises ASSET.INVALID if the file cannot be decoded at all.
+    (the shared clips). Every frame yielded has the size the first one has, even where
+    the stream's resolution changes (``Fitted``), and shows non-square pixels as
+    players do (``display_size``). Raises ASSET.INVALID if the file cannot be decoded
+    at all.
     """
     produced = 0
     last: np.ndarray | None = None
-    picture: Callable[[Any], np.ndarray]  # how this stream's frames are shown (its first says)
-    for n, (frame, t_end) in enumerate(_timed_frames(path, skip_unreferenced=nearby)):
-        if n == 0:
-            picture = shown(frame, longest, cover)
-        frame_bgr = None
-        while produced < count and (produced / fps) < t_end:
-            if produced % stride == 0:
-                if frame_bgr is None:  # convert only frames that are shown
-                    frame_bgr = picture(frame)
-                yield frame_bgr
-                last = frame_bgr
-            produced += 1
-        if produced >= count:
-            return
+    picture: Callable[[Any], np.ndarray] | None = None  # how this stream's frames are shown
+    with _opened(path) as container:
+        stream = container.streams.video[0]
+        for frame, t_end in _timed(container, stream, skip_unreferenced=nearby):
+            if picture is None:  # its first frame (and the stream's pixel aspect) says
+                picture = _stream_shown(frame, stream, longest, cover)
+            frame_bgr = None
+            while produced < count and (produced / fps) < t_end:
+                if produced % stride == 0:
+                    if frame_bgr is None:  # convert only frames that are shown
+                        frame_bgr = picture(frame)
+                    yield frame_bgr
+                    last = frame_bgr
+                produced += 1
+            if produced >= count:
+                return
     if last is None:
         raise contracts.asset_invalid("The video contains no decodable frames.")
     while hold and produced < count:  # source shorter than claimed: hold the last frame
@@ -121,8 +127,24 @@ def iter_frames(
         produced += 1
 
 
+def _stream_shown(
+    first: Any, stream: Any, longest: int | None, cover: tuple[int, int] | None
+) -> Callable[[Any], np.ndarray]:
+    """``shown`` for the open ``stream`` whose first decoded frame is ``first``, its pixel
+    aspect (``pixel_aspect``) applied; square pixels, nearly every video, take the
+    three-argument call, as before the aspect was read."""
+    aspect = pixel_aspect(stream)
+    if aspect is None:
+        return shown(first, longest, cover)
+    return shown(first, longest, cover, aspect=aspect)
+
+
 def shown(
-    first: Any, longest: int | None = None, cover: tuple[int, int] | None = None
+    first: Any,
+    longest: int | None = None,
+    cover: tuple[int, int] | None = None,
+    *,
+    aspect: fractions.Fraction | None = None,
 ) -> Callable[[Any], np.ndarray]:
     """How to convert the decoded frames of the stream whose first frame is ``first`` to
     the BGR pictures players show; with ``longest``, reduced (area average) to at most
@@ -134,23 +156,121 @@ def shown(
     for a mirrored selfie, flips) them on playback; players apply it, and so does this,
     the way FFmpeg's own ``autorotate`` does. HDR frames are tone-mapped (``ToneMap``).
     Both are read from the first frame only: a frame's side data holds the frame in a
-    reference cycle (``display_matrix``). The reduction is made by FFmpeg's scaler
-    (``Scaler``, one per stream) in the same pass as the conversion to BGR (or to the
-    tone map's RGB), so a phone's 4K frame is never held, nor converted, at full size
-    (a 2160x3840 frame: 3.4 ms down to 720x1280, where its full-size BGR would be 25 MB
-    to carry through the render).
+    reference cycle (``display_matrix``). Pixels that are not square (``aspect``, the
+    stream's sample aspect ratio: anamorphic video, stored 960x720 and shown 1280x720)
+    are shown at their display size (``display_size``). The reduction and the aspect
+    are made by FFmpeg's scaler (``Scaler``, one per stream) in the same pass as the
+    conversion to BGR (or to the tone map's RGB), so a phone's 4K frame is never held,
+    nor converted, at full size (a 2160x3840 frame: 3.4 ms down to 720x1280, where its
+    full-size BGR would be 25 MB to carry through the render). Later frames of another
+    size (a browser's WebRTC recording changes resolution with the bandwidth) come at
+    the size the first one has (``Fitted``).
     """
     matrix = display_matrix(first)
+    wide, high = display_size(first.width, first.height, aspect)
     if cover is not None:
-        wide, high = (first.height, first.width) if sideways(matrix) else (first.width, first.height)
-        covering = math.ceil(max(wide, high) * max(cover[0] / wide, cover[1] / high))
+        across, down = (high, wide) if sideways(matrix) else (wide, high)
+        covering = math.ceil(max(across, down) * max(cover[0] / across, cover[1] / down))
         longest = covering if longest is None else min(longest, covering)
-    size = reduced_size(first.width, first.height, longest)
-    scaler = Scaler()
+    size = reduced_size(wide, high, longest)
+    if size is None and (wide, high) != (first.width, first.height):
+        size = (wide, high)  # non-square pixels, shown at their display size
     tone = ToneMap.for_frame(first)
     if tone is not None:
-        return lambda frame: orient(tone(scaler(frame, "rgb48le", size)), matrix)
-    return lambda frame: orient(scaler(frame, "bgr24", size), matrix)
+        fitted = Fitted(first, size, aspect, "rgb48le")
+        return lambda frame: orient(tone(fitted(frame)), matrix)
+    fitted = Fitted(first, size, aspect, "bgr24")
+    return lambda frame: orient(fitted(frame), matrix)
+
+
+#: Pixels this near square (as a fraction) are taken as square: FFmpeg's scaler tags a
+#: picture resized to not quite its shape so (721x1279 from 720x1280: 11511:11536, 0.2 %
+#: off), and shown so it stretched 3 px and decoded in 10.7 ms a frame, not 7.7.
+SQUARE_SLACK = 0.01
+
+
+def pixel_aspect(stream: Any) -> fractions.Fraction | None:
+    """An open PyAV video stream's sample aspect ratio (a pixel's width over its height),
+    as players take it (FFmpeg's ``av_guess_sample_aspect_ratio``: the container's, else
+    the codec's); None for square pixels (within ``SQUARE_SLACK``) or none given. PyAV's
+    frames do not carry theirs, so a stream's is taken for all its frames."""
+    aspect = stream.sample_aspect_ratio
+    if not aspect or aspect <= 0 or abs(aspect - 1) <= SQUARE_SLACK:
+        return None
+    return fractions.Fraction(aspect)
+
+
+def display_size(width: int, height: int, aspect: fractions.Fraction | None) -> tuple[int, int]:
+    """(width, height) of a picture stored ``width`` x ``height`` in pixels ``aspect``
+    times as wide as high (None: square), as players show it: the side the aspect
+    stretches is the one enlarged, the other kept (mpv's ``mp_image_params_get_dsize``),
+    so no stored pixel is lost: 960x720 at 4:3 shows 1280x720, 720x480 at 8:9 shows
+    720x540. Each is rounded to a whole pixel (mpv truncates)."""
+    if aspect is None or aspect == 1:
+        return width, height
+    if aspect > 1:
+        return max(1, round(width * aspect)), height
+    return width, max(1, round(height / aspect))
+
+
+#: How near (as a fraction) a later frame's shape must be to the first's to fill its
+#: size exactly; a size rounded to whole pixels is that near (426x240 for 16:9: 0.2 %).
+SHAPE_SLACK = 0.01
+
+
+def fitted_size(
+    width: int, height: int, aspect: fractions.Fraction | None, box: tuple[int, int]
+) -> tuple[int, int]:
+    """The size at which a frame stored ``width`` x ``height`` (pixels of ``aspect``) is
+    shown in a ``box`` (width, height) an earlier frame set: scaled uniformly to fit
+    inside it, as a player shows a stream whose resolution changes in the window it
+    opened for the first (a shape within ``SHAPE_SLACK`` of the box's fills it)."""
+    wide, high = display_size(width, height, aspect)
+    if abs((wide * box[1]) / (high * box[0]) - 1) <= SHAPE_SLACK:
+        return box
+    scale = min(box[0] / wide, box[1] / high)
+    return min(box[0], max(1, round(wide * scale))), min(box[1], max(1, round(high * scale)))
+
+
+def boxed(picture: np.ndarray, box: tuple[int, int]) -> np.ndarray:
+    """``picture`` (rows, columns, channels) centred on a black one of ``box`` (width,
+    height); itself if it is that size already."""
+    high, wide = picture.shape[:2]
+    if (wide, high) == box:
+        return picture
+    out = np.zeros((box[1], box[0], *picture.shape[2:]), picture.dtype)
+    top, left = (box[1] - high) // 2, (box[0] - wide) // 2
+    out[top : top + high, left : left + wide] = picture
+    return out
+
+
+class Fitted:
+    """Converts one stream's decoded frames (``Scaler``) to arrays of one size: the size
+    its first frame comes at (``size``, else as stored), whatever size later ones have.
+
+    Browsers' recorders (WebRTC, MediaRecorder) change a stream's resolution mid-way as
+    the bandwidth or the camera changes; the render, built around the first frame's
+    size, failed on such a character video (arrays of different sizes), and such a
+    reference distorted the whole render. A frame of another size is scaled in the same pass to fit
+    the first's size (``fitted_size``: the same shape fills it exactly; another is
+    centred on black bands, as a player shows it in the window it opened). Frames the
+    first's size convert exactly as before.
+    """
+
+    def __init__(
+        self, first: Any, size: tuple[int, int] | None, aspect: fractions.Fraction | None, pixel_format: str
+    ) -> None:
+        self._stored = (first.width, first.height)
+        self._size, self._box = size, size or self._stored
+        self._aspect, self._format = aspect, pixel_format
+        self._scaler = Scaler()
+
+    def __call__(self, frame: Any) -> np.ndarray:
+        """``frame`` as an array of the stream's pixel format, the size its first frame set."""
+        if (frame.width, frame.height) == self._stored:
+            return self._scaler(frame, self._format, self._size)
+        size = fitted_size(frame.width, frame.height, self._aspect, self._box)
+        return boxed(self._scaler(frame, self._format, size), self._box)
 
 
 def reduced_size(width: int, height: int, longest: int | None) -> tuple[int, int] | None:
@@ -162,16 +282,20 @@ def reduced_size(width: int, height: int, longest: int | None) -> tuple[int, int
     return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
 
 
-def upright(frame: Any) -> np.ndarray:
+def upright(frame: Any, stream: Any = None) -> np.ndarray:
     """A decoded ``av.VideoFrame`` (a stream's first, or its only one looked at) as the
-    BGR picture players show (``shown``)."""
-    return shown(frame)(frame)
+    BGR picture players show (``shown``; with its ``stream``, non-square pixels at their
+    display size too)."""
+    if stream is None:
+        return shown(frame)(frame)
+    return _stream_shown(frame, stream, None, None)(frame)
 
 
 class Scaler:
-    """Converts one stream's decoded frames to arrays of a pixel format, reduced (area
-    average, in the same pass) to a size if asked: FFmpeg's scaler, set up once for the
-    stream and kept, on the calling thread.
+    """Converts one stream's decoded frames to arrays of a pixel format, scaled (area
+    average where reduced, in the same pass) to a size if asked: FFmpeg's scaler, set up
+    once for the stream and kept (set up again only if a frame's size changes), on the
+    calling thread.
 
     Left to itself, PyAV sets up a new scaler for every frame, and with it a pool of
     threads to share the frame among: on a 720x1280 frame that is 1.4 ms (2.0 ms of
@@ -185,7 +309,7 @@ class Scaler:
         self._reformatter = VideoReformatter()
 
     def __call__(self, frame: Any, pixel_format: str, size: tuple[int, int] | None = None) -> np.ndarray:
-        """``frame`` as an array of ``pixel_format``, reduced to ``size`` (width, height)
+        """``frame`` as an array of ``pixel_format``, scaled to ``size`` (width, height)
         if given. Without a size the plain conversion runs: the area flag at the frame's
         own size is not promised to give the same pixels."""
         if size is None:
@@ -325,13 +449,21 @@ def stream_seconds(path: pathlib.Path) -> float | None:
 
 def stream_header_seconds(stream: Any) -> float | None:
     """An open PyAV stream's length by its header (its duration, else its frame count
-    over its rate, else the per-track ``DURATION`` tag Matroska muxers write), or None."""
+    over its rate, else the per-track ``DURATION`` tag Matroska muxers write), or None.
+
+    A length is the span from the first frame's start to the last one's end, wherever
+    the clock starts. MP4 and MOV give it so, edit lists applied. The Matroska tag does
+    not: FFmpeg's muxer writes the track's end time there, mkvmerge its span, so it is
+    taken only for a track that starts at 0, where the two agree; for one that starts
+    later (a remux with an offset, a copy whose audio starts first) this is None and
+    the packets say (``demuxed_seconds``): its end had a 3.5 s clip offset by 10 s
+    taken as 13.5 s long, and a plain remux starting at 0.023 s one frame long."""
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     if stream.frames and stream.average_rate:
         return stream.frames / float(stream.average_rate)
     tag = _MATROSKA_DURATION.fullmatch(str(stream.metadata.get("DURATION", "")).strip())
-    if tag:
+    if tag and stream.start_time == 0:
         hours, minutes, seconds = tag.groups()
         total = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
         return total if total > 0 else None
@@ -344,9 +476,11 @@ _MATROSKA_DURATION = re.compile(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
 def demuxed_seconds(path: pathlib.Path) -> float | None:
     """The video stream's length found by reading its packets (not decoding them): from
     the first packet's start to the last one's end, the last lasting as long as the
-    packets before it on average when it does not say. For files whose header gives no
-    length, as a browser's recorder (MediaRecorder) and other live muxers write them.
-    None if the stream has no timed packet."""
+    packets before it on average when it does not say; packets an edit list cuts (marked
+    discarded, never shown) left out. For files whose header gives no length, as a
+    browser's recorder (MediaRecorder) and other live muxers write them, and Matroska
+    files that start past 0 (``stream_header_seconds``; 4-12 ms for Matroska clips of
+    3.5 s to 28 s). None if the stream has no timed packet."""
     import av
 
     try:
@@ -366,7 +500,7 @@ def _packet_seconds(container: Any) -> float | None:
     last_duration: float = 0
     try:
         for packet in container.demux(stream):
-            if packet.pts is None:
+            if packet.pts is None or packet.is_discard:
                 continue
             count += 1
             first = packet.pts if first is None else min(first, packet.pts)
@@ -395,42 +529,65 @@ def start_time(container: Any) -> float | None:
     return None
 
 
-def _timed_frames(path: pathlib.Path, skip_unreferenced: bool = False) -> Iterator[tuple[Any, float]]:
-    """Yield (decoded av.VideoFrame, time its display ends in s from the stream's start).
-
-    A frame's display ends when the next one starts; the last one lasts one frame period.
-    ``skip_unreferenced``: frames no other frame is predicted from are not decoded (the
-    frame before each stays on screen); the others decode exactly as they otherwise
-    would.
-    """
+def _opened(path: pathlib.Path) -> Any:
+    """The open PyAV container of ``path``; ASSET.INVALID if it cannot be opened."""
     import av
 
     try:
-        container = av.open(str(path), mode="r")
+        return av.open(str(path), mode="r")
     except Exception:
         raise contracts.asset_invalid("The video could not be opened.") from None
-    with container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        if skip_unreferenced:
-            stream.codec_context.skip_frame = "NONREF"
-        start = None
-        pending: tuple[Any, float] | None = None
-        try:
-            for frame in container.decode(stream):
-                t = frame.time
-                if t is None:
-                    continue
-                if start is None:
-                    start = t
-                t -= start
-                if pending is not None:
-                    prev_frame, _ = pending
-                    yield prev_frame, t
-                pending = (frame, t)
-        except av.error.FFmpegError:
-            pass  # a damaged tail: keep what decoded
-        if pending is not None:
-            frame, t = pending
-            rate = stream.average_rate or stream.guessed_rate or 30
-            yield frame, t + 1.0 / float(rate)
+
+
+def _timed_frames(path: pathlib.Path, skip_unreferenced: bool = False) -> Iterator[tuple[Any, float]]:
+    """:func:`_timed` on the first video stream of ``path``, opened here."""
+    with _opened(path) as container:
+        yield from _timed(container, container.streams.video[0], skip_unreferenced)
+
+
+def _timed(container: Any, stream: Any, skip_unreferenced: bool = False) -> Iterator[tuple[Any, float]]:
+    """Yield (decoded av.VideoFrame, time its display ends in s from the stream's start).
+
+    A frame's display ends when the next one starts; the last one lasts one frame period
+    (``_last_frame_seconds``). Times count from the first frame's, whatever the
+    container's clock starts at (a Matroska file remuxed with an offset starts its frames
+    at 10 s). ``skip_unreferenced``: frames no other frame is predicted from are not
+    decoded (the frame before each stays on screen); the others decode exactly as they
+    otherwise would.
+    """
+    import av
+
+    stream.thread_type = "AUTO"
+    if skip_unreferenced:
+        stream.codec_context.skip_frame = "NONREF"
+    start = None
+    pending: tuple[Any, float] | None = None
+    try:
+        for frame in container.decode(stream):
+            t = frame.time
+            if t is None:
+                continue
+            if start is None:
+                start = t
+            t -= start
+            if pending is not None:
+                prev_frame, _ = pending
+                yield prev_frame, t
+            pending = (frame, t)
+    except av.error.FFmpegError:
+        pass  # a damaged tail: keep what decoded
+    if pending is not None:
+        frame, t = pending
+        yield frame, t + _last_frame_seconds(stream)
+
+
+def _last_frame_seconds(stream: Any) -> float:
+    """How long a stream's last frame is taken to show: one frame period, less half a
+    tick of the stream's clock. Its start is on that clock, rounded to a tick (Matroska's
+    is 1 ms), and could put its end past the true one: a 1.5 s clip remuxed to Matroska
+    (its last frame at 1.467 s, not 1.4667) played a 37th frame at 24 fps where its MP4
+    played 36. Less half a tick, the end is never past the true one; the frames shown
+    are the same (held to the end) and a 30 fps MP4's 1/15360 s clock moves it 33 us."""
+    rate = stream.average_rate or stream.guessed_rate or 30
+    tick = float(stream.time_base) if stream.time_base else 0.0
+    return 1.0 / float(rate) - tick / 2

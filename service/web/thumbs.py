@@ -37,7 +37,7 @@ def _first_frame(path: Path) -> np.ndarray | None:
         return image
     with contextlib.suppress(Exception), av.open(str(path)) as container:
         for frame in container.decode(video=0):
-            return video.upright(frame)
+            return video.upright(frame, container.streams.video[0])
     return None
 
 
