@@ -13,10 +13,13 @@ exits with 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pathlib
+import signal
 import sys
 import time
+from collections.abc import Iterator
 
 from service.engine import contracts
 
@@ -34,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--reference", required=True, type=pathlib.Path, help="driving performance video, 3-30 s"
     )
-    parser.add_argument("--out", required=True, type=pathlib.Path, help="output MP4 path")
+    parser.add_argument("--out", required=True, dest="out_given", metavar="OUT", help="output MP4 path")
     parser.add_argument(
         "--ratio", default="1280:720", choices=list(contracts.RATIOS), help="output size (default 1280:720)"
     )
@@ -86,10 +89,23 @@ class _Bar:
             sys.stderr.write("\n")
 
 
-def _output_problem(out: pathlib.Path, inputs: list[pathlib.Path]) -> str | None:
+#: Names the render may be written under: it is an MP4 (H.264 + AAC) whatever the name,
+#: so a name promising another container (``.webm``, ``.mkv``) is refused, not obeyed.
+MP4_SUFFIXES = frozenset({"", ".mp4", ".m4v", ".mov"})
+
+
+def _output_problem(out: pathlib.Path, inputs: list[pathlib.Path], given: str | None = None) -> str | None:
     """Why the render could not be written to ``out`` (None: it can), found before any
     work is done: the engine itself finds out only when it starts writing, after loading
-    its models and preparing the character, and reports an internal failure."""
+    its models and preparing the character, and reports an internal failure. ``given``
+    is ``--out`` as typed (a trailing slash names a directory, which ``Path`` drops)."""
+    if given is not None and given.endswith(("/", os.sep)) and not out.is_dir():
+        return f"--out {given} names a directory that does not exist; give the file to write"
+    if out.suffix.lower() not in MP4_SUFFIXES:
+        return (
+            f"--out {out}: the render is an MP4 (H.264 + AAC); give the file a .mp4 name "
+            "(.m4v and .mov also play it)"
+        )
     parent = out.parent
     if not parent.is_dir():
         return f"--out {out}: the directory {parent} does not exist"
@@ -125,23 +141,37 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage line
         return int(exc.code or 0) and 2
+    args.out = pathlib.Path(args.out_given)
     if not 0 <= args.seed <= 0xFFFFFFFF:
         print("error: --seed must be between 0 and 4294967295", file=sys.stderr)
         return 2
-    problem = _output_problem(args.out, [args.character, args.reference])
+    problem = _output_problem(args.out, [args.character, args.reference], args.out_given)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
 
     from service.engine import assets, pipeline
 
+    # Each input is checked here first, so that its error names it (and comes before
+    # the models load).
+    for flag, path, probe in (
+        ("--character", args.character, assets.probe),
+        ("--reference", args.reference, assets.probe_reference),
+    ):
+        try:
+            info = probe(path)
+        except contracts.EngineError as exc:
+            print(f"error: {flag} {path}: {exc.message} ({exc.failure_code})", file=sys.stderr)
+            return 2
+        if flag == "--character":
+            kind = info.kind
+
     bar = _Bar()
     started = time.monotonic()
     try:
-        info = assets.probe(args.character)
         request = contracts.RenderRequest(
             character_path=args.character,
-            character_type=info.kind,
+            character_type=kind,
             reference_path=args.reference,
             output_path=args.out,
             ratio=args.ratio,
@@ -150,12 +180,17 @@ def main(argv: list[str]) -> int:
             seed=args.seed,
         )
         bar(0.0)
-        pipeline.preload()  # the libraries and models (a few seconds), under the bar
-        result = pipeline.render(request, progress=bar)
+        with _terminated_as_interrupt():
+            pipeline.preload()  # the libraries and models (a few seconds), under the bar
+            result = pipeline.render(request, progress=bar)
     except contracts.EngineError as exc:
         bar.done()
         print(f"error: {exc.message} ({exc.failure_code})", file=sys.stderr)
         return 2
+    except Terminated:
+        bar.done()
+        print("error: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         bar.done()
         print("error: interrupted", file=sys.stderr)
@@ -167,6 +202,24 @@ def main(argv: list[str]) -> int:
         f"{result.duration_s:.2f} s  RTF {elapsed / result.duration_s:.2f}"
     )
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a supervisor stopping the job), raised in the main
+    thread as Ctrl-C is, so the render stops the same way and leaves no partial file
+    (left to its default, the signal ended the process with its temporary file behind)."""
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupt() -> Iterator[None]:
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

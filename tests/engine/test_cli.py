@@ -142,3 +142,76 @@ def test_a_long_legal_output_name_is_checked_and_written_under_a_name_that_fits(
     assert code == 2  # the picture is not one; the output was found writable
     assert "--out" not in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jpg", "r.mp4"]
+
+
+@pytest.mark.parametrize("which", ["character", "reference"])
+def test_cli_names_the_input_at_fault(
+    tmp_path: pathlib.Path,
+    media: pathlib.Path,
+    reference: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+    which: str,
+) -> None:
+    """A missing file, or a picture given as the performance, is named by its flag (both
+    used to read "The file could not be read", and a GIF reference was told to use JPEG)."""
+    missing = tmp_path / "missing.mp4"
+    gif = tmp_path / "performance.gif"
+    gif.write_bytes(b"GIF89a" + bytes(64))
+    character = missing if which == "character" else media / "character_photo.jpg"
+    performance = gif if which == "reference" else reference
+    code = cli.main(
+        ["--character", str(character), "--reference", str(performance), "--out", str(tmp_path / "o.mp4")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    if which == "character":
+        assert err[0].startswith(f"error: --character {missing}: The file could not be read")
+    else:
+        assert err[0] == (
+            f"error: --reference {gif}: The reference must be a video (MP4, MOV or WebM) of a performer; "
+            "this file is a GIF picture. (ASSET.INVALID)"
+        )
+
+
+@pytest.mark.parametrize(
+    ("out", "words"), [("o.webm", "the render is an MP4"), ("new/", "names a directory")]
+)
+def test_cli_refuses_an_output_name_it_would_not_honour(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], out: str, words: str
+) -> None:
+    """A WebM name used to get MP4 bytes, and ``new/`` a file called ``new``."""
+    code = cli.main(["--character", "c.jpg", "--reference", "r.mp4", "--out", str(tmp_path) + "/" + out])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and words in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_stops_the_render_and_leaves_nothing(
+    tmp_path: pathlib.Path, media: pathlib.Path, reference: pathlib.Path
+) -> None:
+    """``kill`` or ``timeout`` (SIGTERM) used to end the process with its temporary file
+    left beside the destination; it now stops the render as Ctrl-C does (exit 143)."""
+    import signal
+    import subprocess
+    import sys
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    args = ["--character", str(media / "character_photo.jpg"), "--reference", str(reference)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.engine.cli", *args, "--out", str(out_dir / "o.mp4")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:  # wait until frames are being written
+            if line.startswith("rendering") and int(line.split()[-1].rstrip("%")) >= 30:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert rest.strip().splitlines()[-1] == "error: terminated"
+    assert list(out_dir.iterdir()) == []
