@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
+import math
 import pathlib
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -58,6 +59,11 @@ VIDEO_SEARCH_STRIDE = 4
 #: 0.36 px from detected ones on average (p95 0.9 px at 1280x720): the detector's own
 #: frame-to-frame noise is 0.32 px.
 ANALYSE_EVERY = 3
+#: How long (s) a character video's face is held where it was last found while it is
+#: not found (a blink of the detector, a hand passing); past that the frames show as
+#: they are until it is found again. Held for good, the character's eyes, lids and lips
+#: were painted on over whatever followed: a cut to black, the person walking out.
+FACE_HOLD_S = 0.5
 #: JPEG quality of the frames a character video shorter than the reference keeps for
 #: playing back and forth: about 95 KB per 1280x720 frame (a raw one is 2.8 MB), 0.8
 #: grey levels from the original on average, 5 ms to compress and 6 to restore.
@@ -282,7 +288,8 @@ class VideoCharacter:
         tracker = landmarks.FaceTracker(video=True)
         seg = segmentation.Segmenter()
         eyes = lids.OpenEyes()
-        smoother = landmarks.FaceSmoother(self._fps / ANALYSE_EVERY, min_cutoff=1.0, beta=2.0)
+        rate = self._fps / ANALYSE_EVERY
+        smoother = landmarks.FaceSmoother(rate, min_cutoff=1.0, beta=2.0, hold=math.ceil(FACE_HOLD_S * rate))
         held: list[np.ndarray] = []  # canvases waiting for the next analysed frame
         before: _Look | None = None
         previous: np.ndarray | None = None  # the last analysed canvas

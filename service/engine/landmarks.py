@@ -458,12 +458,18 @@ class FaceSmoother:
     """One-Euro smoothing of one face's landmarks over a video.
 
     It smooths in widths of the face (so its parameters mean the same at any
-    resolution), holds the last face found while none is, and starts afresh when the
-    face jumps by more than ``CUT_JUMP`` (rather than gliding across a cut).
+    resolution), holds the last face found while none is (with ``hold``, for that many
+    calls at most: then there is no face until one is found again, and smoothing starts
+    afresh), and starts afresh when the face jumps by more than ``CUT_JUMP`` (rather
+    than gliding across a cut).
     """
 
-    def __init__(self, rate: float, min_cutoff: float, beta: float, d_cutoff: float = 1.0) -> None:
+    def __init__(
+        self, rate: float, min_cutoff: float, beta: float, d_cutoff: float = 1.0, hold: int | None = None
+    ) -> None:
         self._rate, self._min_cutoff, self._beta, self._d_cutoff = rate, min_cutoff, beta, d_cutoff
+        self._hold = hold
+        self._missed = 0  # calls in a row without a face found
         self._filter: OneEuroFilter | None = None
         self._unit = 1.0
         self._raw: np.ndarray | None = None
@@ -480,6 +486,11 @@ class FaceSmoother:
             if self._raw is not None and face_jump(self._raw, found) > CUT_JUMP:
                 self._filter = None
             self._raw = found
+            self._missed = 0
+        else:
+            self._missed += 1
+            if self._hold is not None and self._missed > self._hold:
+                self._raw, self._filter = None, None
         if self._raw is None:
             return None
         if self._filter is None:

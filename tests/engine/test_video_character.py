@@ -23,6 +23,7 @@ from service.engine import (
     warp,
 )
 from service.engine.character import _Look
+from tests.engine import clips
 
 
 def _look(value: float, seen: tuple[float, float] | None = (0.3, 0.3)) -> _Look:
@@ -332,6 +333,43 @@ def test_smoothing_starts_afresh_when_the_face_jumps(face: np.ndarray) -> None:
     assert out is not None and np.allclose(out, jumped, atol=1e-3)  # a cut: no lag behind
     still, moved = (_Look(None, p, np.zeros(1), (0, 0, 1, 1)) for p in (face, jumped))
     assert character._Look.cut(still, moved) and not character._Look.cut(still, still)
+
+
+def test_a_face_lost_for_long_is_let_go_and_one_found_again_starts_afresh(face: np.ndarray) -> None:
+    smoother = landmarks.FaceSmoother(8.0, min_cutoff=1.0, beta=2.0, hold=2)
+    smoother(face)
+    assert smoother(None) is not None and smoother(None) is not None  # held: a detector's blink
+    assert smoother(None) is None and not smoother.tracking  # let go
+    moved = face + (3.0, 0.0, 0.0)
+    out = smoother(moved)
+    assert out is not None and np.allclose(out, moved, atol=1e-3)  # no glide from where it was
+
+
+def test_a_character_video_cut_to_black_shows_black_not_the_faces_features(
+    tmp_path: pathlib.Path, reference: pathlib.Path, short_character_video: pathlib.Path
+) -> None:
+    """Half a second of the woman, then black: the face used to be held where it was last
+    found for good, and her eyes, lids and lips were painted over the black frames."""
+    from service.engine import video
+
+    own = list(itertools.islice(video.iter_frames(short_character_video, 24, 12, hold=False), 12))
+    black = np.zeros_like(own[0])
+    clip = clips.encode(tmp_path / "cut-to-black.mp4", own + [black] * 72, (640, 360), 24, {"crf": "16"})
+    out = tmp_path / "out.mp4"
+    engine.render(
+        engine.RenderRequest(
+            character_path=clip,
+            character_type="video",
+            reference_path=reference,
+            output_path=out,
+            ratio="1280:720",
+        )
+    )
+    frames = list(clips.frames(out))
+    lit = [int((frame > 40).sum()) for frame in frames]
+    assert lit[0] > 100_000  # the woman first
+    held = round(character.FACE_HOLD_S * 24) + 2 * character.ANALYSE_EVERY
+    assert max(lit[12 + held :]) == 0, lit  # then black: nothing painted on it
 
 
 def test_frames_between_a_cut_take_the_analysis_of_their_own_side(
