@@ -73,6 +73,13 @@ def prefetch(source: Iterable[T], depth: int = QUEUE_DEPTH) -> Generator[T, None
         thread.join()
 
 
+#: Longest stretch (s) of a damaged video that ``iter_frames`` holds on its last good
+#: frame: a recording cut off mid-packet loses a frame or two; a file cut in half (its
+#: index intact, as a faststart MP4's is) had the last third of its frames missing and
+#: the render froze for two-thirds of the clip, its audio stopping too.
+DAMAGED_HOLD_S = 0.5
+
+
 def iter_frames(
     path: pathlib.Path,
     fps: int,
@@ -90,8 +97,10 @@ def iter_frames(
 
     Output frame i shows the source frame on screen at time i/fps. When the source ends
     early, its last frame is repeated (``hold``: covers containers whose duration
-    overstates the stream), or, with ``hold=False``, the frames simply stop there (the
-    character-video case, which plays its frames back itself). With ``stride`` > 1 only
+    overstates the stream; but a stream whose decoding stopped at damaged data more
+    than ``DAMAGED_HOLD_S`` short is ASSET.INVALID), or, with ``hold=False``, the frames
+    simply stop there (the character-video case, which plays its frames back itself).
+    With ``stride`` > 1 only
     output frames 0, stride, 2*stride, ... are yielded (the others are decoded, as they
     must be, but not converted). ``nearby`` (for sampling): frames no other frame is
     predicted from (most B-frames) are not decoded, so each frame yielded is the one on
@@ -104,9 +113,10 @@ def iter_frames(
     produced = 0
     last: np.ndarray | None = None
     picture: Callable[[Any], np.ndarray] | None = None  # how this stream's frames are shown
+    damage: list[str] = []
     with _opened(path) as container:
         stream = container.streams.video[0]
-        for frame, t_end in _timed(container, stream, skip_unreferenced=nearby):
+        for frame, t_end in _timed(container, stream, skip_unreferenced=nearby, damage=damage):
             if picture is None:  # its first frame (and the stream's pixel aspect) says
                 picture = _stream_shown(frame, stream, longest, cover)
             frame_bgr = None
@@ -121,6 +131,11 @@ def iter_frames(
                 return
     if last is None:
         raise contracts.asset_invalid("The video contains no decodable frames.")
+    if hold and damage and (count - produced) / fps > DAMAGED_HOLD_S:
+        raise contracts.asset_invalid(
+            f"The video is damaged or cut short: its pictures stop at {produced / fps:.1f} s "
+            f"of the {count / fps:.1f} s it claims."
+        )
     while hold and produced < count:  # source shorter than claimed: hold the last frame
         if produced % stride == 0:
             yield last
@@ -545,7 +560,9 @@ def _timed_frames(path: pathlib.Path, skip_unreferenced: bool = False) -> Iterat
         yield from _timed(container, container.streams.video[0], skip_unreferenced)
 
 
-def _timed(container: Any, stream: Any, skip_unreferenced: bool = False) -> Iterator[tuple[Any, float]]:
+def _timed(
+    container: Any, stream: Any, skip_unreferenced: bool = False, damage: list[str] | None = None
+) -> Iterator[tuple[Any, float]]:
     """Yield (decoded av.VideoFrame, time its display ends in s from the stream's start).
 
     A frame's display ends when the next one starts; the last one lasts one frame period
@@ -553,7 +570,10 @@ def _timed(container: Any, stream: Any, skip_unreferenced: bool = False) -> Iter
     container's clock starts at (a Matroska file remuxed with an offset starts its frames
     at 10 s). ``skip_unreferenced``: frames no other frame is predicted from are not
     decoded (the frame before each stays on screen); the others decode exactly as they
-    otherwise would.
+    otherwise would. Decoding stops at damaged data, keeping what decoded; what was
+    wrong is appended to ``damage`` if given: a decoding error, a packet the demuxer
+    marks corrupt, or fewer packets than the file's index lists (a file cut short with
+    its index intact; the decoder's threads end such a stream without an error).
     """
     import av
 
@@ -562,20 +582,29 @@ def _timed(container: Any, stream: Any, skip_unreferenced: bool = False) -> Iter
         stream.codec_context.skip_frame = "NONREF"
     start = None
     pending: tuple[Any, float] | None = None
+    packets = 0
     try:
-        for frame in container.decode(stream):
-            t = frame.time
-            if t is None:
-                continue
-            if start is None:
-                start = t
-            t -= start
-            if pending is not None:
-                prev_frame, _ = pending
-                yield prev_frame, t
-            pending = (frame, t)
-    except av.error.FFmpegError:
-        pass  # a damaged tail: keep what decoded
+        for packet in container.demux(stream):
+            if packet.size:
+                packets += 1
+                if packet.is_corrupt and damage is not None:
+                    damage.append(f"packet {packets} is corrupt")
+            for frame in packet.decode():
+                t = frame.time
+                if t is None:
+                    continue
+                if start is None:
+                    start = t
+                t -= start
+                if pending is not None:
+                    prev_frame, _ = pending
+                    yield prev_frame, t
+                pending = (frame, t)
+    except av.error.FFmpegError as exc:  # a damaged tail: keep what decoded
+        if damage is not None:
+            damage.append(str(exc))
+    if damage is not None and 0 < packets < stream.frames:
+        damage.append(f"{packets} of the {stream.frames} packets its index lists")
     if pending is not None:
         frame, t = pending
         yield frame, t + _last_frame_seconds(stream)

@@ -313,3 +313,34 @@ def test_pixels_all_but_square_are_taken_as_square() -> None:
     )
     assert aspect(fractions.Fraction(4, 3)) == fractions.Fraction(4, 3)
     assert aspect(fractions.Fraction(8, 9)) == fractions.Fraction(8, 9)
+
+
+def test_a_reference_cut_short_by_damage_is_refused_not_frozen(
+    tmp_path: pathlib.Path, reference: pathlib.Path
+) -> None:
+    """A faststart MP4 cut in half keeps its index, which still claims the whole clip:
+    its last good frame used to be held for the rest (two-thirds of a render frozen).
+    A stream that merely ends a little early, or a damaged last frame, is still held."""
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(reference)) as src, av.open(str(whole), "w", options={"movflags": "+faststart"}) as dst:
+        picture = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = picture
+                dst.mux(packet)
+    data = whole.read_bytes()
+    assert data[:64].find(b"moov") > 0  # the index first
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    count = round(3.5 * FPS)
+    with pytest.raises(engine.EngineError) as err:
+        list(video.iter_frames(cut, FPS, count))
+    assert err.value.failure_code == "ASSET.INVALID"
+    assert err.value.message.startswith("The video is damaged or cut short: its pictures stop at ")
+    assert err.value.message.endswith(" of the 3.5 s it claims.")
+    assert (
+        len(list(video.iter_frames(cut, FPS, count, hold=False))) < count
+    )  # (a character plays what decoded)
+    nearly = tmp_path / "nearly.mp4"
+    nearly.write_bytes(data[: len(data) - 2000])  # the last packet or two damaged
+    assert len(list(video.iter_frames(nearly, FPS, count))) == count
