@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         help="shoulders follow the performer (default on)",
     )
     parser.add_argument("--seed", type=int, default=0, help="0..4294967295 (camera motion)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the libraries' own log lines (MediaPipe, TensorFlow Lite)",
+    )
     return parser
 
 
@@ -180,7 +185,7 @@ def main(argv: list[str]) -> int:
             seed=args.seed,
         )
         bar(0.0)
-        with _terminated_as_interrupt():
+        with _terminated_as_interrupt(), _libraries_quiet(not args.verbose):
             pipeline.preload()  # the libraries and models (a few seconds), under the bar
             result = pipeline.render(request, progress=bar)
     except contracts.EngineError as exc:
@@ -202,6 +207,37 @@ def main(argv: list[str]) -> int:
         f"{result.duration_s:.2f} s  RTF {elapsed / result.duration_s:.2f}"
     )
     return 0
+
+
+@contextlib.contextmanager
+def _libraries_quiet(quiet: bool) -> Iterator[None]:
+    """With ``quiet``, what the native libraries write to the process's stderr (a dozen
+    lines of TensorFlow Lite and MediaPipe notices a render, around the bar and before
+    an error) goes nowhere, while Python's own stderr (the bar, errors) still shows."""
+    try:
+        ours = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # not a file (captured): only fd 2 moves
+        ours = False
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    python_stderr = sys.stderr
+    if ours:
+        sys.stderr = open(saved, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        if ours:
+            sys.stderr.close()
+            sys.stderr = python_stderr
+        os.close(saved)
 
 
 class Terminated(KeyboardInterrupt):

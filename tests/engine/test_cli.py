@@ -215,3 +215,22 @@ def test_sigterm_stops_the_render_and_leaves_nothing(
     assert proc.returncode == 128 + signal.SIGTERM
     assert rest.strip().splitlines()[-1] == "error: terminated"
     assert list(out_dir.iterdir()) == []
+
+
+def test_the_libraries_own_log_lines_are_hidden_unless_asked_for(
+    tmp_path: pathlib.Path, media: pathlib.Path, reference: pathlib.Path
+) -> None:
+    """TensorFlow Lite and MediaPipe write a dozen notices to the process's stderr, around
+    the bar and before the one error line; they show only with ``--verbose``."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "service.engine.cli", "--character", str(media / "character_dog.jpg")]
+    args += ["--reference", str(reference), "--out", str(tmp_path / "o.mp4")]
+    quiet = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 2
+    assert [line for line in quiet.stderr.splitlines() if not line.startswith("rendering")] == [
+        "error: No human-like face was found in the character image. (ASSET.INVALID)"
+    ]
+    verbose = subprocess.run([*args, "--verbose"], capture_output=True, text=True, timeout=120)
+    assert verbose.returncode == 2 and "TensorFlow Lite" in verbose.stderr
