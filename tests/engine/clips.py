@@ -99,12 +99,16 @@ def encode(
     size: tuple[int, int],
     fps: int,
     options: dict[str, str] | None = None,
+    *,
+    codec: str = "libx264",
+    fmt: str = "mp4",
 ) -> pathlib.Path:
-    """An H.264 MP4 of BGR ``pictures`` (``size`` = width, height), one per frame."""
-    with av.open(str(dst), "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=fps)
+    """A video of BGR ``pictures`` (``size`` = width, height), one per frame: H.264 in
+    MP4 (``ultrafast`` unless ``options`` say) unless ``codec`` and ``fmt`` say."""
+    with av.open(str(dst), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        stream.options = {"preset": "ultrafast", **(options or {})}
+        stream.options = {**({"preset": "ultrafast"} if codec == "libx264" else {}), **(options or {})}
         for i, picture in enumerate(pictures):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="bgr24")
             frame.pts = i

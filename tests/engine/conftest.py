@@ -77,6 +77,19 @@ def photo_request(
     )
 
 
+def video_request(
+    character: pathlib.Path, reference: pathlib.Path, out: pathlib.Path, ratio: str = "1280:720"
+) -> engine.RenderRequest:
+    """A request to render the character video ``character`` performing ``reference``."""
+    return engine.RenderRequest(
+        character_path=character,
+        character_type="video",
+        reference_path=reference,
+        output_path=out,
+        ratio=ratio,
+    )
+
+
 @pytest.fixture(scope="session")
 def render_once(
     tmp_path_factory: pytest.TempPathFactory, reference: pathlib.Path, media: pathlib.Path

@@ -11,7 +11,7 @@ import pytest
 from service import engine
 from service.engine import landmarks, mouth, video
 from tests.engine import clips
-from tests.engine.conftest import Render, photo_request
+from tests.engine.conftest import Render, photo_request, video_request
 
 REFERENCE_S = 3.5
 FRAMES = round(REFERENCE_S * 24)
@@ -70,15 +70,7 @@ def test_a_video_character_renders_identically_twice_on_a_square_canvas(
     hashes = []
     for k in range(2):
         out = tmp_path / f"v{k}.mp4"
-        engine.render(
-            engine.RenderRequest(
-                character_path=short_character_video,
-                character_type="video",
-                reference_path=reference,
-                output_path=out,
-                ratio="960:960",
-            )
-        )
+        engine.render(video_request(short_character_video, reference, out, "960:960"))
         hashes.append(clips.frame_hashes(out))
     assert hashes[0] == hashes[1]
 
@@ -233,15 +225,7 @@ def test_video_character_plays_on_past_its_end(
     # The character's length is the probe's, not read from the file a second time.
     monkeypatch.setattr(video, "stream_seconds", lambda path: pytest.fail("the video's length read again"))
     out = tmp_path / "video_char.mp4"
-    result = engine.render(
-        engine.RenderRequest(
-            character_path=short_character_video,
-            character_type="video",
-            reference_path=reference,
-            output_path=out,
-            ratio="960:960",
-        )
-    )
+    result = engine.render(video_request(short_character_video, reference, out, "960:960"))
     assert (result.width, result.height, result.frames) == (960, 960, FRAMES)
     frames = list(clips.frames(out, scale=0.25))
     assert len(frames) == FRAMES

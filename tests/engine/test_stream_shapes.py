@@ -25,16 +25,8 @@ FPS = 24
 
 def _webm(dst: pathlib.Path, pictures: Iterable[np.ndarray], size: tuple[int, int]) -> pathlib.Path:
     """A lossless VP9 WebM of BGR ``pictures`` (``size`` = width, height)."""
-    with av.open(str(dst), "w", format="webm") as out:
-        stream = out.add_stream("libvpx-vp9", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        stream.options = {"deadline": "realtime", "cpu-used": "8", "lossless": "1"}
-        for i, picture in enumerate(pictures):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="bgr24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return dst
+    options = {"deadline": "realtime", "cpu-used": "8", "lossless": "1"}
+    return clips.encode(dst, pictures, size, FPS, options, codec="libvpx-vp9", fmt="webm")
 
 
 def _joined(dst: pathlib.Path, parts: list[pathlib.Path]) -> pathlib.Path:

@@ -24,6 +24,7 @@ from service.engine import (
 )
 from service.engine.character import _Look
 from tests.engine import clips
+from tests.engine.conftest import video_request
 
 
 def _look(value: float, seen: tuple[float, float] | None = (0.3, 0.3)) -> _Look:
@@ -356,15 +357,7 @@ def test_a_character_video_cut_to_black_shows_black_not_the_faces_features(
     black = np.zeros_like(own[0])
     clip = clips.encode(tmp_path / "cut-to-black.mp4", own + [black] * 72, (640, 360), 24, {"crf": "16"})
     out = tmp_path / "out.mp4"
-    engine.render(
-        engine.RenderRequest(
-            character_path=clip,
-            character_type="video",
-            reference_path=reference,
-            output_path=out,
-            ratio="1280:720",
-        )
-    )
+    engine.render(video_request(clip, reference, out))
     frames = list(clips.frames(out))
     lit = [int((frame > 40).sum()) for frame in frames]
     assert lit[0] > 100_000  # the woman first
