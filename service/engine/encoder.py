@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import fractions
+import functools
 import pathlib
 import queue
 import threading
@@ -44,11 +45,21 @@ M_ARENA_MAX = -8
 def mallopt(param: int, value: int) -> bool:
     """glibc's ``mallopt(param, value)``; False where the C library is not glibc (musl,
     macOS: nothing to tune) or refuses it."""
+    libc = _libc()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(param, value))
-    except (OSError, AttributeError):
+        return libc is not None and bool(libc.mallopt(param, value))
+    except AttributeError:
         return False
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (``find_library`` runs ``ldconfig`` in a child
+    process, which every encoder's start and stop would otherwise pay)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
 
 
 class _FilledAllocations:
@@ -154,13 +165,18 @@ class Mp4Writer:
 
     def write(self, bgr: np.ndarray) -> None:
         """Queue one frame (blocks while the encoder is ``video.QUEUE_DEPTH`` frames behind)."""
-        self._raise_if_failed()
+        self._put(bgr)
+
+    def _put(self, item: np.ndarray | None) -> None:
+        """Queue ``item`` for the encoder thread, raising its error if it has failed (with
+        the queue full, nothing would ever take it)."""
         while True:
+            self._raise_if_failed()
             try:
-                self._queue.put(bgr, timeout=0.1)
+                self._queue.put(item, timeout=0.1)
                 return
             except queue.Full:
-                self._raise_if_failed()
+                continue
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -202,13 +218,7 @@ class Mp4Writer:
             self._audio.pump_until(self._frames / self._fps)
 
     def close(self) -> None:
-        while True:  # the thread may have failed with the queue full: nothing would take it
-            self._raise_if_failed()
-            try:
-                self._queue.put(None, timeout=0.1)
-                break
-            except queue.Full:
-                continue
+        self._put(None)
         self._thread.join()
         if self._error is not None:
             raise self._error
