@@ -40,20 +40,27 @@ _HEADER_BYTES = 64 * 1024
 _JPEG_SEGMENTS = 1024
 
 
-def probe(path: str | os.PathLike[str]) -> contracts.MediaInfo:
-    """Describe the media at ``path``; raise ASSET.INVALID if it is unusable."""
+def probe(path: str | os.PathLike[str], *, video_only: bool = False) -> contracts.MediaInfo:
+    """Describe the media at ``path``; raise ASSET.INVALID if it is unusable. With
+    ``video_only`` (a performance reference) a picture of any kind is refused as not a
+    video (advising a GIF's sender to use JPEG, PNG or WebP would be wrong there)."""
     path = pathlib.Path(path)
     try:
         with path.open("rb") as fh:
             head = fh.read(_HEADER_BYTES)
             image_format = _image_format(head)
-            if image_format is not None:
+            if image_format is not None and not video_only:
                 return _probe_image(head, image_format, fh)
     except OSError as exc:
         raise contracts.asset_invalid(f"The file could not be read ({exc.strerror}).") from None
     if not head:
         raise contracts.asset_invalid("The file is empty.")
     other = _other_image_format(head)
+    if video_only and (image_format or other):
+        raise contracts.asset_invalid(
+            "The reference must be a video (MP4, MOV or WebM) of a performer; this file is a "
+            f"{other or (image_format or '').upper()} picture."
+        )
     if other is not None:
         raise contracts.asset_invalid(f"{other} images are not supported; use JPEG, PNG or WebP.")
     try:
@@ -64,23 +71,6 @@ def probe(path: str | os.PathLike[str]) -> contracts.MediaInfo:
         raise contracts.asset_invalid(
             "The file is not a supported image (JPEG, PNG, WebP) or video (MP4, MOV, WebM)."
         ) from None
-
-
-def probe_reference(path: str | os.PathLike[str]) -> contracts.MediaInfo:
-    """``probe`` for a performance reference: a picture of any kind is refused as not a
-    video (``probe`` alone would advise a GIF's sender to use JPEG, PNG or WebP)."""
-    try:
-        with pathlib.Path(path).open("rb") as fh:
-            head = fh.read(64)
-    except OSError:
-        head = b""  # probe says why
-    kind = _image_format(head) or _other_image_format(head)
-    if kind is not None:
-        raise contracts.asset_invalid(
-            f"The reference must be a video (MP4, MOV or WebM) of a performer; this file is a "
-            f"{kind.upper() if kind in ('jpeg', 'png', 'webp') else kind} picture."
-        )
-    return probe(path)
 
 
 def _image_format(head: bytes) -> str | None:
@@ -116,15 +106,22 @@ def may_be_transparent(head: bytes) -> bool:
             return bool(head[24] & 0x10)
     if kind != "png" or len(head) < 26 or head[25] in (4, 6):  # colour type: with alpha
         return True
+    settled, transparency = _png_transparency(head)
+    return not settled or transparency is not None
+
+
+def _png_transparency(head: bytes) -> tuple[bool, bytes | None]:
+    """Whether ``head``, a PNG's start, settles if it has a tRNS chunk before its image
+    data, and that chunk's body (None: it has none)."""
     at = 8
     while at + 8 <= len(head):
         size, chunk = int.from_bytes(head[at : at + 4], "big"), head[at + 4 : at + 8]
         if chunk == b"tRNS":
-            return True
+            return True, head[at + 8 : at + 8 + size]
         if chunk in (b"IDAT", b"IEND"):
-            return False
+            return True, None
         at += 12 + size
-    return True
+    return False, None
 
 
 def png_grey_key(head: bytes) -> int | None:
@@ -133,17 +130,11 @@ def png_grey_key(head: bytes) -> int | None:
     other picture. OpenCV keeps such a picture one grey channel and ignores the key."""
     if _image_format(head) != "png" or len(head) < 26 or head[25] != 0:  # colour type 0: grey
         return None
-    depth = head[24]
-    at = 8
-    while at + 8 <= len(head):
-        size, chunk = int.from_bytes(head[at : at + 4], "big"), head[at + 4 : at + 8]
-        if chunk == b"tRNS" and size >= 2 and at + 10 <= len(head):
-            key = int.from_bytes(head[at + 8 : at + 10], "big")
-            return key if depth in (8, 16) else key * (255 // ((1 << depth) - 1))
-        if chunk in (b"IDAT", b"IEND"):
-            return None
-        at += 12 + size
-    return None
+    _, transparency = _png_transparency(head)
+    if transparency is None or len(transparency) < 2:
+        return None
+    depth, key = head[24], int.from_bytes(transparency[:2], "big")
+    return key if depth in (8, 16) else key * (255 // ((1 << depth) - 1))
 
 
 #: ISO base media ``ftyp`` brands of still-image files (HEIF/HEIC, AVIF), which FFmpeg

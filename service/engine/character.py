@@ -101,13 +101,14 @@ def load_image(path: pathlib.Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     # A picture that cannot be transparent is decoded once, as 8-bit BGR with its EXIF
     # orientation (a 6000 x 6000 JPEG: 0.3 s, where decoding it twice took 1.2 s).
-    opaque = not assets.may_be_transparent(data[: assets.TRANSPARENCY_HEAD].tobytes())
+    head = data[: assets.TRANSPARENCY_HEAD].tobytes()
+    opaque = not assets.may_be_transparent(head)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR if opaque else cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise contracts.asset_invalid("The character image could not be decoded.")
     if opaque:
         return image
-    key = assets.png_grey_key(data[: assets.TRANSPARENCY_HEAD].tobytes()) if image.ndim == 2 else None
+    key = assets.png_grey_key(head) if image.ndim == 2 else None
     if key is not None:  # a grey PNG whose one grey level is transparent: made an alpha
         opaque_at = np.where(image == key, 0, 65535 if image.dtype == np.uint16 else 255).astype(image.dtype)
         image = np.dstack([cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), opaque_at])

@@ -153,7 +153,7 @@ def _render(
     from service.engine import camera, character, driver, encoder, mouth, retarget, topology, video, warp
 
     fps = contracts.OUTPUT_FPS
-    ref = assets.probe_reference(req.reference_path)
+    ref = assets.probe(req.reference_path, video_only=True)
     if ref.kind != "video" or ref.duration_s is None:
         raise contracts.asset_invalid("The reference must be a video.")
     if not (
