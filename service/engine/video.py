@@ -118,7 +118,7 @@ def iter_frames(
         stream = container.streams.video[0]
         for frame, t_end in _timed(container, stream, skip_unreferenced=nearby, damage=damage):
             if picture is None:  # its first frame (and the stream's pixel aspect) says
-                picture = _stream_shown(frame, stream, longest, cover)
+                picture = shown(frame, longest, cover, aspect=pixel_aspect(stream))
             frame_bgr = None
             while produced < count and (produced / fps) < t_end:
                 if produced % stride == 0:
@@ -140,18 +140,6 @@ def iter_frames(
         if produced % stride == 0:
             yield last
         produced += 1
-
-
-def _stream_shown(
-    first: Any, stream: Any, longest: int | None, cover: tuple[int, int] | None
-) -> Callable[[Any], np.ndarray]:
-    """``shown`` for the open ``stream`` whose first decoded frame is ``first``, its pixel
-    aspect (``pixel_aspect``) applied; square pixels, nearly every video, take the
-    three-argument call, as before the aspect was read."""
-    aspect = pixel_aspect(stream)
-    if aspect is None:
-        return shown(first, longest, cover)
-    return shown(first, longest, cover, aspect=aspect)
 
 
 def shown(
@@ -301,9 +289,7 @@ def upright(frame: Any, stream: Any = None) -> np.ndarray:
     """A decoded ``av.VideoFrame`` (a stream's first, or its only one looked at) as the
     BGR picture players show (``shown``; with its ``stream``, non-square pixels at their
     display size too)."""
-    if stream is None:
-        return shown(frame)(frame)
-    return _stream_shown(frame, stream, None, None)(frame)
+    return shown(frame, aspect=None if stream is None else pixel_aspect(stream))(frame)
 
 
 class Scaler:
@@ -552,12 +538,6 @@ def _opened(path: pathlib.Path) -> Any:
         return av.open(str(path), mode="r")
     except Exception:
         raise contracts.asset_invalid("The video could not be opened.") from None
-
-
-def _timed_frames(path: pathlib.Path, skip_unreferenced: bool = False) -> Iterator[tuple[Any, float]]:
-    """:func:`_timed` on the first video stream of ``path``, opened here."""
-    with _opened(path) as container:
-        yield from _timed(container, container.streams.video[0], skip_unreferenced)
 
 
 def _timed(

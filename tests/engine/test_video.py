@@ -32,10 +32,11 @@ def test_sampling_nearby_yields_frames_on_screen_at_or_shortly_before_each_time(
     clip = media / "driving_expressive.mp4"
     count = 84
     shown = []
-    for frame, end in video._timed_frames(clip):
-        shown.append((frame.to_ndarray(format="bgr24"), end))
-        if end > count / 24:
-            break
+    with video._opened(clip) as container:
+        for frame, end in video._timed(container, container.streams.video[0]):
+            shown.append((frame.to_ndarray(format="bgr24"), end))
+            if end > count / 24:
+                break
     sampled = list(video.iter_frames(clip, 24, count, stride=11, nearby=True))
     assert len(sampled) == len(range(0, count, 11))
     behind = []
@@ -298,7 +299,9 @@ def test_a_character_video_larger_than_its_canvas_looks_the_same_reduced_as_deco
     count = 10
     reduced = list(character.VideoCharacter(large, 640, 360, count, 24).frames())
     full_size = video.shown
-    monkeypatch.setattr(video, "shown", lambda first, longest=None, cover=None: full_size(first, longest))
+    monkeypatch.setattr(
+        video, "shown", lambda first, longest=None, cover=None, **aspect: full_size(first, longest, **aspect)
+    )
     decoded_whole = list(character.VideoCharacter(large, 640, 360, count, 24).frames())
     for a, b in zip(reduced, decoded_whole, strict=True):
         assert np.abs(a.canvas.astype(int) - b.canvas).mean() < 1.5
