@@ -99,12 +99,13 @@ class _Bar:
 MP4_SUFFIXES = frozenset({"", ".mp4", ".m4v", ".mov"})
 
 
-def _output_problem(out: pathlib.Path, inputs: list[pathlib.Path], given: str | None = None) -> str | None:
-    """Why the render could not be written to ``out`` (None: it can), found before any
-    work is done: the engine itself finds out only when it starts writing, after loading
-    its models and preparing the character, and reports an internal failure. ``given``
-    is ``--out`` as typed (a trailing slash names a directory, which ``Path`` drops)."""
-    if given is not None and given.endswith(("/", os.sep)) and not out.is_dir():
+def _output_problem(given: str, inputs: list[pathlib.Path]) -> str | None:
+    """Why the render could not be written to ``given`` (``--out`` as typed: a trailing
+    slash names a directory, which ``Path`` drops; None: it can), found before any work
+    is done: the engine itself finds out only when it starts writing, after loading its
+    models and preparing the character, and reports an internal failure."""
+    out = pathlib.Path(given)
+    if given.endswith(("/", os.sep)) and not out.is_dir():
         return f"--out {given} names a directory that does not exist; give the file to write"
     if out.suffix.lower() not in MP4_SUFFIXES:
         return (
@@ -150,7 +151,7 @@ def main(argv: list[str]) -> int:
     if not 0 <= args.seed <= 0xFFFFFFFF:
         print("error: --seed must be between 0 and 4294967295", file=sys.stderr)
         return 2
-    problem = _output_problem(args.out, [args.character, args.reference], args.out_given)
+    problem = _output_problem(args.out_given, [args.character, args.reference])
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -159,24 +160,23 @@ def main(argv: list[str]) -> int:
 
     # Each input is checked here first, so that its error names it (and comes before
     # the models load).
-    for flag, path, probe in (
-        ("--character", args.character, assets.probe),
-        ("--reference", args.reference, assets.probe_reference),
+    probed = []
+    for flag, path, video_only in (
+        ("--character", args.character, False),
+        ("--reference", args.reference, True),
     ):
         try:
-            info = probe(path)
+            probed.append(assets.probe(path, video_only=video_only))
         except contracts.EngineError as exc:
             print(f"error: {flag} {path}: {exc.message} ({exc.failure_code})", file=sys.stderr)
             return 2
-        if flag == "--character":
-            kind = info.kind
 
     bar = _Bar()
     started = time.monotonic()
     try:
         request = contracts.RenderRequest(
             character_path=args.character,
-            character_type=kind,
+            character_type=probed[0].kind,
             reference_path=args.reference,
             output_path=args.out,
             ratio=args.ratio,
@@ -214,13 +214,13 @@ def _libraries_quiet(quiet: bool) -> Iterator[None]:
     """With ``quiet``, what the native libraries write to the process's stderr (a dozen
     lines of TensorFlow Lite and MediaPipe notices a render, around the bar and before
     an error) goes nowhere, while Python's own stderr (the bar, errors) still shows."""
+    if not quiet:
+        yield
+        return
     try:
         ours = sys.stderr.fileno() == 2
     except (AttributeError, OSError, ValueError):  # not a file (captured): only fd 2 moves
         ours = False
-    if not quiet:
-        yield
-        return
     sys.stderr.flush()
     saved = os.dup(2)
     python_stderr = sys.stderr
