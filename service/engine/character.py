@@ -115,10 +115,8 @@ def load_image(path: pathlib.Path) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 4:
         if image.dtype != np.uint8:
             image = (image / 257).astype(np.uint8)
-        alpha = image[..., 3:4].astype(np.float32) / 255
-        image = (image[..., :3] * alpha + 128 * (1 - alpha)).astype(np.uint8)
         # IMREAD_UNCHANGED skips EXIF rotation; PNG/WebP with alpha rarely carry it.
-        return np.ascontiguousarray(image)
+        return video.over_grey(image)
     # Re-decoded to apply EXIF orientation (grey pictures too), as 8-bit BGR.
     return cv2.imdecode(data, cv2.IMREAD_COLOR)
 

@@ -167,7 +167,8 @@ def shown(
     nor converted, at full size (a 2160x3840 frame: 3.4 ms down to 720x1280, where its
     full-size BGR would be 25 MB to carry through the render). Later frames of another
     size (a browser's WebRTC recording changes resolution with the bandwidth) come at
-    the size the first one has (``Fitted``).
+    the size the first one has (``Fitted``). A stream with an alpha channel is shown
+    over mid-grey (``over_grey``), as a picture with one is.
     """
     matrix = display_matrix(first)
     wide, high = display_size(first.width, first.height, aspect)
@@ -182,8 +183,24 @@ def shown(
     if tone is not None:
         fitted = Fitted(first, size, aspect, "rgb48le")
         return lambda frame: orient(tone(fitted(frame)), matrix)
+    if any(component.is_alpha for component in first.format.components):
+        fitted = Fitted(first, size, aspect, "bgra")
+        return lambda frame: orient(over_grey(fitted(frame)), matrix)
     fitted = Fitted(first, size, aspect, "bgr24")
     return lambda frame: orient(fitted(frame), matrix)
+
+
+#: The grey a transparent pixel is shown over (pictures and videos alike).
+MID_GREY = 128
+
+
+def over_grey(bgra: np.ndarray) -> np.ndarray:
+    """An 8-bit BGRA picture as BGR, laid over mid-grey: what is transparent in a
+    character (a PNG, a ProRes 4444 or VP9-alpha video cut out of its background) shows
+    as a plain backdrop, not as the colour stored under it, which is often black or a
+    keyer's green spill and is whatever the exporter left."""
+    alpha = bgra[..., 3:4].astype(np.float32) / 255
+    return np.ascontiguousarray((bgra[..., :3] * alpha + MID_GREY * (1 - alpha)).astype(np.uint8))
 
 
 #: Pixels this near square (as a fraction) are taken as square: FFmpeg's scaler tags a
@@ -283,13 +300,6 @@ def reduced_size(width: int, height: int, longest: int | None) -> tuple[int, int
         return None
     scale = longest / max(width, height)
     return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
-
-
-def upright(frame: Any, stream: Any = None) -> np.ndarray:
-    """A decoded ``av.VideoFrame`` (a stream's first, or its only one looked at) as the
-    BGR picture players show (``shown``; with its ``stream``, non-square pixels at their
-    display size too)."""
-    return shown(frame, aspect=None if stream is None else pixel_aspect(stream))(frame)
 
 
 class Scaler:
@@ -557,9 +567,10 @@ def _timed(
     """
     import av
 
-    stream.thread_type = "AUTO"
+    codec = decoder(stream)
+    codec.thread_type = "AUTO"
     if skip_unreferenced:
-        stream.codec_context.skip_frame = "NONREF"
+        codec.skip_frame = "NONREF"
     start = None
     pending: tuple[Any, float] | None = None
     packets = 0
@@ -569,7 +580,7 @@ def _timed(
                 packets += 1
                 if packet.is_corrupt and damage is not None:
                     damage.append(f"packet {packets} is corrupt")
-            for frame in packet.decode():
+            for frame in codec.decode(packet):
                 t = frame.time
                 if t is None:
                     continue
@@ -588,6 +599,23 @@ def _timed(
     if pending is not None:
         frame, t = pending
         yield frame, t + _last_frame_seconds(stream)
+
+
+#: Decoders that read the alpha plane a WebM stores beside each VP8 or VP9 frame (in
+#: Matroska's BlockAdditional, the stream tagged ``alpha_mode``): FFmpeg's own VP8 and
+#: VP9 decoders drop it, and a cut-out character would show the colour under it.
+ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
+
+
+def decoder(stream: Any) -> Any:
+    """The codec context to decode an open PyAV video ``stream`` with: its own, or, for a
+    VP8 or VP9 stream with an alpha channel, libvpx's (``ALPHA_DECODERS``)."""
+    import av
+
+    name = ALPHA_DECODERS.get(stream.codec_context.name)
+    if name is None or stream.metadata.get("alpha_mode") != "1" or name not in av.codecs_available:
+        return stream.codec_context
+    return av.CodecContext.create(name, "r")
 
 
 def _last_frame_seconds(stream: Any) -> float:

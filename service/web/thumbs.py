@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import av
 import cv2
 import numpy as np
 
@@ -35,9 +34,8 @@ def _first_frame(path: Path) -> np.ndarray | None:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is not None:
         return image
-    with contextlib.suppress(Exception), av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            return video.upright(frame, container.streams.video[0])
+    with contextlib.suppress(Exception):  # undecodable: no thumbnail
+        return next(video.iter_frames(path, 1, 1), None)
     return None
 
 

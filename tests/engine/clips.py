@@ -102,15 +102,18 @@ def encode(
     *,
     codec: str = "libx264",
     fmt: str = "mp4",
+    pix_fmt: str = "yuv420p",
 ) -> pathlib.Path:
-    """A video of BGR ``pictures`` (``size`` = width, height), one per frame: H.264 in
-    MP4 (``ultrafast`` unless ``options`` say) unless ``codec`` and ``fmt`` say."""
+    """A video of BGR (or BGRA) ``pictures`` (``size`` = width, height), one per frame:
+    H.264 in MP4 (``ultrafast`` unless ``options`` say) unless ``codec``, ``fmt`` and
+    ``pix_fmt`` say."""
     with av.open(str(dst), "w", format=fmt) as out:
         stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], pix_fmt
         stream.options = {**({"preset": "ultrafast"} if codec == "libx264" else {}), **(options or {})}
         for i, picture in enumerate(pictures):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="bgr24")
+            layout = "bgra" if picture.shape[2] == 4 else "bgr24"
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format=layout)
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))

@@ -336,3 +336,40 @@ def test_a_reference_cut_short_by_damage_is_refused_not_frozen(
     nearly = tmp_path / "nearly.mp4"
     nearly.write_bytes(data[: len(data) - 2000])  # the last packet or two damaged
     assert len(list(video.iter_frames(nearly, FPS, count))) == count
+
+
+def _cut_out(size: tuple[int, int]) -> np.ndarray:
+    """A BGRA picture: an opaque orange square on pixels fully transparent, whose stored
+    colour is a keyer's green."""
+    picture = np.zeros((size[1], size[0], 4), np.uint8)
+    picture[...] = (0, 255, 0, 0)
+    picture[16:48, 24:72] = (0, 128, 255, 255)
+    return picture
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "pix_fmt", "options"),
+    [
+        ("prores.mov", "prores_ks", "yuva444p10le", {"profile": "4444"}),
+        ("alpha.webm", "libvpx-vp9", "yuva420p", {"deadline": "realtime", "cpu-used": "8", "lossless": "1"}),
+    ],
+)
+def test_a_video_with_an_alpha_channel_is_shown_over_mid_grey(
+    tmp_path: pathlib.Path, name: str, codec: str, pix_fmt: str, options: dict[str, str]
+) -> None:
+    """A character cut out of its background is exported as ProRes 4444 (MOV) or as VP9
+    with alpha (WebM, whose alpha FFmpeg's own VP9 decoder drops). Its transparent
+    pixels show mid-grey, as a picture's do, not the colour stored under them; its
+    opaque ones keep theirs; the dashboard's thumbnail shows the same."""
+    from service.web import thumbs
+
+    size, fmt = (96, 64), name.split(".")[1]
+    pictures = [_cut_out(size)] * 6
+    clip = clips.encode(tmp_path / name, pictures, size, FPS, options, codec=codec, fmt=fmt, pix_fmt=pix_fmt)
+    frames = list(video.iter_frames(clip, FPS, 6))
+    assert len(frames) == 6
+    for frame in frames:
+        assert frame.shape == (64, 96, 3)
+        assert np.abs(frame[4, 4].astype(int) - video.MID_GREY).max() <= 3  # was (0, 255, 0)
+        assert np.abs(frame[32, 48].astype(int) - (0, 128, 255)).max() <= 6
+    np.testing.assert_array_equal(thumbs._first_frame(clip), frames[0])
