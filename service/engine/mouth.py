@@ -79,6 +79,12 @@ LIP_SHADE = (0.3, 0.5)
 #: ...unless the performer's lip is no redder than this (red's share of its colour over a
 #: grey's third): lips that colour cannot tell from teeth (a black-and-white clip).
 LIP_MIN_REDNESS = 0.03
+#: How colourful a character's face is (``_colourfulness`` of its skin or its lips,
+#: whichever is more) for the painted interior to keep its colours: none at the first,
+#: all from the second. A black-and-white picture's face measures under 0.03 (JPEG's
+#: noise), and a tongue and throat painted red in it read as blood; the shared
+#: characters' faces measure 0.53-1.1 (the pale photo's skin 0.15, its lips 0.8).
+FACE_COLOURS = (0.05, 0.25)
 
 
 class _RimLips(NamedTuple):
@@ -102,6 +108,12 @@ def _patches(image: np.ndarray, points: np.ndarray, before: int, after: int) -> 
         if patch.size:
             patches.append(patch.reshape(-1, 3))
     return patches
+
+
+def _colourfulness(colour: np.ndarray) -> float:
+    """How far a BGR colour is from grey: its channels' spread over their mean."""
+    colour = np.asarray(colour, dtype=np.float64)
+    return float(np.ptp(colour) / max(float(colour.mean()), 1.0))
 
 
 def _light_colour(skin: np.ndarray) -> np.ndarray:
@@ -139,6 +151,13 @@ class MouthPainter:
         # The lips, for the performer's lip at the opening's rim (``_lip_rim``): left out
         # where the performer's lip is no redder than ``LIP_MIN_REDNESS`` (colour cannot
         # tell it from their teeth there, and its noise would pick pixels).
+        # How much of the interior's own colour a black-and-white or faded picture
+        # takes (``FACE_COLOURS``), judged with its lips: a pale face's skin alone is
+        # nearly grey. The rest is its grey in the character's light.
+        self._colours = 1.0
+        if char_lips is not None:
+            face = max(_colourfulness(char_skin), _colourfulness(char_lips))
+            self._colours = float(warp.smoothstep(face, *FACE_COLOURS))
         self._lips: _RimLips | None = None
         if char_lips is not None and driver_lips is not None:
             light = max(float(np.sum(driver_lips)), 1.0)
@@ -215,7 +234,8 @@ class MouthPainter:
         grey = interior.mean(axis=2, keepdims=True)
         bright = warp.smoothstep(grey, *TEETH_GREYS)
         white = grey * self._white
-        interior = white + (interior - white) * (1.0 - np.float32(1.0 - TEETH_CHROMA) * bright)
+        kept = (1.0 - np.float32(1.0 - TEETH_CHROMA) * bright) * self._colours  # of its own colour
+        interior = white + (interior - white) * kept
         mask = warp.polygon_mask((y1 - y0, x1 - x0), poly_dst, (x0, y0))
         region = out[y0:y1, x0:x1]
         opening = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None]

@@ -1024,6 +1024,25 @@ def test_the_painted_teeth_take_the_colour_of_a_warm_lit_characters_light(face: 
     assert teeth[2] - teeth[0] < 89  # and whiter than the skin (150 - 56 = 94 apart)
 
 
+@pytest.mark.parametrize(("lips", "red"), [((120, 120, 120), False), ((80, 80, 170), True)])
+def test_a_black_and_white_characters_mouth_is_painted_without_colour(
+    face: np.ndarray, lips: tuple[int, int, int], red: bool
+) -> None:
+    """A tongue and throat painted red in a black-and-white picture read as blood: the
+    interior takes the character's lack of colour, judged with its lips (a pale face's
+    skin alone is nearly grey, and a grey face with red lips keeps a red tongue)."""
+    driver_frame, (x0, y0, x1, y1) = _driver_mouth(face, (60, 90, 130))
+    driver_frame[y0:y1, x0:x1] = (40, 40, 110)  # a dark red tongue
+    out = np.full((720, 1280, 3), 160, dtype=np.uint8)
+    char = (np.array((160.0, 160.0, 160.0)), np.array(lips, float))
+    painter = mouth.MouthPainter.between(char, (np.array((60.0, 90.0, 130.0)), np.array((40.0, 40.0, 110.0))))
+    painter.paint(out, face, driver_frame, face, strength=1.0)
+    region = out[y0:y1, x0:x1].astype(int)
+    assert (region != 160).any()  # painted
+    spread = int((region.max(axis=2) - region.min(axis=2)).max())
+    assert (spread > 40) if red else (spread <= 2)
+
+
 def _driver_mouth(
     face: np.ndarray, skin: tuple[int, int, int]
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
