@@ -418,10 +418,13 @@ def _looks_between(
     after_canvas: np.ndarray,
 ) -> list[_Look | None]:
     """The analyses of the ``held`` frames between two analysed ones: interpolated, or,
-    across a cut, each frame takes the side of the cut it looks like (64x36 thumbnails)."""
-    if not held:
-        return []
-    if not _Look.cut(before, after):
+    across a cut or where only one side has a face, each frame takes the side it looks
+    like (64x36 thumbnails). A video opening on a title card or black gave the card's
+    last frames before the first face that face's landmarks, and a face was warped and
+    a mouth painted onto the card (and the mouth's colours were sampled from it)."""
+    if not held or (before is None and after is None):
+        return [None] * len(held)
+    if before is not None and after is not None and not _Look.cut(before, after):
         n = len(held) + 1
         return [_Look.between(before, after, k / n) for k in range(1, n)]
     assert before_canvas is not None

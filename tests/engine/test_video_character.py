@@ -1099,10 +1099,13 @@ def test_a_character_video_whose_face_shows_late_passes_through_until_then(
     frames = list(character.VideoCharacter(clip, 640, 360, count, 24).frames())
     assert len(frames) == count
     has_rig = [f.rig is not None for f in frames]
-    # The title card passes through up to the last frame analysed before the face shows
-    # (frames between that one and the next take the next one's face: a fade in).
+    # The title card passes through up to the last frame analysed before the face shows,
+    # and the card's frames between that one and the next do too: given the face's
+    # landmarks, a face was warped and a mouth painted onto the card, and the render's
+    # mouth took its colours from it (a black opening painted every open mouth black).
     step = character.ANALYSE_EVERY
     assert not any(has_rig[: 36 // step * step - step + 1])
+    assert not any(has_rig[:36])
     assert all(has_rig[36:])  # the face, from its first frame
     assert all(float(f.canvas.std()) < 2 for f in frames[:36])  # (grey, as encoded)
     assert all(float(f.canvas.std()) > 20 for f in frames[36:])
