@@ -5,8 +5,9 @@ performer's smoothed landmarks and torso motion together with the frame itself (
 mouth interior is taken from it). It is meant to run on a background thread (see ``video.prefetch``) so
 that face tracking overlaps rendering.
 
-Frames where the face is lost hold the last tracked landmarks; frames before the first
-detection use the first detection. Smoothing is a One-Euro filter in face widths, so
+Frames where the face is lost hold the last tracked landmarks, and the frame they were
+tracked on (the mouth interior is taken from it); frames before the first detection use
+the first detection. A face lost for longer eases to the performer's rest (``Settle``). Smoothing is a One-Euro filter in face widths, so
 detector jitter never reaches the pixels while blinks stay sharp. When the face is
 missing from more than half of the clip the stream raises ASSET.INVALID as soon as that
 is certain (not only at the end).
@@ -47,6 +48,12 @@ REST_SHAPE = np.concatenate([topology.OUTER_LIPS, topology.INNER_LIPS, topology.
 MIN_CUTOFF = 2.0
 BETA = 8.0
 D_CUTOFF = 4.0
+#: A performer whose face is lost (turned away, out of shot, behind a hand) is held as
+#: last seen for ``LOST_HOLD_S``, then eased to their rest over ``LOST_EASE_S``, and
+#: back to them over ``FOUND_EASE_S`` once found again (``Settle``).
+LOST_HOLD_S = 0.5
+LOST_EASE_S = 0.5
+FOUND_EASE_S = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,15 +71,49 @@ class RestPose:
 class DriverSample:
     """One output frame's worth of driver: landmarks (478, 3) in reference pixels.
 
-    ``frame`` is the BGR reference frame, or None for frames before the face was first
-    found (their landmarks are the first detection's). ``torso``: the performer's
-    shoulders and chest since the first tracked frame, or None when the clip shows too
-    little below the face to follow them (``torso.TorsoTracker``).
+    ``frame`` is the BGR reference frame the landmarks were tracked on (where the face
+    is lost, the last one it was found on), or None for frames before the face was
+    first found (their landmarks are the first detection's). ``tracked``: whether the
+    face was found on this frame itself. ``torso``: the performer's shoulders and chest
+    since the first tracked frame, or None when the clip shows too little below the
+    face to follow them (``torso.TorsoTracker``).
     """
 
     points: np.ndarray
     frame: np.ndarray | None
     torso: torso.TorsoMotion | None = None
+    tracked: bool = True
+
+
+class Settle:
+    """The landmarks to drive the character with: the performer's, or, where their face
+    has been lost for longer than ``LOST_HOLD_S``, eased to their rest (``rest``, in the
+    same pixels) and back once it is found again.
+
+    Held for good, a performer who walked out of shot or turned away left the character
+    frozen mid-word (its mouth open and painted, one eye half shut) until they came back,
+    and then it snapped to their new expression in one frame.
+    """
+
+    def __init__(self, rest: np.ndarray, fps: int) -> None:
+        self._rest = rest
+        self._hold = round(LOST_HOLD_S * fps)
+        self._out, self._in = 1.0 / (LOST_EASE_S * fps), 1.0 / (FOUND_EASE_S * fps)
+        self._lost = 0  # frames in a row the face has been lost for
+        self._eased = 0.0  # how far toward the rest, before the smoothstep
+
+    def __call__(self, sample: DriverSample) -> np.ndarray:
+        if sample.tracked:
+            self._lost = 0
+            self._eased = max(0.0, self._eased - self._in)
+        else:
+            self._lost += 1
+            if self._lost > self._hold:
+                self._eased = min(1.0, self._eased + self._out)
+        if self._eased <= 0.0:
+            return sample.points
+        weight = self._eased * self._eased * (3 - 2 * self._eased)
+        return sample.points + (self._rest - sample.points) * weight
 
 
 def _lost(found: int, count: int) -> contracts.EngineError:
@@ -178,6 +219,7 @@ def stream(path: pathlib.Path, fps: int, count: int, *, body: bool = True) -> It
     smoother = landmarks.FaceSmoother(fps, min_cutoff=MIN_CUTOFF, beta=BETA, d_cutoff=D_CUTOFF)
     follow = torso.TorsoTracker(fps) if body else None
     allowed_misses = count - int(np.ceil(MIN_TRACKED * count))
+    seen: np.ndarray | None = None  # the last frame the face was found on
     with landmarks.FaceTracker(video=True) as tracker:
         for frame in video.iter_frames(path, fps, count, longest=LONGEST):
             found = tracker.detect(frame)
@@ -187,6 +229,7 @@ def stream(path: pathlib.Path, fps: int, count: int, *, body: bool = True) -> It
                     raise _lost(found_count, count)
             else:
                 found_count += 1
+                seen = frame
             points = smoother(found)
             if points is None:
                 pending += 1
@@ -195,6 +238,6 @@ def stream(path: pathlib.Path, fps: int, count: int, *, body: bool = True) -> It
             for _ in range(pending):  # frames before the first detection: its landmarks
                 yield DriverSample(points=points, frame=None, torso=motion)
             pending = 0
-            yield DriverSample(points=points, frame=frame, torso=motion)
+            yield DriverSample(points=points, frame=seen, torso=motion, tracked=found is not None)
     if not smoother.tracking:
         raise _lost(0, count)
