@@ -38,6 +38,12 @@ from service.engine import (
 T = TypeVar("T")
 
 NO_FACE = "No human-like face was found in the character {kind}."
+#: A face found only with the picture turned half round (FaceMesh finds faces turned up
+#: to about 90 degrees): told as such, not as no face at all.
+UPSIDE_DOWN = (
+    "The face in the character image is upside down; turn the picture upright "
+    "(no human-like face was found the way it is shown)."
+)
 NO_FACE_SOON = (
     "No human-like face was found in the first {seconds:.1f} s of the character video;"
     " the face must be visible for most of the clip."
@@ -156,6 +162,8 @@ class StillCharacter:
         image = load_image(path)
         points = find_face(image)
         if points is None:
+            if find_face(image[::-1, ::-1]) is not None:  # turned half round: say so
+                raise contracts.asset_invalid(UPSIDE_DOWN)
             raise contracts.asset_invalid(NO_FACE.format(kind="image"))
         step()
         fr = framing.choose(image.shape[1], image.shape[0], points, width, height)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service import engine
-from service.engine import landmarks, mouth, video
+from service.engine import character, landmarks, mouth, video
 from tests.engine import clips
 from tests.engine.conftest import Render, photo_request, video_request
 
@@ -267,6 +267,23 @@ def test_dog_character_fails_cleanly(
     assert err.value.failure_code == "ASSET.INVALID"
     assert err.value.message == "No human-like face was found in the character image."
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_upside_down_character_is_told_to_be_turned_upright(
+    tmp_path: pathlib.Path, media: pathlib.Path
+) -> None:
+    """FaceMesh finds faces turned up to about 90 degrees; a picture turned half round
+    was refused as having no face at all."""
+    import cv2
+
+    turned = tmp_path / "turned.jpg"
+    cv2.imwrite(str(turned), cv2.imread(str(media / "character_photo.jpg"))[::-1, ::-1])
+    with pytest.raises(engine.EngineError) as err:
+        character.StillCharacter(turned, 640, 360)
+    assert err.value.failure_code == "ASSET.INVALID"
+    assert err.value.message.startswith(
+        "The face in the character image is upside down; turn the picture upright"
+    )
 
 
 @pytest.mark.parametrize("make", ["corrupt", "too_short", "too_long", "no_face"])
