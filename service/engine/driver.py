@@ -7,8 +7,9 @@ that face tracking overlaps rendering.
 
 Frames where the face is lost hold the last tracked landmarks, and the frame they were
 tracked on (the mouth interior is taken from it); frames before the first detection use
-the first detection. A face lost for longer eases to the performer's rest (``Settle``). Smoothing is a One-Euro filter in face widths, so
-detector jitter never reaches the pixels while blinks stay sharp. When the face is
+the first detection. A face lost for longer eases to the performer's rest (``Settle``).
+Smoothing is a One-Euro filter in face widths, so detector jitter never reaches the
+pixels while blinks stay sharp. When the face is
 missing from more than half of the clip the stream raises ASSET.INVALID as soon as that
 is certain (not only at the end).
 """

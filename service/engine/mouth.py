@@ -148,9 +148,6 @@ class MouthPainter:
         self._white = _light_colour(char_skin)
         balance = self._white / _light_colour(driver_skin)
         self._scale = (gain * 0.92 * balance / balance.mean()).astype(np.float32)
-        # The lips, for the performer's lip at the opening's rim (``_lip_rim``): left out
-        # where the performer's lip is no redder than ``LIP_MIN_REDNESS`` (colour cannot
-        # tell it from their teeth there, and its noise would pick pixels).
         # How much of the interior's own colour a black-and-white or faded picture
         # takes (``FACE_COLOURS``), judged with its lips: a pale face's skin alone is
         # nearly grey. The rest is its grey in the character's light.
@@ -158,6 +155,9 @@ class MouthPainter:
         if char_lips is not None:
             face = max(_colourfulness(char_skin), _colourfulness(char_lips))
             self._colours = float(warp.smoothstep(face, *FACE_COLOURS))
+        # The lips, for the performer's lip at the opening's rim (``_lip_rim``): left out
+        # where the performer's lip is no redder than ``LIP_MIN_REDNESS`` (colour cannot
+        # tell it from their teeth there, and its noise would pick pixels).
         self._lips: _RimLips | None = None
         if char_lips is not None and driver_lips is not None:
             light = max(float(np.sum(driver_lips)), 1.0)
