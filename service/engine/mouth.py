@@ -85,6 +85,18 @@ LIP_MIN_REDNESS = 0.03
 #: noise), and a tongue and throat painted red in it read as blood; the shared
 #: characters' faces measure 0.53-1.1 (the pale photo's skin 0.15, its lips 0.8).
 FACE_COLOURS = (0.05, 0.25)
+#: The opening is filled down over the character's own dark gap where it shows just
+#: under the lower inner lip (``_over_lower_gap``): pixels darker than ``GAP_DARK`` of
+#: its lips' grey, up to ``GAP_REACH`` of the mouth's width below. FaceMesh can put a
+#: picture's lower inner lip a pixel or two inside its lip (the shared photo's, on the
+#: left), and the warp then carried the gap's dark line down with the lip, under the
+#: painted opening and its lip-coloured rim: a pale line over a dark one, a double lip.
+GAP_DARK = 0.5
+GAP_REACH = 0.04
+#: The rim along the lower lip takes the character's own lip colour from just under
+#: the opening where that is as red as its lips' median (``_rim_colours``): not at all
+#: below the first share of the median's redness, wholly from the second.
+RIM_REDNESS = (0.6, 0.9)
 
 
 class _RimLips(NamedTuple):
@@ -152,16 +164,18 @@ class MouthPainter:
         # takes (``FACE_COLOURS``), judged with its lips: a pale face's skin alone is
         # nearly grey. The rest is its grey in the character's light.
         self._colours = 1.0
+        self._gap = 0.0  # the grey under which the character's own gap is dark (none: 0)
         if char_lips is not None:
             face = max(_colourfulness(char_skin), _colourfulness(char_lips))
             self._colours = float(warp.smoothstep(face, *FACE_COLOURS))
+            self._gap = GAP_DARK * float(np.mean(char_lips))
         # The lips, for the performer's lip at the opening's rim (``_lip_rim``): left out
         # where the performer's lip is no redder than ``LIP_MIN_REDNESS`` (colour cannot
         # tell it from their teeth there, and its noise would pick pixels).
         self._lips: _RimLips | None = None
         if char_lips is not None and driver_lips is not None:
             light = max(float(np.sum(driver_lips)), 1.0)
-            redness = float(driver_lips[2]) / light - 1 / 3
+            redness = float(_redness(np.asarray(driver_lips, np.float64)))
             if redness >= LIP_MIN_REDNESS:
                 self._lips = _RimLips(np.asarray(char_lips, np.float32), redness, light)
 
@@ -217,8 +231,9 @@ class MouthPainter:
         poly_dst = dst[topology.INNER_LIPS, :2].astype(np.float32)
         poly_src = driver_pts[topology.INNER_LIPS, :2].astype(np.float32)
         h, w = out.shape[:2]
+        reach = int(GAP_REACH * float(np.ptp(poly_dst[:, 0]))) if self._gap > 0 else 0
         x0, y0 = np.floor(poly_dst.min(axis=0)).astype(int) - 3
-        x1, y1 = np.ceil(poly_dst.max(axis=0)).astype(int) + 4
+        x1, y1 = np.ceil(poly_dst.max(axis=0)).astype(int) + 4 + reach
         x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
         if x1 - x0 < 3 or y1 - y0 < 2:
             return
@@ -238,6 +253,8 @@ class MouthPainter:
         interior = white + (interior - white) * kept
         mask = warp.polygon_mask((y1 - y0, x1 - x0), poly_dst, (x0, y0))
         region = out[y0:y1, x0:x1]
+        if reach:
+            mask = _over_lower_gap(mask, region, self._gap, reach)
         opening = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None]
         alpha = opening * (strength / 255)
         shown = None if own is None else warp.polygon_mask(mask.shape, own, (x0, y0))
@@ -253,6 +270,7 @@ class MouthPainter:
                 inside,
                 poly_dst,
                 None if shown is None else shown / np.float32(255),
+                _rim_colours(region, inside, self._lips.colour),
             )
         if shown is not None and filled:
             height = float(np.ptp(poly_dst[:, 1]))
@@ -299,6 +317,65 @@ class MouthPainter:
         return cavity + (interior - cavity) * keep
 
 
+def _over_lower_gap(mask: np.ndarray, picture: np.ndarray, dark: float, reach: int) -> np.ndarray:
+    """The opening's ``mask`` (uint8, 0 or 255) grown down, column by column, over the
+    run of ``picture``'s pixels darker than ``dark`` (grey) directly under its lower
+    edge, at most ``reach`` px (``GAP_DARK``)."""
+    inside = mask > 127
+    columns = np.flatnonzero(inside.any(axis=0))
+    if not len(columns):
+        return mask
+    high = mask.shape[0]
+    bottom = high - 1 - np.argmax(inside[::-1, columns], axis=0)  # each column's last row inside
+    grey = picture.mean(axis=2)
+    grown = mask.copy()
+    going = np.ones(len(columns), dtype=bool)
+    for k in range(1, reach + 1):
+        rows = bottom + k
+        going &= rows < high
+        rows = np.minimum(rows, high - 1)
+        going &= grey[rows, columns] < dark
+        if not going.any():
+            break
+        grown[rows[going], columns[going]] = 255
+    return grown
+
+
+def _redness(colour: np.ndarray) -> np.ndarray:
+    """Red's share of BGR colours (..., 3) over a grey's third."""
+    return colour[..., 2] / np.maximum(colour.sum(axis=-1), 1.0) - 1 / 3
+
+
+def _rim_colours(picture: np.ndarray, inside: np.ndarray, lip: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float32: the lip colour the opening's rim takes (``_lip_rim``): below
+    each column's middle, the colour of ``picture`` just under the opening ``inside``
+    (a median over five columns) where it is about as red as the lips' median colour
+    ``lip``, else that colour.
+
+    A lip is lit darker and redder toward its inner edge than its median (the shared
+    photo's lower lip): in the median's colour the rim along the lower lip showed as a
+    pale pink line. Under a thin drawn lip the picture shows skin, and the median stays.
+    """
+    high, wide = inside.shape
+    out = np.empty((high, wide, 3), np.float32)
+    out[:] = lip
+    columns = np.flatnonzero(inside.any(axis=0))
+    if not len(columns):
+        return out
+    top = np.argmax(inside[:, columns], axis=0)
+    bottom = high - 1 - np.argmax(inside[::-1, columns], axis=0)
+    under = picture[np.minimum(bottom + 2, high - 1), columns].astype(np.float32)
+    padded = np.pad(under, ((2, 2), (0, 0)), mode="edge")
+    under = np.median(np.stack([padded[i : i + len(columns)] for i in range(5)]), axis=0)
+    red = warp.smoothstep(_redness(under) / max(float(_redness(lip)), 1e-3), *RIM_REDNESS)[:, None]
+    under = lip + (under - lip) * red
+    lower = np.arange(high)[:, None] > (top + bottom)[None, :] / 2
+    block = out[:, columns]
+    block[lower] = np.broadcast_to(under[None], block.shape)[lower]
+    out[:, columns] = block
+    return out
+
+
 def _lip_rim(
     lips: _RimLips,
     interior: np.ndarray,
@@ -306,6 +383,7 @@ def _lip_rim(
     inside: np.ndarray,
     opening: np.ndarray,
     own: np.ndarray | None,
+    colours: np.ndarray,
 ) -> np.ndarray:
     """``interior`` with the performer's lip, where it shows along the opening's rim, in
     the character's lip colour (``lips``: the painter's, ``_RimLips``).
@@ -320,7 +398,7 @@ def _lip_rim(
     pixel counts as lip by how much redder than a neutral grey it is, against the
     performer's lip (``LIP_REDNESS``; teeth are near grey), and by its light
     (``LIP_SHADE``: the dark cavity is not lip); it takes the character's lip
-    colour, shaded as the performer's lip is there.
+    colour there (``colours``: ``_rim_colours``), shaded as the performer's lip is.
     """
     import cv2
 
@@ -333,10 +411,10 @@ def _lip_rim(
     if own is not None:
         rim *= 1.0 - own
     total = np.maximum(raw.sum(axis=2), 1.0)
-    redness = (raw[..., 2] / total - 1 / 3) / lips.redness
+    redness = _redness(raw) / lips.redness
     shade = total / lips.light
     lip = warp.smoothstep(redness, *LIP_REDNESS) * warp.smoothstep(shade, *LIP_SHADE) * rim
-    fill = lips.colour * np.minimum(shade, 1.0)[..., None]
+    fill = colours * np.minimum(shade, 1.0)[..., None]
     return interior + (fill - interior) * lip[..., None]
 
 

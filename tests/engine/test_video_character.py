@@ -1207,3 +1207,36 @@ def test_a_video_keeps_the_edges_its_first_face_frame_found_cut(media: pathlib.P
     points = rigs[0].source.astype(np.float32)
     free = rig.Rig(points, 1280, 720, rigs[0].person_box, edges=(False, False, False, False))
     assert (free._hold == 1).all()
+
+
+def test_the_opening_is_filled_down_over_the_characters_own_dark_gap_under_its_lower_lip() -> None:
+    """FaceMesh can put a picture's lower inner lip a pixel or two inside its lip; the
+    warp then carried the gap's dark line down with the lip, under the painted opening:
+    a pale line over a dark one, a double lip. Only the dark run right under the edge
+    is taken, never the lip below it, and never more than the reach."""
+    mask = np.zeros((20, 10), np.uint8)
+    mask[4:8] = 255  # the opening: rows 4-7
+    picture = np.full((20, 10, 3), (60, 60, 170), np.uint8)  # lip, grey ~97
+    picture[8:11, :5] = 20  # a 3-row dark gap under the left half
+    picture[8:, 5:7] = 20  # and a long one, past the reach
+    grown = mouth._over_lower_gap(mask, picture, dark=50.0, reach=4)
+    rows = [list(np.flatnonzero(grown[:, x])) for x in (0, 5, 8)]
+    assert rows[0] == list(range(4, 11))  # over the gap, not into the lip
+    assert rows[1] == list(range(4, 12))  # at most the reach
+    assert rows[2] == list(range(4, 8))  # no gap: as it was
+
+
+def test_the_rim_along_the_lower_lip_takes_the_lips_own_colour_there_if_it_is_lip() -> None:
+    """In the lips' median colour, the rim along a lower lip lit darker and redder at its
+    inner edge showed as a pale pink line; under a thin drawn lip, where the picture
+    shows skin, the median stays."""
+    inside = np.zeros((20, 10), bool)
+    inside[4:10] = True
+    median = np.array((88.0, 89.0, 184.0), np.float32)
+    picture = np.zeros((20, 10, 3), np.uint8)
+    picture[:, :5] = (40, 40, 150)  # a darker, redder lip under the left half
+    picture[:, 5:] = (170, 190, 230)  # skin under the right half
+    colours = mouth._rim_colours(picture, inside, median)
+    assert np.allclose(colours[9, 1], (40, 40, 150))  # lower half, over the lip: its own
+    assert np.allclose(colours[9, 8], median)  # over skin: the median
+    assert np.allclose(colours[4, 1], median)  # upper half: the median
