@@ -6,7 +6,8 @@ unsupported codecs) into ``EngineError("ASSET.INVALID", ...)`` and never raise a
 else. Images are recognised by their magic bytes and measured from their headers alone
 (no pixel is decoded, so a 50,000 x 50,000 PNG costs nothing to refuse). Videos are
 opened with PyAV, measured from the container, and one frame is decoded to prove the
-stream is real.
+stream is real. ``load_image`` decodes a picture as the engine and the dashboard's
+thumbnails show it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import pathlib
 import struct
 from typing import Any, BinaryIO
+
+import numpy as np
 
 from service.engine import contracts, video
 
@@ -71,6 +74,39 @@ def probe(path: str | os.PathLike[str], *, video_only: bool = False) -> contract
         raise contracts.asset_invalid(
             "The file is not a supported image (JPEG, PNG, WebP) or video (MP4, MOV, WebM)."
         ) from None
+
+
+def load_image(path: pathlib.Path) -> np.ndarray:
+    """Decode a picture to BGR (EXIF orientation applied, transparency over mid-grey)."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    # A picture that cannot be transparent is decoded once, as 8-bit BGR with its EXIF
+    # orientation (a 6000 x 6000 JPEG: 0.3 s, where decoding it twice took 1.2 s).
+    head = data[:TRANSPARENCY_HEAD].tobytes()
+    opaque = not may_be_transparent(head)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR if opaque else cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise contracts.asset_invalid("The character image could not be decoded.")
+    if opaque:
+        return image
+    key = png_grey_key(head) if image.ndim == 2 else None
+    if key is not None:  # a grey PNG whose one grey level is transparent: made an alpha
+        opaque_at = np.where(image == key, 0, 65535 if image.dtype == np.uint16 else 255).astype(image.dtype)
+        image = np.dstack([cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), opaque_at])
+    if image.ndim == 3 and image.shape[2] == 4:
+        if image.dtype != np.uint8:
+            image = (image / 257).astype(np.uint8)
+        # IMREAD_UNCHANGED skips EXIF rotation; PNG/WebP with alpha rarely carry it.
+        return video.over_grey(image)
+    # Re-decoded to apply EXIF orientation (grey pictures too), as 8-bit BGR.
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+def picture_format(path: str | os.PathLike[str]) -> str | None:
+    """'jpeg', 'png' or 'webp' if ``path`` starts as a picture ``load_image`` decodes, else None."""
+    with open(path, "rb") as fh:
+        return _image_format(fh.read(16))
 
 
 def _image_format(head: bytes) -> str | None:

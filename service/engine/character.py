@@ -100,33 +100,6 @@ class CharacterFrame:
     eyeballs: eyeballs.Eyeballs | None = None
 
 
-def load_image(path: pathlib.Path) -> np.ndarray:
-    """Decode a picture to BGR (EXIF orientation applied, transparency over mid-grey)."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    # A picture that cannot be transparent is decoded once, as 8-bit BGR with its EXIF
-    # orientation (a 6000 x 6000 JPEG: 0.3 s, where decoding it twice took 1.2 s).
-    head = data[: assets.TRANSPARENCY_HEAD].tobytes()
-    opaque = not assets.may_be_transparent(head)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR if opaque else cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise contracts.asset_invalid("The character image could not be decoded.")
-    if opaque:
-        return image
-    key = assets.png_grey_key(head) if image.ndim == 2 else None
-    if key is not None:  # a grey PNG whose one grey level is transparent: made an alpha
-        opaque_at = np.where(image == key, 0, 65535 if image.dtype == np.uint16 else 255).astype(image.dtype)
-        image = np.dstack([cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), opaque_at])
-    if image.ndim == 3 and image.shape[2] == 4:
-        if image.dtype != np.uint8:
-            image = (image / 257).astype(np.uint8)
-        # IMREAD_UNCHANGED skips EXIF rotation; PNG/WebP with alpha rarely carry it.
-        return video.over_grey(image)
-    # Re-decoded to apply EXIF orientation (grey pictures too), as 8-bit BGR.
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
-
-
 def find_face(image: np.ndarray) -> np.ndarray | None:
     """Face landmarks of a still picture in its own pixels, or None (also for a face
     that does not look human: ``landmarks.HUMAN_SCORE``)."""
@@ -159,7 +132,7 @@ class StillCharacter:
         self, path: pathlib.Path, width: int, height: int, step: Callable[[], None] = lambda: None
     ) -> None:
         """Analyse the picture; ``step()`` runs between stages (progress, cancellation)."""
-        image = load_image(path)
+        image = assets.load_image(path)
         points = find_face(image)
         if points is None:
             if find_face(image[::-1, ::-1]) is not None:  # turned half round: say so

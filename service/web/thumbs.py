@@ -20,7 +20,7 @@ import numpy as np
 
 from service import storage, tasks
 from service.db import Database
-from service.engine import video
+from service.engine import assets, video
 from service.media import refs
 from service.runtime import Runtime
 from service.web import queries
@@ -31,10 +31,11 @@ QUALITY = 80
 
 
 def _first_frame(path: Path) -> np.ndarray | None:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is not None:
-        return image
+    """The picture, or the video's first frame, as the render shows it (upright, a
+    transparent picture over mid-grey); None if it cannot be decoded."""
     with contextlib.suppress(Exception):  # undecodable: no thumbnail
+        if assets.picture_format(path) is not None:
+            return assets.load_image(path)
         return next(video.iter_frames(path, 1, 1), None)
     return None
 

@@ -10,14 +10,14 @@ import pathlib
 import numpy as np
 import pytest
 
-from service.engine import character, eyefit, framing, lids, retarget, topology, warp
+from service.engine import assets, character, eyefit, framing, lids, retarget, topology, warp
 
 EYES = topology.EYES
 
 
 def _framed(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
     """A picture framed at 1280x720 and its face landmarks, as a still character has them."""
-    image = character.load_image(path)
+    image = assets.load_image(path)
     found = character.find_face(image)
     assert found is not None
     fr = framing.choose(image.shape[1], image.shape[0], found, 1280, 720)

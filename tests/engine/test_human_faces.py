@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service import engine
-from service.engine import character, landmarks
+from service.engine import assets, character, landmarks
 from tests.engine import clips
 
 
@@ -32,7 +32,7 @@ def test_a_dog_is_no_face_wherever_it_is_placed(
 ) -> None:
     """FaceMesh alone fitted its mesh to the dog's face once its picture was placed on a
     wider one (all but the first two here)."""
-    dog = character.load_image(media / "character_dog.jpg")
+    dog = assets.load_image(media / "character_dog.jpg")
     assert character.find_face(clips.placed(dog, side, size=size, grey=128)) is None
 
 
@@ -42,7 +42,7 @@ def test_each_judge_alone_would_let_the_dog_through_somewhere(media: pathlib.Pat
     854x480 one, the other way round (0.85). Only both together refuse it everywhere."""
     import cv2
 
-    dog = character.load_image(media / "character_dog.jpg")
+    dog = assets.load_image(media / "character_dog.jpg")
     with landmarks.FaceTracker(video=False) as tracker:
         judge = landmarks.solutions().face_detection.FaceDetection(model_selection=0)
         flag = landmarks._FaceFlag()
@@ -71,12 +71,12 @@ def _turned(picture: np.ndarray, degrees: float) -> np.ndarray:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda m: character.load_image(m / "character_photo.jpg"),
-        lambda m: character.load_image(m / "character_cartoon.jpg"),
-        lambda m: clips.placed(character.load_image(m / "character_photo.jpg"), 200, grey=128),
-        lambda m: _turned(character.load_image(m / "character_photo.jpg"), 30),
-        lambda m: _turned(character.load_image(m / "character_cartoon.jpg"), -30),
-        lambda m: (character.load_image(m / "character_photo.jpg") * 0.35).astype(np.uint8),
+        lambda m: assets.load_image(m / "character_photo.jpg"),
+        lambda m: assets.load_image(m / "character_cartoon.jpg"),
+        lambda m: clips.placed(assets.load_image(m / "character_photo.jpg"), 200, grey=128),
+        lambda m: _turned(assets.load_image(m / "character_photo.jpg"), 30),
+        lambda m: _turned(assets.load_image(m / "character_cartoon.jpg"), -30),
+        lambda m: (assets.load_image(m / "character_photo.jpg") * 0.35).astype(np.uint8),
     ],
     ids=["photo", "cartoon", "photo-small", "photo-turned", "cartoon-turned", "photo-dark"],
 )
@@ -139,7 +139,7 @@ def test_a_window_larger_than_the_picture_is_shrunk_before_it_is_bordered(
 
 @pytest.fixture(scope="module")
 def dog_clip(tmp_path_factory: pytest.TempPathFactory, media: pathlib.Path) -> pathlib.Path:
-    dog = clips.placed(character.load_image(media / "character_dog.jpg"), 200, size=(640, 360), grey=128)
+    dog = clips.placed(assets.load_image(media / "character_dog.jpg"), 200, size=(640, 360), grey=128)
     path = tmp_path_factory.mktemp("dog") / "dog.mp4"
     return clips.encode(path, itertools.repeat(dog, 84), (640, 360), 24)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from service import engine
-from service.engine import video
+from service.engine import assets, video
 from tests.engine import clips
 
 
@@ -70,7 +70,6 @@ def _orientation(value: int, order: str = "<") -> bytes:
 def test_probe_reports_a_jpeg_as_shown_after_its_exif_orientation(
     tmp_path: pathlib.Path, photo: np.ndarray, tiff: bytes, shown: tuple[int, int], grey: bool
 ) -> None:
-    from service.engine import character
 
     picture = cv2.resize(photo, (300, 200))
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY) if grey else picture)
@@ -79,7 +78,7 @@ def test_probe_reports_a_jpeg_as_shown_after_its_exif_orientation(
     path.write_bytes(_with_exif(encoded.tobytes(), tiff))
     info = engine.probe(path)
     assert (info.width, info.height) == shown
-    decoded = character.load_image(path)
+    decoded = assets.load_image(path)
     assert decoded.shape == (shown[1], shown[0], 3)  # as the engine decodes it, grey or not
 
 
@@ -127,14 +126,13 @@ def test_a_jpeg_is_decoded_once(
 ) -> None:
     """A JPEG has no transparency, so it is not decoded a first time to look for it (a
     6000 px photo took 1.2 s and two copies of itself)."""
-    from service.engine import character
 
     path = tmp_path / "photo.jpg"
     path.write_bytes(
         _with_exif(cv2.imencode(".jpg", cv2.resize(photo, (300, 200)))[1].tobytes(), _orientation(6))
     )
     flags = _counting_decodes(monkeypatch)
-    assert character.load_image(path).shape == (300, 200, 3)  # turned by its EXIF
+    assert assets.load_image(path).shape == (300, 200, 3)  # turned by its EXIF
     assert flags == [cv2.IMREAD_COLOR]
 
 
@@ -146,8 +144,6 @@ def test_an_opaque_png_is_decoded_once(
     the same pixels as before."""
     from PIL import Image
 
-    from service.engine import character
-
     picture = cv2.resize(photo, (120, 80))
     path = tmp_path / "opaque.png"
     if kind == "colour":
@@ -158,7 +154,7 @@ def test_an_opaque_png_is_decoded_once(
         Image.fromarray(picture[..., ::-1]).quantize(64).save(path)
     expected = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
     flags = _counting_decodes(monkeypatch)
-    assert np.array_equal(character.load_image(path), expected)
+    assert np.array_equal(assets.load_image(path), expected)
     assert flags == [cv2.IMREAD_COLOR]
 
 
@@ -167,13 +163,12 @@ def test_an_opaque_webp_is_decoded_once(
     tmp_path: pathlib.Path, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch, quality: int
 ) -> None:
     """A WebP whose header says it has no alpha is decoded once, to the same pixels."""
-    from service.engine import character
 
     path = tmp_path / "opaque.webp"
     assert cv2.imwrite(str(path), cv2.resize(photo, (120, 80)), [cv2.IMWRITE_WEBP_QUALITY, quality])
     expected = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
     flags = _counting_decodes(monkeypatch)
-    assert np.array_equal(character.load_image(path), expected)
+    assert np.array_equal(assets.load_image(path), expected)
     assert flags == [cv2.IMREAD_COLOR]
 
 
@@ -204,15 +199,13 @@ def test_a_palette_pngs_transparent_colour_shows_mid_grey(tmp_path: pathlib.Path
     """Transparency given by a palette's tRNS chunk, not an alpha channel, is found."""
     from PIL import Image
 
-    from service.engine import character
-
     indices = np.zeros((40, 60), np.uint8)
     indices[:, 30:] = 1
     picture = Image.fromarray(indices, "P")
     picture.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
     path = tmp_path / "palette.png"
     picture.save(path, transparency=0)  # index 0 (red) transparent
-    shown = character.load_image(path)
+    shown = assets.load_image(path)
     assert (shown[:, :30] == 128).all() and (shown[:, 30:] == (255, 0, 0)).all()
 
 
@@ -222,8 +215,6 @@ def test_a_grey_pngs_transparent_grey_level_shows_mid_grey(tmp_path: pathlib.Pat
     picture as one grey channel without it, and its transparent pixels used to keep
     their stored grey."""
     from PIL import Image
-
-    from service.engine import character
 
     top = (1 << bits) - 1
     levels = np.zeros((40, 60), np.uint16 if bits == 16 else np.uint8)
@@ -248,7 +239,7 @@ def test_a_grey_pngs_transparent_grey_level_shows_mid_grey(tmp_path: pathlib.Pat
         )
     else:
         Image.fromarray(levels).save(path, transparency=int(levels[0, 0]))
-    shown = character.load_image(path)
+    shown = assets.load_image(path)
     assert shown.shape == (40, 60, 3)
     assert (shown[:, :30] == 128).all()
     assert np.abs(shown[:, 30:].astype(int) - round(int(levels[0, 30]) * 255 / top)).max() <= 1
@@ -258,19 +249,23 @@ def test_a_grey_pngs_transparent_grey_level_shows_mid_grey(tmp_path: pathlib.Pat
 def test_a_transparent_picture_is_shown_over_mid_grey(
     tmp_path: pathlib.Path, photo: np.ndarray, suffix: str
 ) -> None:
-    from service.engine import character
+    """And the dashboard's thumbnail shows it so too: read as OpenCV reads a picture by
+    default, a cut-out showed the colour stored under its transparent pixels."""
+    from service.web import thumbs
 
     picture = cv2.cvtColor(cv2.resize(photo, (200, 200)), cv2.COLOR_BGR2BGRA)
     picture[:, :100, 3] = 0  # the left half transparent (its colour left as it was)
     picture[:, 100:150, 3] = 128
     path = tmp_path / f"cut-out{suffix}"
     assert cv2.imwrite(str(path), picture, [cv2.IMWRITE_WEBP_QUALITY, 101])
-    shown = character.load_image(path)
+    shown = assets.load_image(path)
     assert shown.shape == (200, 200, 3)
     assert np.array_equal(shown[:, :100], np.full((200, 100, 3), 128, np.uint8))
     half = (picture[:, 100:150, :3].astype(int) + 128) / 2
     assert np.abs(shown[:, 100:150] - half).max() <= 1.5
     assert np.array_equal(shown[:, 150:], picture[:, 150:, :3])
+    thumbnail = thumbs._first_frame(path)
+    assert thumbnail is not None and np.array_equal(thumbnail, shown)
 
 
 def test_probe_refuses_decompression_bomb_without_decoding(tmp_path: pathlib.Path) -> None:

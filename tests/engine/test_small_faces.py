@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from service.engine import character, landmarks, video
+from service.engine import assets, character, landmarks, video
 from tests.engine import clips
 
 
@@ -19,7 +19,7 @@ def test_a_small_face_in_a_large_picture_is_found_again_at_full_size(
     its landmarks found again in the full picture (shrunk by area into the crop)."""
     import cv2
 
-    photo = character.load_image(media / "character_photo.jpg")
+    photo = assets.load_image(media / "character_photo.jpg")
     big = character.find_face(photo)
     assert big is not None
     frame = cv2.resize(clips.placed(photo, 300, (600, 300)), (2560, 1440), interpolation=cv2.INTER_CUBIC)
@@ -38,7 +38,7 @@ def test_a_small_face_in_a_large_picture_is_found_again_at_full_size(
 
 
 def test_a_small_face_in_a_picture_is_found(media: pathlib.Path) -> None:
-    photo = character.load_image(media / "character_photo.jpg")  # 512 px, face ~220 px
+    photo = assets.load_image(media / "character_photo.jpg")  # 512 px, face ~220 px
     big = character.find_face(photo)
     assert big is not None
     frame = clips.placed(photo, 190, (700, 400))  # face ~80 px: FaceMesh alone finds nothing
@@ -57,7 +57,7 @@ def test_a_face_as_tall_as_a_banner_is_found(media: pathlib.Path, across: bool) 
     as too large to be missed."""
     import cv2
 
-    photo = character.load_image(media / "character_photo.jpg")
+    photo = assets.load_image(media / "character_photo.jpg")
     big = character.find_face(photo)
     assert big is not None
     banner = np.full((500, 2500, 3) if across else (2500, 500, 3), 150, np.uint8)

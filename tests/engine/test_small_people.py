@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from service.engine import character, composite, segmentation
+from service.engine import assets, character, composite, segmentation
 from tests.engine import clips
 
 #: Where the photo (512 px) is placed, and how large: a face about 60 px wide.
@@ -23,7 +23,7 @@ def _on_frame(x: float, y: float) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def photo(media: pathlib.Path) -> np.ndarray:
-    return character.load_image(media / "character_photo.jpg")
+    return assets.load_image(media / "character_photo.jpg")
 
 
 def test_a_small_persons_mask_is_segmented_around_their_face(photo: np.ndarray) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from service import engine
 from service.engine import (
+    assets,
     character,
     driver,
     eyeballs,
@@ -227,7 +228,7 @@ def test_playing_back_and_forth_turns_at_each_end_without_showing_it_twice() -> 
 
 @pytest.fixture(scope="module")
 def face(media: pathlib.Path) -> np.ndarray:
-    found = character.find_face(character.load_image(media / "character_photo.jpg"))
+    found = character.find_face(assets.load_image(media / "character_photo.jpg"))
     assert found is not None
     return found
 
@@ -374,7 +375,7 @@ def test_frames_between_a_cut_take_the_analysis_of_their_own_side(
 
     from service.engine import video
 
-    picture = cv2.resize(character.load_image(media / "character_photo.jpg"), (640, 640))
+    picture = cv2.resize(assets.load_image(media / "character_photo.jpg"), (640, 640))
     left = np.zeros((360, 640, 3), np.uint8)
     left[:, :320] = cv2.resize(picture, (320, 360))
     right = np.zeros_like(left)
