@@ -49,6 +49,15 @@ REST_SHAPE = np.concatenate([topology.OUTER_LIPS, topology.INNER_LIPS, topology.
 MIN_CUTOFF = 2.0
 BETA = 8.0
 D_CUTOFF = 4.0
+#: The landmarks that must lie inside the reference's frame for a detection to count:
+#: the eyes' openings and the inner lips. FaceMesh guesses a face's parts past the
+#: frame's edge: a mouth cut by the bottom edge read wide open, its interior painted
+#: from the edge's smeared rows, and an eye past the left edge read as a turn of the
+#: head. Such a frame counts as the face lost (held, then eased to rest). Up to
+#: ``IN_FRAME_SLACK`` of the face's width past the edge is let pass: a face filling the
+#: frame reads well a little past it (a clip zooming in read fine to 6 %, not from 8 %).
+IN_FRAME = np.concatenate([topology.RIGHT_EYE.ring, topology.LEFT_EYE.ring, topology.INNER_LIPS])
+IN_FRAME_SLACK = 0.05
 #: A performer whose face is lost (turned away, out of shot, behind a hand) is held as
 #: last seen for ``LOST_HOLD_S``, then eased to their rest over ``LOST_EASE_S``, and
 #: back to them over ``FOUND_EASE_S`` once found again (``Settle``).
@@ -87,34 +96,51 @@ class DriverSample:
 
 
 class Settle:
-    """The landmarks to drive the character with: the performer's, or, where their face
-    has been lost for longer than ``LOST_HOLD_S``, eased to their rest (``rest``, in the
-    same pixels) and back once it is found again.
+    """How far to drive the character toward the performer's rest (0: the performer as
+    tracked, 1: at rest; ``retarget.DriverFrame.toward_rest``): where their face has been
+    lost for longer than ``LOST_HOLD_S``, eased there, and back once it is found again.
 
     Held for good, a performer who walked out of shot or turned away left the character
     frozen mid-word (its mouth open and painted, one eye half shut) until they came back,
-    and then it snapped to their new expression in one frame.
+    and then it snapped to their new expression in one frame. A clip that opens without
+    the face opens at rest (it held the first expression found, a pout and a sideways
+    look, for the 1.8 s before the face showed).
     """
 
-    def __init__(self, rest: np.ndarray, fps: int) -> None:
-        self._rest = rest
+    def __init__(self, fps: int) -> None:
         self._hold = round(LOST_HOLD_S * fps)
         self._out, self._in = 1.0 / (LOST_EASE_S * fps), 1.0 / (FOUND_EASE_S * fps)
         self._lost = 0  # frames in a row the face has been lost for
         self._eased = 0.0  # how far toward the rest, before the smoothstep
+        self._started = False
 
-    def __call__(self, sample: DriverSample) -> np.ndarray:
+    def __call__(self, sample: DriverSample) -> float:
+        if not self._started:  # a clip opening without the face opens at rest
+            self._started = True
+            if not sample.tracked:
+                self._lost, self._eased = self._hold, 1.0
         if sample.tracked:
             self._lost = 0
-            self._eased = max(0.0, self._eased - self._in)
+            self._eased = self._eased - self._in if self._eased > self._in * 1.001 else 0.0
         else:
             self._lost += 1
             if self._lost > self._hold:
-                self._eased = min(1.0, self._eased + self._out)
-        if self._eased <= 0.0:
-            return sample.points
-        weight = self._eased * self._eased * (3 - 2 * self._eased)
-        return sample.points + (self._rest - sample.points) * weight
+                self._eased = self._eased + self._out if self._eased < 1.0 - self._out * 1.001 else 1.0
+        return self._eased * self._eased * (3 - 2 * self._eased)
+
+
+def in_frame(points: np.ndarray | None, frame: np.ndarray) -> np.ndarray | None:
+    """``points``, a detection on ``frame``, if its eyes and inner lips are inside the
+    frame (``IN_FRAME``, ``IN_FRAME_SLACK``), else None."""
+    if points is None:
+        return None
+    high, wide = frame.shape[:2]
+    slack = IN_FRAME_SLACK * float(np.ptp(points[:, 0]))
+    key = points[IN_FRAME, :2]
+    low, top = key.min(axis=0)
+    right, bottom = key.max(axis=0)
+    inside = min(low, top) >= -slack and right <= wide - 1 + slack and bottom <= high - 1 + slack
+    return points if inside else None
 
 
 def _lost(found: int, count: int) -> contracts.EngineError:
@@ -162,7 +188,7 @@ def rest_pose(
         with landmarks.FaceTracker(video=False) as tracker:
             for frame in itertools.chain(() if first is None else (first,), frames):
                 step()
-                points = tracker.detect(frame)
+                points = in_frame(tracker.detect(frame), frame)
                 if points is not None:
                     found.append(points)
                     human = human or tracker.looks_human(frame, points)
@@ -223,7 +249,7 @@ def stream(path: pathlib.Path, fps: int, count: int, *, body: bool = True) -> It
     seen: np.ndarray | None = None  # the last frame the face was found on
     with landmarks.FaceTracker(video=True) as tracker:
         for frame in video.iter_frames(path, fps, count, longest=LONGEST):
-            found = tracker.detect(frame)
+            found = in_frame(tracker.detect(frame), frame)
             if found is None:
                 missed += 1
                 if missed > allowed_misses:
@@ -237,7 +263,7 @@ def stream(path: pathlib.Path, fps: int, count: int, *, body: bool = True) -> It
                 continue
             motion = None if follow is None else follow(frame, points)
             for _ in range(pending):  # frames before the first detection: its landmarks
-                yield DriverSample(points=points, frame=None, torso=motion)
+                yield DriverSample(points=points, frame=None, torso=motion, tracked=False)
             pending = 0
             yield DriverSample(points=points, frame=seen, torso=motion, tracked=found is not None)
     if not smoother.tracking:

@@ -230,21 +230,22 @@ def _render(
         ):
             painter: mouth.MouthPainter | None = None
             driver_colours = None
-            settle = driver.Settle(rest.points, fps)
+            settle = driver.Settle(fps)
             for i, (cf, sample) in enumerate(zip(char_frames, samples, strict=False)):  # chars: endless
                 if driver_colours is None and sample.frame is not None:
                     driver_colours = mouth.MouthPainter.colours(sample.frame, sample.points)
-                points = settle(sample)  # the performer's, or eased to their rest while lost
+                at_rest = settle(sample)  # eased toward the performer's rest while their face is lost
                 if cf.rig is None:  # character face not found yet (video): pass through
                     out = cf.canvas
                 else:
-                    target = retargeter.target(cf.points, model.decompose(points, sample.torso))
+                    performer = model.decompose(sample.points, sample.torso).toward_rest(at_rest)
+                    target = retargeter.target(cf.points, performer)
                     out = _animate(cf, target, warper, char.window)
                     if painter is None and driver_colours is not None:
                         own = mouth.MouthPainter.colours(cf.canvas, cf.points)
                         painter = mouth.MouthPainter.between(own, driver_colours)
                     if painter is not None and sample.frame is not None:
-                        gap = mouth.gap(points) - neutral_gap
+                        gap = (mouth.gap(sample.points) - neutral_gap) * (1.0 - at_rest)
                         strength = float(np.clip((gap - 0.02) / 0.06, 0.0, 1.0))
                         painter.paint(
                             out,

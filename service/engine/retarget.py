@@ -164,6 +164,23 @@ class DriverFrame:
     gaze: np.ndarray
     torso: torso.TorsoMotion | None = None
 
+    def toward_rest(self, weight: float) -> DriverFrame:
+        """This frame a share ``weight`` of the way to the performer at rest: the usual
+        pose, the neutral expression, the usual eyes and gaze (``driver.Settle``); the
+        torso as it is."""
+        if weight <= 0.0:
+            return self
+        keep = 1.0 - weight
+        return dataclasses.replace(
+            self,
+            scale=1.0 + (self.scale - 1.0) * keep,
+            angles=(self.angles[0] * keep, self.angles[1] * keep, self.angles[2] * keep),
+            centre_shift=self.centre_shift * keep,
+            expression=self.expression * keep,
+            eyes=(1.0 + (self.eyes[0] - 1.0) * keep, 1.0 + (self.eyes[1] - 1.0) * keep),
+            gaze=self.gaze * keep,
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class HeadPose:
