@@ -321,12 +321,10 @@ def _over_lower_gap(mask: np.ndarray, picture: np.ndarray, dark: float, reach: i
     """The opening's ``mask`` (uint8, 0 or 255) grown down, column by column, over the
     run of ``picture``'s pixels darker than ``dark`` (grey) directly under its lower
     edge, at most ``reach`` px (``GAP_DARK``)."""
-    inside = mask > 127
-    columns = np.flatnonzero(inside.any(axis=0))
+    columns, _, bottom = _column_spans(mask > 127)
     if not len(columns):
         return mask
     high = mask.shape[0]
-    bottom = high - 1 - np.argmax(inside[::-1, columns], axis=0)  # each column's last row inside
     grey = picture.mean(axis=2)
     grown = mask.copy()
     going = np.ones(len(columns), dtype=bool)
@@ -339,6 +337,15 @@ def _over_lower_gap(mask: np.ndarray, picture: np.ndarray, dark: float, reach: i
             break
         grown[rows[going], columns[going]] = 255
     return grown
+
+
+def _column_spans(inside: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The columns of a boolean mask with any pixel set, and each one's first and last
+    row set."""
+    columns = np.flatnonzero(inside.any(axis=0))
+    top = np.argmax(inside[:, columns], axis=0)
+    bottom = inside.shape[0] - 1 - np.argmax(inside[::-1, columns], axis=0)
+    return columns, top, bottom
 
 
 def _redness(colour: np.ndarray) -> np.ndarray:
@@ -359,11 +366,9 @@ def _rim_colours(picture: np.ndarray, inside: np.ndarray, lip: np.ndarray) -> np
     high, wide = inside.shape
     out = np.empty((high, wide, 3), np.float32)
     out[:] = lip
-    columns = np.flatnonzero(inside.any(axis=0))
+    columns, top, bottom = _column_spans(inside)
     if not len(columns):
         return out
-    top = np.argmax(inside[:, columns], axis=0)
-    bottom = high - 1 - np.argmax(inside[::-1, columns], axis=0)
     under = picture[np.minimum(bottom + 2, high - 1), columns].astype(np.float32)
     padded = np.pad(under, ((2, 2), (0, 0)), mode="edge")
     under = np.median(np.stack([padded[i : i + len(columns)] for i in range(5)]), axis=0)
