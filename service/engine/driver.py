@@ -109,24 +109,24 @@ class Settle:
 
     def __init__(self, fps: int) -> None:
         self._hold = round(LOST_HOLD_S * fps)
-        self._out, self._in = 1.0 / (LOST_EASE_S * fps), 1.0 / (FOUND_EASE_S * fps)
+        out, back = max(1, round(LOST_EASE_S * fps)), max(1, round(FOUND_EASE_S * fps))
+        # How far toward the rest, in whole steps of both eases (out * back to be there):
+        # counted so, the ease lands on 0 and 1 exactly.
+        self._full, self._out, self._in = out * back, back, out
+        self._at: int | None = None  # (None before the first sample)
         self._lost = 0  # frames in a row the face has been lost for
-        self._eased = 0.0  # how far toward the rest, before the smoothstep
-        self._started = False
 
     def __call__(self, sample: DriverSample) -> float:
-        if not self._started:  # a clip opening without the face opens at rest
-            self._started = True
-            if not sample.tracked:
-                self._lost, self._eased = self._hold, 1.0
+        if self._at is None:  # the first sample: a clip opening without the face opens at rest
+            self._lost, self._at = (0, 0) if sample.tracked else (self._hold, self._full)
         if sample.tracked:
-            self._lost = 0
-            self._eased = self._eased - self._in if self._eased > self._in * 1.001 else 0.0
+            self._lost, step = 0, -self._in
         else:
             self._lost += 1
-            if self._lost > self._hold:
-                self._eased = self._eased + self._out if self._eased < 1.0 - self._out * 1.001 else 1.0
-        return self._eased * self._eased * (3 - 2 * self._eased)
+            step = self._out if self._lost > self._hold else 0
+        self._at = min(self._full, max(0, self._at + step))
+        eased = self._at / self._full
+        return eased * eased * (3 - 2 * eased)
 
 
 def in_frame(points: np.ndarray | None, frame: np.ndarray) -> np.ndarray | None:
