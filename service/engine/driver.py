@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import itertools
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -64,6 +64,15 @@ IN_FRAME_SLACK = 0.05
 LOST_HOLD_S = 0.5
 LOST_EASE_S = 0.5
 FOUND_EASE_S = 0.25
+#: A reference slower than the output rate (12, 15 or 20 fps) shows each of its frames
+#: at two output instants or more; the face found on it is blended toward the next
+#: frame's at the instants between them (``_detections``). Held instead, the character
+#: moved in steps: a 12 fps clip made it judder at 12 Hz. A frame shown for longer
+#: than ``BLEND_MAX_S`` (a stretch where the picture stands still) is held as it is.
+BLEND_MAX_S = 0.25
+#: Source frames shown for up to this many output frames' time are not blended (a 23.976 fps
+#: clip's are shown for 1.001 of one).
+BLEND_SLACK = 1.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,8 +257,8 @@ def stream(path: pathlib.Path, fps: int, count: int, *, body: bool = True) -> It
     allowed_misses = count - int(np.ceil(MIN_TRACKED * count))
     seen: np.ndarray | None = None  # the last frame the face was found on
     with landmarks.FaceTracker(video=True) as tracker:
-        for frame in video.iter_frames(path, fps, count, longest=LONGEST):
-            found = in_frame(tracker.detect(frame), frame)
+        frames = video.iter_timed(path, fps, count, longest=LONGEST)
+        for frame, found in _detections(frames, fps, lambda f: in_frame(tracker.detect(f), f)):
             if found is None:
                 missed += 1
                 if missed > allowed_misses:
@@ -268,3 +277,56 @@ def stream(path: pathlib.Path, fps: int, count: int, *, body: bool = True) -> It
             yield DriverSample(points=points, frame=seen, torso=motion, tracked=found is not None)
     if not smoother.tracking:
         raise _lost(0, count)
+
+
+def _detections(
+    frames: Iterable[tuple[np.ndarray, float, float]],
+    fps: int,
+    detect: Callable[[np.ndarray], np.ndarray | None],
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Per output frame of ``frames`` (``video.iter_timed``): the frame and the face
+    found on it by ``detect`` (None: none).
+
+    A source frame shown at several output instants is looked at once, and where it is
+    shown for longer than an output frame (``BLEND_SLACK``, ``BLEND_MAX_S``), the face
+    at each instant is the one found on it blended toward the next frame's, by the time
+    gone since it was first shown. Not across a cut (``landmarks.CUT_JUMP``), nor
+    toward a frame the face is lost on.
+    """
+    shown: tuple[np.ndarray, np.ndarray | None, float, float] | None = None  # on screen
+    instants: list[float] = []  # the output times (s) it is shown at
+    for i, (frame, start, end) in enumerate(frames):
+        if shown is None or frame is not shown[0]:
+            found = detect(frame)
+            if shown is not None:
+                yield from _blended(shown, instants, found, fps)
+            shown, instants = (frame, found, start, end), []
+        instants.append(i / fps)
+    if shown is not None:
+        yield from _blended(shown, instants, None, fps)
+
+
+def _blended(
+    shown: tuple[np.ndarray, np.ndarray | None, float, float],
+    instants: list[float],
+    after: np.ndarray | None,
+    fps: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """``_detections`` at the output ``instants`` one source frame is shown at: ``shown``
+    is the frame, the face found on it, and when it is shown from and until; ``after``
+    the face found on the next one."""
+    frame, found, start, end = shown
+    span = end - start
+    towards = None  # from the face found toward the next one's
+    if (
+        found is not None
+        and after is not None
+        and BLEND_SLACK / fps < span <= BLEND_MAX_S
+        and landmarks.face_jump(found, after) <= landmarks.CUT_JUMP
+    ):
+        towards = after - found
+    for t in instants:
+        if towards is None or t <= start:
+            yield frame, found
+        else:
+            yield frame, found + min(1.0, (t - start) / span) * towards

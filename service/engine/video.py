@@ -110,10 +110,35 @@ def iter_frames(
     players do (``display_size``). Raises ASSET.INVALID if the file cannot be decoded
     at all.
     """
+    timed = iter_timed(
+        path, fps, count, hold=hold, stride=stride, nearby=nearby, longest=longest, cover=cover
+    )
+    with contextlib.closing(timed):
+        for frame, _, _ in timed:
+            yield frame
+
+
+def iter_timed(
+    path: pathlib.Path,
+    fps: int,
+    count: int,
+    *,
+    hold: bool = True,
+    stride: int = 1,
+    nearby: bool = False,
+    longest: int | None = None,
+    cover: tuple[int, int] | None = None,
+) -> Generator[tuple[np.ndarray, float, float], None, None]:
+    """``iter_frames``, each frame with the time (s) its source frame is shown from and
+    the time it is shown until: a source frame shown at several output instants (a
+    source slower than ``fps``) is yielded as the same array at each. Frames held past
+    the stream's end are shown from and until its end."""
+
     produced = 0
     last: np.ndarray | None = None
     picture: Callable[[Any], np.ndarray] | None = None  # how this stream's frames are shown
     damage: list[str] = []
+    t_start = 0.0  # when the source frame in hand is first shown
     with _opened(path) as container:
         stream = container.streams.video[0]
         for frame, t_end in _timed(container, stream, skip_unreferenced=nearby, damage=damage):
@@ -124,11 +149,12 @@ def iter_frames(
                 if produced % stride == 0:
                     if frame_bgr is None:  # convert only frames that are shown
                         frame_bgr = picture(frame)
-                    yield frame_bgr
+                    yield frame_bgr, t_start, t_end
                     last = frame_bgr
                 produced += 1
             if produced >= count:
                 return
+            t_start = t_end
     if last is None:
         raise contracts.asset_invalid("The video contains no decodable frames.")
     if hold and damage and (count - produced) / fps > DAMAGED_HOLD_S:
@@ -138,7 +164,7 @@ def iter_frames(
         )
     while hold and produced < count:  # source shorter than claimed: hold the last frame
         if produced % stride == 0:
-            yield last
+            yield last, t_start, t_start
         produced += 1
 
 

@@ -106,3 +106,64 @@ def test_a_face_whose_eyes_or_mouth_are_past_the_frames_edge_counts_as_lost() ->
     nearly = points.copy()
     nearly[topology.INNER_LIPS, 1] = 399 + 5  # 2.5 % past the bottom edge
     assert driver.in_frame(nearly, frame) is nearly
+
+
+def _step_ratio(samples: list[driver.DriverSample]) -> float:
+    """How much more the lips move from one output frame to the next on odd frames than
+    on even ones, or the other way round (1: evenly; a frame held twice: large)."""
+    lips = np.array([s.points[topology.INNER_LIPS, :2] for s in samples])
+    steps = np.linalg.norm(np.diff(lips, axis=0), axis=2).mean(axis=1)
+    even, odd = float(steps[0::2].mean()), float(steps[1::2].mean())
+    return max(even, odd) / min(even, odd)
+
+
+def test_a_reference_slower_than_the_output_rate_moves_the_character_smoothly(
+    media: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """A 12 fps clip shows each frame at two output instants: held, the character moved
+    every other frame, at 12 Hz (the lips' steps were 2.8 times larger on one half of
+    the frames than on the other); the face is blended toward the next frame's."""
+    face = clips.cut(media / "driving_talking_portrait.mp4", tmp_path / "face.mp4", 1.0, 2.4, size=(360, 640))
+    slow = clips.encode(tmp_path / "slow.mp4", list(clips.frames(face))[::2], (360, 640), 12)
+    samples = list(driver.stream(slow, FPS, 72, body=False))
+    assert len(samples) == 72 and all(s.tracked for s in samples)
+    assert _step_ratio(samples) < 1.4
+    # the mouth is taken from the frame on screen: each source frame serves two samples
+    assert all(samples[i].frame is samples[i + 1].frame for i in range(0, 72, 2))
+
+
+def test_faces_between_slow_frames_are_blended_toward_the_next_frames() -> None:
+    """Each source frame is looked at once; at the output instants between two frames
+    shown for longer than an output frame, the face is the first one's moved toward
+    the second's by the time gone. Not toward a frame with no face, nor across a cut,
+    nor where the picture stands still (longer than ``BLEND_MAX_S``), nor for a source
+    at the output rate or faster."""
+    frames = [np.zeros((2, 2, 3), np.uint8) + k for k in range(4)]
+    faces = [np.full((478, 3), 100.0) + np.arange(478)[:, None] for _ in range(4)]
+    faces[1] = faces[1] + 10.0  # moves 10 px
+    faces[2] = None  # lost
+    looked: list[int] = []
+
+    def detect(frame: np.ndarray) -> np.ndarray | None:
+        looked.append(int(frame[0, 0, 0]))
+        return faces[int(frame[0, 0, 0])]
+
+    # 12 fps: frames 0 and 1 at two instants each, frame 2 at two, frame 3 held 0.5 s
+    timed = [(frames[k], k / 12, (k + 1) / 12) for k in (0, 0, 1, 1, 2, 2)]
+    timed += [(frames[3], 3 / 12, 3 / 12 + 0.5)] * 3
+    out = list(driver._detections(timed, FPS, detect))
+    assert looked == [0, 1, 2, 3]
+    assert [int(f[0, 0, 0]) for f, _ in out] == [0, 0, 1, 1, 2, 2, 3, 3, 3]
+    got = [None if p is None else float(p[0, 0]) for _, p in out]
+    assert got[:2] == pytest.approx([100.0, 105.0])  # halfway toward frame 1's
+    assert got[2:4] == [110.0, 110.0]  # frame 2 has no face: held
+    assert got[4:6] == [None, None]
+    assert got[6:] == [100.0] * 3  # shown for 0.5 s: held
+    # a cut: no blending
+    faces[1] = faces[0] + 500.0
+    out = list(driver._detections(timed[:4], FPS, detect))
+    assert [float(p[0, 0]) for _, p in out] == [100.0, 100.0, 600.0, 600.0]
+    # 30 fps (each frame on screen for less than an output frame): as found
+    faces[1] = faces[0] + 10.0
+    fast = [(frames[k], k / 30, (k + 1) / 30) for k in (0, 1)]
+    assert [float(p[0, 0]) for _, p in driver._detections(fast, FPS, detect)] == [100.0, 110.0]
