@@ -279,7 +279,9 @@ def _animate(
     roi = cf.rig.moving_roi(target, warper.f)
     eyes = cf.rig.eyeballs(target)
     shapes, affines, valid = cf.rig.shapes(target, eyes)
-    maps = warper.maps(roi, shapes, affines, valid, cf.rig.detail_rois(target), cf.rig.coarse_shapes)
+    maps = warper.maps(
+        roi, shapes, affines, valid, cf.rig.detail_rois(target), cf.rig.coarse_shapes, cf.rig.picture
+    )
     if cf.plate_area is None:
         # Video: where the person was but no longer is, show the warped picture, not a
         # ghost. Firmly: the person's own soft edge, blended with what moved over it,

@@ -152,6 +152,7 @@ class Warper:
         tri_valid: np.ndarray,
         details: Sequence[tuple[Roi, int]] = (),
         coarse_shapes: int | None = None,
+        within: tuple[int, int, int, int] | None = None,
     ) -> WarpMaps:
         """Coordinate maps for ``roi``.
 
@@ -164,6 +165,10 @@ class Warper:
         interpolated from that finer patch instead (the full-resolution maps there come
         from the patch anyway; the coarse ones still drive ``apply_coarse``). This saves
         rasterising the whole face mesh twice.
+
+        ``within`` (x0, y0, x1, y1): the part of the image there is to sample (a picture
+        with bands beside it, or the canvas); no sample is taken from past its edges
+        (``keep_within``).
         """
         coef = np.ascontiguousarray(tri_affines.reshape(-1, 6), dtype=np.float64)
         # Shape bounds once (an elementwise min/max over corners: numpy's reduction over a
@@ -175,6 +180,8 @@ class Warper:
             sub = Roi(max(sub.x0, roi.x0), max(sub.y0, roi.y0), min(sub.x1, roi.x1), min(sub.y1, roi.y1))
             if sub.x1 - sub.x0 >= 2 * step and sub.y1 - sub.y0 >= 2 * step:
                 px, py = _sample(sub, step, triangles, tri_valid, bounds, coef)
+                if within is not None:
+                    keep_within(sub, step, px, py, within)
                 patches.append((sub, step, px, py))
             elif not patches:
                 coarse_shapes = None  # no first patch to take the rest from
@@ -183,12 +190,61 @@ class Warper:
             coarse_valid = tri_valid.copy()
             coarse_valid[coarse_shapes:] = False
         lo_x, lo_y = _sample(roi, self.f, triangles, coarse_valid, bounds, coef)
+        if within is not None:  # (before filling from the patch, which was)
+            keep_within(roi, self.f, lo_x, lo_y, within)
         if coarse_shapes is not None and tri_valid[coarse_shapes:].any():
             rest = bounds[coarse_shapes:][tri_valid[coarse_shapes:]]
             _fill_from_patch(
                 roi, self.f, lo_x, lo_y, patches[0], rest[:, :2].min(axis=0), rest[:, 2:].max(axis=0)
             )
         return WarpMaps(roi=roi, f=self.f, lo_x=lo_x, lo_y=lo_y, patches=patches)
+
+
+#: ``keep_within``: a sample is taken at most this share of its distance to the edge
+#: it moves away from (from half of that, eased): what moves away from the edge is
+#: stretched by at most 1 / (1 - share) beside it.
+KEEP_WITHIN_SHARE = 0.5
+#: ...the distance counted as this many px more: a sample on the edge may then lie
+#: a px or two past it (the edge's pixels repeated that far do not show), and the
+#: samples of a body barely lifted from the bottom edge stay as they are.
+KEEP_WITHIN_SLACK = 4.0
+
+
+def keep_within(
+    roi: Roi, f: int, map_x: np.ndarray, map_y: np.ndarray, box: tuple[int, int, int, int]
+) -> None:
+    """Keep the dst -> src maps sampled every ``f`` px over ``roi`` from reaching past
+    the edges of ``box`` (x0, y0, x1, y1), in place.
+
+    A sample taken from farther away than ``KEEP_WITHIN_SHARE`` of its distance to the
+    edge it moves away from is drawn back, smoothly (from half of that): what moves
+    away from an edge is stretched over the strip beside it, at most twice. Taken past
+    the edge, a sample showed what lies there: the edge's last row or column repeated
+    as streaks, or a band's blur (a close-up whose forehead the picture cuts, its head
+    moving down); and where the person's mask followed it, the background plate's
+    smeared fill. Samples that stay nearer their own place are left exactly as they
+    are, and so are those outside ``box`` (not shown) by more than a step.
+    """
+    _, gx, gy = _grid(roi, f)
+    x0, y0, x1, y1 = box
+    for grid, maps, lo, hi in ((gx[None, :], map_x, x0, x1 - 1), (gy[:, None], map_y, y0, y1 - 1)):
+        moved = maps - grid
+        room = np.where(moved < 0, grid - lo, hi - grid)  # to the edge it moves away from
+        # (samples up to a step outside count as on it: the pixels between them and the
+        # first inside are interpolated from both)
+        shown = room > -f
+        room = np.maximum(room, 0.0)
+        reach, most = np.abs(moved), KEEP_WITHIN_SHARE * (room + KEEP_WITHIN_SLACK)
+        held = (reach > most / 2) & shown
+        if held.any():
+            maps[...] = np.where(held, grid + np.sign(moved) * _eased(reach, most), maps)
+
+
+def _eased(reach: np.ndarray, most: np.ndarray) -> np.ndarray:
+    """``reach`` (more than half of ``most``, which is positive) eased toward ``most``,
+    never past it, with the slope it has at half (1)."""
+    half = most / 2
+    return (half + half * np.tanh((reach - half) / half)).astype(reach.dtype)
 
 
 def _fill_from_patch(

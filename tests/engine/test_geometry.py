@@ -276,6 +276,30 @@ def test_a_banded_pictures_clean_plate_is_filled_from_the_picture_not_the_bands(
     assert np.array_equal(plate[:, :80], canvas[:, :80])  # the band untouched
 
 
+@pytest.mark.parametrize("f", [1, 4])
+def test_no_sample_is_taken_past_the_edge_it_moves_away_from(f: int) -> None:
+    """Content moving 30 px away from an edge would sample past it (a band's blur, or
+    the edge repeated as streaks): samples are drawn back, smoothly and without folding,
+    toward the edge; those that stay nearer their own place are left exactly."""
+    roi = warp.Roi(0, 0, 200, 200)
+    box = (0, 50, 200, 200)  # a band above y = 50
+    _, gx, gy = warp._grid(roi, f)
+    map_x = np.broadcast_to(gx[None, :], (len(gy), len(gx))).copy()
+    map_y = np.broadcast_to(gy[:, None] - 30.0, map_x.shape).copy()  # all moved 30 px down
+    map_x[:, -1] += 0.25  # and sideways a little, far from the side edges
+    before_x, before_y = map_x.copy(), map_y.copy()
+    warp.keep_within(roi, f, map_x, map_y, box)
+    inside = gy >= 50
+    rows = map_y[inside, 0]
+    assert rows.min() >= 50 - warp.KEEP_WITHIN_SHARE * warp.KEEP_WITHIN_SLACK  # before: 20
+    assert (np.diff(rows) > 0).all()  # no fold: the strip by the edge is stretched
+    far = gy >= 50 + 2 * 30 / warp.KEEP_WITHIN_SHARE
+    np.testing.assert_array_equal(map_y[far], before_y[far])
+    np.testing.assert_array_equal(map_x, before_x)
+    outside = gy < 50 - f  # the band's own samples (not shown) are left
+    np.testing.assert_array_equal(map_y[outside], before_y[outside])
+
+
 def test_coarse_shapes_leave_the_full_resolution_maps_unchanged() -> None:
     # Background: two big triangles over the canvas; "face": a small fan inside the
     # first detail ROI, moved so its maps differ from the background's.

@@ -341,3 +341,32 @@ def test_the_pictures_top_edge_holds_hair_it_cuts(media: pathlib.Path, tmp_path:
     _, _, loose = _animated(media / "character_photo.jpg", head=(0.0, 40.0), with_rig=free)
     above_chin = (slice(0, int(cf.points[topology.CHIN, 1])), slice(None))
     np.testing.assert_array_equal(out[above_chin], loose[above_chin])
+
+
+def test_a_close_up_shows_neither_band_nor_streaks_where_it_moves_from_an_edge(
+    media: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """A close-up cut at the forehead and at both cheeks' hair, framed at 720x1280 (bands
+    above and below). The head moving down 40 px showed the band's blur across the
+    forehead's top rows, and moving 40 px sideways, the hair it left at the side edge
+    smeared in streaks (the edge's column repeated, and the plate's fill where the mask
+    followed): what moves away from an edge is stretched beside it instead
+    (``warp.keep_within``)."""
+    photo = cv2.imread(str(media / "character_photo.jpg"))
+    cv2.imwrite(str(tmp_path / "close.png"), photo[205:, 110:410])
+    still, cf, out = _animated(tmp_path / "close.png", (720, 1280), head=(0.0, 40.0))
+    assert still.window is not None
+    x0, y0, x1, _ = still.window.inner
+    top = (slice(y0, y0 + 12), slice(x0 + 100, x1 - 100))
+    # The top rows are the picture's own, stretched (before: the band, 50 grey levels off).
+    assert np.abs(_grey(out)[top] - _grey(cf.canvas)[top]).mean() < 10
+
+    _, cf, out = _animated(tmp_path / "close.png", (720, 1280), head=(-40.0, 0.0))
+    side = (slice(y0 + 100, y0 + 500), slice(x1 - 30, x1))
+    # Along the right edge the hair varies from column to column (streaks: hardly at
+    # all; before, 0.11 of the picture's variation, now 0.27).
+    variation = {
+        name: np.abs(np.diff(_grey(image)[side], axis=1)).mean()
+        for name, image in (("out", out), ("picture", cf.canvas))
+    }
+    assert variation["out"] > 0.2 * variation["picture"], variation
