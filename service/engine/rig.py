@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 
+import cv2
 import numpy as np
 
 from service.engine import retarget, topology, warp
@@ -128,7 +129,8 @@ class Rig:
             + [[lo[0], y] for y in ys[1:-1]]
             + [[hi[0], y] for y in ys[1:-1]]
         )
-        self.extra_src = np.vstack([*rings, border, self._edge_points()])
+        edge, self._edge_axis = self._edge_points()
+        self.extra_src = np.vstack([*rings, border, edge])
         n_ring = len(topology.FACE_OVAL)
         # Background triangulation over the oval + extra points, without the face interior.
         self._mesh: _BackgroundMesh = _BackgroundMesh.over(
@@ -146,25 +148,37 @@ class Rig:
         self._torso_w = warp.smoothstep(extra_y, chin_y - 0.1 * face_h, chin_y + 0.5 * face_h)
         self._is_head = np.zeros(len(self.extra_src), dtype=bool)
         self._is_head[: 2 * n_ring] = True  # rings 1-2 belong to the head, ring 3 and border don't
+        # Points on the picture's edges within ring 2 slide along their edge with the head
+        # (``_edge_points``).
+        self._first_edge = len(self.extra_src) - len(edge)
+        head = rings[1].astype(np.float32).reshape(-1, 1, 2)
+        self._is_head[self._first_edge :] = [
+            cv2.pointPolygonTest(head, (float(x), float(y)), False) >= 0 for x, y in edge
+        ]
         self.face_height = face_h
         self._hold = self._edge_hold(chin_y, self.source[topology.FOREHEAD, 1], face_h)
 
-    def _edge_points(self) -> np.ndarray:
+    def _edge_points(self) -> tuple[np.ndarray, np.ndarray]:
         """Points along the picture's edges where they lie inside the canvas (a picture
-        with bands beside it), so that the warp holds the edge itself; the canvas's own
-        edges are held by the border beyond them."""
+        with bands beside it), so that the warp holds the edge itself (the canvas's own
+        edges are held by the border beyond them), and the axis each one is held on (1:
+        y, on the top and bottom edges; 0: x).
+
+        Those within the head's ring 2 (a close-up the edge cuts) slide along the edge
+        with the head: held still, they sheared the hair between them and the head's
+        moving rings into a zigzag along the edge."""
         x0, y0, x1, y1 = self.picture
-        points = []
-        if y0 > 1:
-            points += [[x, y0] for x in np.linspace(x0, x1, 7)]
-        if y1 < self.height - 1:
-            points += [[x, y1] for x in np.linspace(x0, x1, 7)]
+        points, axes = [], []
+        for y, inside in ((y0, y0 > 1), (y1, y1 < self.height - 1)):
+            if inside:
+                points += [[x, y] for x in np.linspace(x0, x1, 7)]
+                axes += [1] * 7
         ys = np.linspace(y0, y1, 5)[1:-1]
-        if x0 > 1:
-            points += [[x0, y] for y in ys]
-        if x1 < self.width - 1:
-            points += [[x1, y] for y in ys]
-        return np.array(points, dtype=np.float64).reshape(-1, 2)
+        for x, inside in ((x0, x0 > 1), (x1, x1 < self.width - 1)):
+            if inside:
+                points += [[x, y] for y in ys]
+                axes += [0] * len(ys)
+        return np.array(points, dtype=np.float64).reshape(-1, 2), np.array(axes, dtype=np.intp)
 
     def _edge_hold(self, chin_y: float, forehead_y: float, face_h: float) -> np.ndarray:
         """Per extra point, how much of its motion away from the picture's top, bottom,
@@ -211,6 +225,9 @@ class Rig:
         top, bottom, left, right = self._hold.T
         move[:, 1] *= np.where(move[:, 1] < 0, bottom, top)
         move[:, 0] *= np.where(move[:, 0] > 0, left, right)
+        # The edge points sliding with the head stay on their edge.
+        sliding = np.flatnonzero(self._is_head[self._first_edge :])
+        move[self._first_edge + sliding, self._edge_axis[sliding]] = 0.0
         dst_extra = self.extra_src + move
         dst_all = np.vstack([dst_face, dst_extra])
 

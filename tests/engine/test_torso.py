@@ -370,3 +370,27 @@ def test_a_close_up_shows_neither_band_nor_streaks_where_it_moves_from_an_edge(
         for name, image in (("out", out), ("picture", cf.canvas))
     }
     assert variation["out"] > 0.2 * variation["picture"], variation
+
+
+@pytest.mark.parametrize("crop", [(205, 110, 410, 120), (200, 0, 512, 160)])
+def test_where_the_picture_cuts_the_head_its_edge_slides_with_the_head(
+    media: pathlib.Path, tmp_path: pathlib.Path, crop: tuple[int, int, int, int]
+) -> None:
+    """A close-up cut at the forehead, framed at 720x1280 (a band above). The rig's
+    points on that edge stood still while the head's rings beside them moved: a head
+    moving 30 px sideways sheared the hair along the edge into a zigzag (patches of the
+    top rows moved 11 px here, 18 or 24 px there). Those within the head's ring 2 now
+    slide along the edge with the head."""
+    top, left, right, first = crop  # (the first column of the head's)
+    photo = cv2.imread(str(media / "character_photo.jpg"))
+    cv2.imwrite(str(tmp_path / "close.png"), photo[top:, left:right])
+    still, cf, out = _animated(tmp_path / "close.png", (720, 1280), head=(30.0, 0.0))
+    assert still.window is not None
+    y0 = still.window.inner[1]
+    picture, moved = _grey(cf.canvas), _grey(out)
+    shifts = []
+    for x in range(first, 600, 40):
+        patch = picture[y0 + 2 : y0 + 14, x - 16 : x + 16]
+        found = cv2.matchTemplate(moved[y0 + 2 : y0 + 14, x - 56 : x + 56], patch, cv2.TM_SQDIFF_NORMED)
+        shifts.append(int(np.argmin(found[0])) - 40)
+    assert all(abs(s - 30) <= 2 for s in shifts), shifts
