@@ -227,9 +227,17 @@ def keep_within(
     """
     _, gx, gy = _grid(roi, f)
     x0, y0, x1, y1 = box
-    for grid, maps, lo, hi in ((gx[None, :], map_x, x0, x1 - 1), (gy[:, None], map_y, y0, y1 - 1)):
-        moved = maps - grid
-        room = np.where(moved < 0, grid - lo, hi - grid)  # to the edge it moves away from
+    for axis, grid, maps, lo, hi in ((1, gx, map_x, x0, x1 - 1), (0, gy, map_y, y0, y1 - 1)):
+        # Only samples nearer an edge than this can be drawn back (``reach > most / 2``):
+        # the columns or rows by the edges, a few per frame, are all that is looked at.
+        reach_most = float(np.abs(maps - np.expand_dims(grid, 1 - axis)).max())
+        near = np.flatnonzero(np.minimum(grid - lo, hi - grid) < 4 * reach_most / KEEP_WITHIN_SHARE / 2)
+        if not len(near):
+            continue
+        lines = maps.take(near, axis=axis)
+        at = np.expand_dims(grid[near], 1 - axis)
+        moved = lines - at
+        room = np.where(moved < 0, at - lo, hi - at)  # to the edge it moves away from
         # (samples up to a step outside count as on it: the pixels between them and the
         # first inside are interpolated from both)
         shown = room > -f
@@ -237,7 +245,11 @@ def keep_within(
         reach, most = np.abs(moved), KEEP_WITHIN_SHARE * (room + KEEP_WITHIN_SLACK)
         held = (reach > most / 2) & shown
         if held.any():
-            maps[...] = np.where(held, grid + np.sign(moved) * _eased(reach, most), maps)
+            lines = np.where(held, at + np.sign(moved) * _eased(reach, most), lines)
+            if axis:
+                maps[:, near] = lines
+            else:
+                maps[near] = lines
 
 
 def _eased(reach: np.ndarray, most: np.ndarray) -> np.ndarray:
