@@ -17,7 +17,7 @@ import re
 import struct
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import numpy as np
 
@@ -80,39 +80,21 @@ def prefetch(source: Iterable[T], depth: int = QUEUE_DEPTH) -> Generator[T, None
 DAMAGED_HOLD_S = 0.5
 
 
-def iter_frames(
-    path: pathlib.Path,
-    fps: int,
-    count: int,
-    *,
-    hold: bool = True,
-    stride: int = 1,
-    nearby: bool = False,
-    longest: int | None = None,
-    cover: tuple[int, int] | None = None,
-) -> Iterator[np.ndarray]:
-    """Yield ``count`` BGR frames of ``path`` sampled at ``fps``; with ``longest``, frames
-    whose longer side is longer come reduced to it, with ``cover`` (width, height),
-    frames larger than needed to cover that come reduced to just cover it (``shown``).
+class FrameOptions(TypedDict, total=False):
+    """``iter_timed``'s keyword options, for ``iter_frames``."""
 
-    Output frame i shows the source frame on screen at time i/fps. When the source ends
-    early, its last frame is repeated (``hold``: covers containers whose duration
-    overstates the stream; but a stream whose decoding stopped at damaged data more
-    than ``DAMAGED_HOLD_S`` short is ASSET.INVALID), or, with ``hold=False``, the frames
-    simply stop there (the character-video case, which plays its frames back itself).
-    With ``stride`` > 1 only
-    output frames 0, stride, 2*stride, ... are yielded (the others are decoded, as they
-    must be, but not converted). ``nearby`` (for sampling): frames no other frame is
-    predicted from (most B-frames) are not decoded, so each frame yielded is the one on
-    screen at its time or one a frame or two before it, for 10-35 % less decoding
-    (the shared clips). Every frame yielded has the size the first one has, even where
-    the stream's resolution changes (``Fitted``), and shows non-square pixels as
-    players do (``display_size``). Raises ASSET.INVALID if the file cannot be decoded
-    at all.
-    """
-    timed = iter_timed(
-        path, fps, count, hold=hold, stride=stride, nearby=nearby, longest=longest, cover=cover
-    )
+    hold: bool
+    stride: int
+    nearby: bool
+    longest: int | None
+    cover: tuple[int, int] | None
+
+
+def iter_frames(
+    path: pathlib.Path, fps: int, count: int, **options: Unpack[FrameOptions]
+) -> Iterator[np.ndarray]:
+    """``iter_timed``'s frames, without their times."""
+    timed = iter_timed(path, fps, count, **options)
     with contextlib.closing(timed):
         for frame, _, _ in timed:
             yield frame
@@ -129,11 +111,28 @@ def iter_timed(
     longest: int | None = None,
     cover: tuple[int, int] | None = None,
 ) -> Generator[tuple[np.ndarray, float, float], None, None]:
-    """``iter_frames``, each frame with the time (s) its source frame is shown from and
-    the time it is shown until: a source frame shown at several output instants (a
-    source slower than ``fps``) is yielded as the same array at each. Frames held past
-    the stream's end are shown from and until its end."""
+    """Yield ``count`` BGR frames of ``path`` sampled at ``fps``, each with the time (s)
+    its source frame is shown from and the time it is shown until; with ``longest``,
+    frames whose longer side is longer come reduced to it, with ``cover`` (width,
+    height), frames larger than needed to cover that come reduced to just cover it
+    (``shown``).
 
+    Output frame i shows the source frame on screen at time i/fps: a source frame shown
+    at several output instants (a source slower than ``fps``) is yielded as the same
+    array at each. When the source ends early, its last frame is repeated, shown from
+    and until the stream's end (``hold``: covers containers whose duration overstates
+    the stream; but a stream whose decoding stopped at damaged data more than
+    ``DAMAGED_HOLD_S`` short is ASSET.INVALID), or, with ``hold=False``, the frames
+    simply stop there (the character-video case, which plays its frames back itself).
+    With ``stride`` > 1 only output frames 0, stride, 2*stride, ... are yielded (the
+    others are decoded, as they must be, but not converted). ``nearby`` (for sampling):
+    frames no other frame is predicted from (most B-frames) are not decoded, so each
+    frame yielded is the one on screen at its time or one a frame or two before it, for
+    10-35 % less decoding (the shared clips). Every frame yielded has the size the first
+    one has, even where the stream's resolution changes (``Fitted``), and shows
+    non-square pixels as players do (``display_size``). Raises ASSET.INVALID if the
+    file cannot be decoded at all.
+    """
     produced = 0
     last: np.ndarray | None = None
     picture: Callable[[Any], np.ndarray] | None = None  # how this stream's frames are shown
