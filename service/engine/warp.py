@@ -228,10 +228,11 @@ def keep_within(
     _, gx, gy = _grid(roi, f)
     x0, y0, x1, y1 = box
     for axis, grid, maps, lo, hi in ((1, gx, map_x, x0, x1 - 1), (0, gy, map_y, y0, y1 - 1)):
-        # Only samples nearer an edge than this can be drawn back (``reach > most / 2``):
-        # the columns or rows by the edges, a few per frame, are all that is looked at.
+        # A sample is drawn back where its reach exceeds half its ``most``, so only
+        # within 2 * reach / share of an edge (the columns or rows by the edges, a few
+        # per frame: all that is looked at).
         reach_most = float(np.abs(maps - np.expand_dims(grid, 1 - axis)).max())
-        near = np.flatnonzero(np.minimum(grid - lo, hi - grid) < 4 * reach_most / KEEP_WITHIN_SHARE / 2)
+        near = np.flatnonzero(np.minimum(grid - lo, hi - grid) < 2 * reach_most / KEEP_WITHIN_SHARE)
         if not len(near):
             continue
         lines = maps.take(near, axis=axis)
