@@ -149,12 +149,20 @@ class TorsoTracker:
         self._motion = warp.IDENTITY  # anchor -> now, work px
         self._filter = landmarks.OneEuroFilter(fps, MIN_CUTOFF, BETA, D_CUTOFF)
         self._state: bool | None = None  # None: not started; False: no torso in this clip
+        self._looked: np.ndarray | None = None  # the last frame tracked on
         self.reseeds = 0  # times lost points were replaced
 
     def __call__(self, bgr: np.ndarray, points: np.ndarray) -> TorsoMotion | None:
-        """The torso's motion in frame ``bgr`` (performer's landmarks ``points``)."""
+        """The torso's motion in frame ``bgr`` (performer's landmarks ``points``).
+
+        The same frame again (a reference slower than the output rate shows each of its
+        frames at two output instants or more) is not tracked again: nothing moved in
+        it, and the smoothing alone goes on."""
         if self._state is False:
             return None
+        if self._state and bgr is self._looked:
+            return self._output()
+        self._looked = bgr
         grey = self._grey(bgr)
         region = _Region.of(points, self._scale, grey.shape[1], grey.shape[0])
         if self._state is None:

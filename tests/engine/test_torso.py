@@ -57,6 +57,27 @@ def test_a_lean_is_followed_as_a_shift_a_tilt_and_a_scale(portrait: tuple[np.nda
     assert np.abs(found - truth).max() < 2.0  # on a 640 px tall frame
 
 
+def test_a_frame_shown_again_is_not_tracked_again(
+    portrait: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reference slower than the output rate shows each frame at two output instants or
+    more: the same frame is not tracked twice (nothing moved in it), while the smoothing
+    goes on toward where the torso was found."""
+    frame, points = portrait
+    centre = np.array([SIZE[0] / 2, SIZE[1] * 0.75])
+    tracker = torso.TorsoTracker(24)
+    flows = []
+    real_flow = torso._flow
+    monkeypatch.setattr(torso, "_flow", lambda *a: flows.append(1) or real_flow(*a))
+    assert tracker(frame, points) is not None
+    shifted = _moved(frame, points, torso.similarity(1.0, 0.0, centre, np.array([12.0, 0.0])))
+    first = tracker(*shifted)
+    again = tracker(*shifted)
+    assert first is not None and again is not None
+    assert len(flows) == 2  # forward and back, once: for the one new frame
+    assert 0 < first.shift[0] < again.shift[0] <= 12.5  # still smoothing toward 12 px
+
+
 def test_a_nod_leaves_the_torso_where_it_was(portrait: tuple[np.ndarray, np.ndarray]) -> None:
     """Only the head moves (down and back, 20 px): the chest below it stays still."""
     frame, points = portrait
