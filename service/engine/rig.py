@@ -129,7 +129,7 @@ class Rig:
             + [[lo[0], y] for y in ys[1:-1]]
             + [[hi[0], y] for y in ys[1:-1]]
         )
-        edge, self._edge_axis = self._edge_points()
+        edge, edge_axes = self._edge_points()
         self.extra_src = np.vstack([*rings, border, edge])
         n_ring = len(topology.FACE_OVAL)
         # Background triangulation over the oval + extra points, without the face interior.
@@ -150,11 +150,13 @@ class Rig:
         self._is_head[: 2 * n_ring] = True  # rings 1-2 belong to the head, ring 3 and border don't
         # Points on the picture's edges within ring 2 slide along their edge with the head
         # (``_edge_points``).
-        self._first_edge = len(self.extra_src) - len(edge)
         head = rings[1].astype(np.float32).reshape(-1, 1, 2)
-        self._is_head[self._first_edge :] = [
-            cv2.pointPolygonTest(head, (float(x), float(y)), False) >= 0 for x, y in edge
-        ]
+        inside = [cv2.pointPolygonTest(head, (float(x), float(y)), False) >= 0 for x, y in edge]
+        sliding = np.array(inside, dtype=bool)
+        first_edge = len(self.extra_src) - len(edge)
+        self._is_head[first_edge:] = sliding
+        # The (extra point, axis) of each sliding edge point's motion across its edge: held.
+        self._on_edge = (first_edge + np.flatnonzero(sliding), edge_axes[sliding])
         self.face_height = face_h
         self._hold = self._edge_hold(chin_y, self.source[topology.FOREHEAD, 1], face_h)
 
@@ -225,9 +227,7 @@ class Rig:
         top, bottom, left, right = self._hold.T
         move[:, 1] *= np.where(move[:, 1] < 0, bottom, top)
         move[:, 0] *= np.where(move[:, 0] > 0, left, right)
-        # The edge points sliding with the head stay on their edge.
-        sliding = np.flatnonzero(self._is_head[self._first_edge :])
-        move[self._first_edge + sliding, self._edge_axis[sliding]] = 0.0
+        move[self._on_edge] = 0.0  # the edge points sliding with the head stay on their edge
         dst_extra = self.extra_src + move
         dst_all = np.vstack([dst_face, dst_extra])
 
