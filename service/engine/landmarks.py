@@ -210,17 +210,30 @@ class FaceTracker:
         """Whether the face FaceMesh found at ``points`` (in pixels of ``bgr``) is one to
         the short-range face detector and to the landmark model's face flag as well
         (``HUMAN_SCORE``, ``HUMAN_FLAG``)."""
+        return human(*self.judges(bgr, points))
+
+    def judges(self, bgr: np.ndarray, points: np.ndarray) -> tuple[float, float]:
+        """The short-range face detector's score and the face flag for the face FaceMesh
+        found at ``points``, each shown it turned as its mesh says is upright. FaceMesh
+        fits an upright mesh to a face upside down, and both then score it lower than
+        the same face turned upright (``driver.ORIENT_VOTES``)."""
+        return self._judged(bgr, points), self._flagged(bgr, points)
+
+    def _judged(self, bgr: np.ndarray, points: np.ndarray) -> float:
+        """The short-range face detector's best score for the face at ``points``."""
         import cv2
 
         if self._judge is None:
             self._judge = solutions().face_detection.FaceDetection(model_selection=0)
         upright = _upright(bgr, points, HUMAN_CROP, HUMAN_SIDE)
         result = self._judge.process(cv2.cvtColor(upright, cv2.COLOR_BGR2RGB))
-        if not any(d.score[0] >= HUMAN_SCORE for d in result.detections or ()):
-            return False
+        return max((float(d.score[0]) for d in result.detections or ()), default=0.0)
+
+    def _flagged(self, bgr: np.ndarray, points: np.ndarray) -> float:
+        """The landmark model's face flag for the face at ``points``."""
         if self._flag is None:
             self._flag = _FaceFlag()
-        return self._flag(_upright(bgr, points, FLAG_CROP, FLAG_SIDE)) >= HUMAN_FLAG
+        return self._flag(_upright(bgr, points, FLAG_CROP, FLAG_SIDE))
 
     def close(self) -> None:
         self._mesh.close()
@@ -233,6 +246,12 @@ class FaceTracker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def human(score: float, flag: float) -> bool:
+    """Whether the short-range face detector's ``score`` and the face ``flag``
+    (``FaceTracker.judges``) take a face for one (``HUMAN_SCORE``, ``HUMAN_FLAG``)."""
+    return score >= HUMAN_SCORE and flag >= HUMAN_FLAG
 
 
 def _mesh_points(

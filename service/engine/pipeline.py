@@ -224,7 +224,9 @@ def _render(
         with (
             contextlib.closing(video.prefetch(char.frames())) as char_frames,
             contextlib.closing(
-                video.prefetch(driver.stream(req.reference_path, fps, count, body=req.body_control))
+                video.prefetch(
+                    driver.stream(req.reference_path, fps, count, body=req.body_control, turned=rest.turned)
+                )
             ) as samples,
             _frozen_heap(),
         ):

@@ -88,6 +88,7 @@ class FrameOptions(TypedDict, total=False):
     nearby: bool
     longest: int | None
     cover: tuple[int, int] | None
+    turned: bool
 
 
 def iter_frames(
@@ -110,12 +111,13 @@ def iter_timed(
     nearby: bool = False,
     longest: int | None = None,
     cover: tuple[int, int] | None = None,
+    turned: bool = False,
 ) -> Generator[tuple[np.ndarray, float, float], None, None]:
     """Yield ``count`` BGR frames of ``path`` sampled at ``fps``, each with the time (s)
     its source frame is shown from and the time it is shown until; with ``longest``,
     frames whose longer side is longer come reduced to it, with ``cover`` (width,
     height), frames larger than needed to cover that come reduced to just cover it
-    (``shown``).
+    (``shown``); ``turned``, frames come turned half round (a performer upside down).
 
     Output frame i shows the source frame on screen at time i/fps: a source frame shown
     at several output instants (a source slower than ``fps``) is yielded as the same
@@ -142,7 +144,7 @@ def iter_timed(
         stream = container.streams.video[0]
         for frame, t_end in _timed(container, stream, skip_unreferenced=nearby, damage=damage):
             if picture is None:  # its first frame (and the stream's pixel aspect) says
-                picture = shown(frame, longest, cover, aspect=pixel_aspect(stream))
+                picture = shown(frame, longest, cover, aspect=pixel_aspect(stream), turned=turned)
             frame_bgr = None
             while produced < count and (produced / fps) < t_end:
                 if produced % stride == 0:
@@ -173,6 +175,7 @@ def shown(
     cover: tuple[int, int] | None = None,
     *,
     aspect: fractions.Fraction | None = None,
+    turned: bool = False,
 ) -> Callable[[Any], np.ndarray]:
     """How to convert the decoded frames of the stream whose first frame is ``first`` to
     the BGR pictures players show; with ``longest``, reduced (area average) to at most
@@ -193,9 +196,12 @@ def shown(
     full-size BGR would be 25 MB to carry through the render). Later frames of another
     size (a browser's WebRTC recording changes resolution with the bandwidth) come at
     the size the first one has (``Fitted``). A stream with an alpha channel is shown
-    over mid-grey (``over_grey``), as a picture with one is.
+    over mid-grey (``over_grey``), as a picture with one is. ``turned``: the pictures
+    are turned half round as well (``half_turned``).
     """
     matrix = display_matrix(first)
+    if turned:
+        matrix = half_turned(matrix)
     wide, high = display_size(first.width, first.height, aspect)
     if cover is not None:
         across, down = (high, wide) if sideways(matrix) else (wide, high)
@@ -440,6 +446,18 @@ def _display_angle(matrix: tuple[int, ...]) -> float:
         return 0.0
     theta = round(math.degrees(math.atan2(b / math.hypot(b, d), a / math.hypot(a, c))))
     return theta - 360 * math.floor(theta / 360 + 0.9 / 360)
+
+
+#: The display matrix of a picture shown as stored.
+AS_STORED = (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
+
+
+def half_turned(matrix: tuple[int, ...] | None) -> tuple[int, ...]:
+    """``matrix`` (None: ``AS_STORED``) followed by a half turn: its 2x2 part negated. A
+    half turn commutes with every turn and flip, so ``orient`` then turns the picture as
+    ``matrix`` asks and half round, in the one pass."""
+    a, b, u, c, d, v, *rest = AS_STORED if matrix is None else matrix
+    return (-a, -b, u, -c, -d, v, *rest)
 
 
 def sideways(matrix: tuple[int, ...] | None) -> bool:

@@ -1,9 +1,11 @@
 """The performer's side: what the character is driven with where the performer's face
-is lost (turned away, out of shot, behind a hand)."""
+is lost (turned away, out of shot, behind a hand), shown slower than the output rate, or
+upside down."""
 
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -167,3 +169,64 @@ def test_faces_between_slow_frames_are_blended_toward_the_next_frames() -> None:
     faces[1] = faces[0] + 10.0
     fast = [(frames[k], k / 30, (k + 1) / 30) for k in (0, 1)]
     assert [float(p[0, 0]) for _, p in driver._detections(fast, FPS, detect)] == [100.0, 110.0]
+
+
+@pytest.mark.parametrize(
+    ("store", "mirrored"),
+    [(lambda img: img[::-1, ::-1], False), (lambda img: img[::-1], True)],
+    ids=["turned", "flipped"],
+)
+def test_a_performer_upside_down_is_tracked_in_frames_turned_upright(
+    reference: pathlib.Path, tmp_path: pathlib.Path, store: Callable[[np.ndarray], np.ndarray], mirrored: bool
+) -> None:
+    """FaceMesh fitted an upright mesh to a face upside down (eyes on its mouth), and the
+    character's face was wrecked in every frame. The two judges score such a face lower
+    than the same frame turned half round: the clip is tracked turned, as the upright
+    one is (a clip flipped top to bottom: as its mirror image)."""
+    upside_down = clips.cut(reference, tmp_path / "upside_down.mp4", 0.0, 1.5, audio=False, store=store)
+    upright = driver.rest_pose(reference, FPS, 36)
+    found = driver.rest_pose(upside_down, FPS, 36)
+    assert upright is not None and found is not None
+    assert not upright.turned and found.turned
+    across = 255 - found.points[:, 0] if mirrored else found.points[:, 0]
+    assert np.abs(np.sort(across) - np.sort(upright.points[:, 0])).mean() < 4.0  # the same face's span
+    assert abs(float(np.mean(found.points[:, 1]) - np.mean(upright.points[:, 1]))) < 4.0
+    eyes = found.points[topology.RIGHT_EYE.ring, 1].mean()
+    assert eyes < found.points[topology.INNER_LIPS, 1].mean() - 40  # eyes above the mouth
+    samples = list(driver.stream(upside_down, FPS, 36, body=False, turned=found.turned))
+    along = list(driver.stream(reference, FPS, 36, body=False))
+    assert all(s.tracked for s in samples)
+    gaps = [s.points[topology.INNER_LIPS, 1].ptp() for s in samples]
+    usual = [s.points[topology.INNER_LIPS, 1].ptp() for s in along]
+    assert np.corrcoef(gaps, usual)[0, 1] > 0.9  # the mouth opens and shuts with the clip's
+
+
+def test_an_upright_performer_is_not_looked_at_turned_once_surely_upright(
+    reference: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which way is up costs the upright clips little: a frame is looked at turned half
+    round only where the face as shown is not surely upright, and only until it is
+    decided (``ORIENT_VOTES`` sampled frames with a face)."""
+    from service.engine import landmarks
+
+    shapes: list[bool] = []
+    detect = landmarks.FaceTracker.detect
+
+    def counted(self: landmarks.FaceTracker, bgr: np.ndarray) -> np.ndarray | None:
+        shapes.append(bool(bgr.flags.c_contiguous))
+        return detect(self, bgr)
+
+    judged: list[float] = []
+    judges = landmarks.FaceTracker.judges
+
+    def noted(self: landmarks.FaceTracker, bgr: np.ndarray, points: np.ndarray) -> tuple[float, float]:
+        scores = judges(self, bgr, points)
+        judged.append(sum(scores))
+        return scores
+
+    monkeypatch.setattr(landmarks.FaceTracker, "detect", counted)
+    monkeypatch.setattr(landmarks.FaceTracker, "judges", noted)
+    rest = driver.rest_pose(reference, FPS, 84)
+    assert rest is not None and not rest.turned
+    assert len(judged) == driver.ORIENT_VOTES and min(judged) >= driver.UPRIGHT_SURE
+    assert len(shapes) == len(range(0, 84, 84 // driver.REST_SAMPLES))  # one detection a sample

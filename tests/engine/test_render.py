@@ -11,7 +11,7 @@ import pytest
 from service import engine
 from service.engine import character, landmarks, mouth, video
 from tests.engine import clips
-from tests.engine.conftest import Render, photo_request, video_request
+from tests.engine.conftest import DEFAULTS, Render, photo_request, video_request
 
 REFERENCE_S = 3.5
 FRAMES = round(REFERENCE_S * 24)
@@ -73,6 +73,21 @@ def test_a_video_character_renders_identically_twice_on_a_square_canvas(
         engine.render(video_request(short_character_video, reference, out, "960:960"))
         hashes.append(clips.frame_hashes(out))
     assert hashes[0] == hashes[1]
+
+
+def test_a_performer_upside_down_drives_the_character_as_the_upright_one_does(
+    render_once: Render, tmp_path: pathlib.Path, reference: pathlib.Path, media: pathlib.Path
+) -> None:
+    """A clip stored upside down (no display matrix to say so) is tracked turned upright:
+    read as it is shown, the character's face was wrecked in every frame."""
+    upside_down = clips.cut(
+        reference, tmp_path / "upside_down.mp4", 0.0, REFERENCE_S, store=lambda img: img[::-1, ::-1]
+    )
+    out = tmp_path / "out.mp4"
+    engine.render(photo_request(media, upside_down, out, **DEFAULTS))
+    pairs = zip(clips.frames(render_once().path, 0.5), clips.frames(out, 0.5), strict=True)
+    apart = [float(np.abs(a.astype(np.int16) - b)[100:300, 220:420].mean()) for a, b in pairs]
+    assert max(apart) < 8.0  # the face region: as good as the same (re-encoded reference)
 
 
 def test_different_seed_moves_the_camera_differently(render_once: Render) -> None:

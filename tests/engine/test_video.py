@@ -99,6 +99,27 @@ def test_a_portrait_video_stored_turned_is_decoded_and_probed_upright(
     assert np.abs(found.points[:, :2] - upright.points[:, :2]).mean() < 3.0
 
 
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        None,
+        clips.QUARTER[0],
+        clips.MIRROR[0],
+        clips.HALF[0],
+        (0, -65536, 0, 65536, 0, 0, 0, 0, 1 << 30),  # a quarter the other way
+        (0, 65536, 0, 65536, 0, 0, 0, 0, 1 << 30),  # a quarter and a flip
+        (65536, 0, 0, 0, -65536, 0, 0, 0, 1 << 30),  # flipped top to bottom
+    ],
+)
+def test_a_half_turn_composes_with_every_display_matrix(matrix: tuple[int, ...] | None) -> None:
+    """A performer upside down is tracked in frames turned half round, in the same pass
+    as the turn the stream's own matrix asks for."""
+    picture = np.arange(6 * 4 * 3, dtype=np.uint8).reshape(6, 4, 3)
+    turned = video.orient(picture, video.half_turned(matrix))
+    np.testing.assert_array_equal(turned, video.orient(picture, matrix)[::-1, ::-1])
+    assert turned.flags.c_contiguous
+
+
 def test_decoding_does_not_hold_on_to_frames(reference: pathlib.Path) -> None:
     """Reading a frame's side data ties it into a reference cycle; were that done for
     every frame, decoded frames would pile up until the cyclic collector ran (300 MB
