@@ -208,6 +208,14 @@ class HeadPose:
         )
 
 
+def eye_line(points: np.ndarray) -> float:
+    """In-plane angle (degrees, clockwise on screen) of the line through the two eyes'
+    corner midpoints: 0 with the eyes level."""
+    a = points[list(topology.RIGHT_EYE_CORNERS), :2].mean(axis=0)
+    b = points[list(topology.LEFT_EYE_CORNERS), :2].mean(axis=0)
+    return math.degrees(math.atan2(b[1] - a[1], b[0] - a[0]))
+
+
 class DriverModel:
     """Decomposes driver landmarks against the driver's neutral (rest) frame.
 
@@ -231,7 +239,7 @@ class DriverModel:
         self._centre = self.neutral[topology.STABLE].mean(axis=0)
         self._eyes0 = eyes if eyes is not None else eye_openness(self.neutral)
         self._gaze0 = self._gazes(self.neutral)
-        self._eye_line0 = self._eye_line(self.neutral)
+        self._eye_line0 = eye_line(self.neutral)
         self._usual = usual if usual is not None else HeadPose(np.eye(3), 0.0, 1.0, np.zeros(2))
 
     def pose(self, points: np.ndarray) -> HeadPose:
@@ -242,16 +250,9 @@ class DriverModel:
         """The pose of ``pts`` and the translation of its rigid fit."""
         scale, rot, trans = umeyama(self.neutral[topology.STABLE], pts[topology.STABLE])
         centre_now = scale * rot @ self._centre + trans
-        roll = (self._eye_line(pts) - self._eye_line0 + 180.0) % 360.0 - 180.0
+        roll = (eye_line(pts) - self._eye_line0 + 180.0) % 360.0 - 180.0
         shift = (centre_now - self._centre)[:2] / self.size
         return HeadPose(rotation=rot, roll=roll, scale=scale, centre_shift=shift), trans
-
-    @staticmethod
-    def _eye_line(points: np.ndarray) -> float:
-        """In-plane angle (degrees) of the line through the two eyes' corner midpoints."""
-        a = points[list(topology.RIGHT_EYE_CORNERS), :2].mean(axis=0)
-        b = points[list(topology.LEFT_EYE_CORNERS), :2].mean(axis=0)
-        return math.degrees(math.atan2(b[1] - a[1], b[0] - a[0]))
 
     @staticmethod
     def _gazes(points: np.ndarray) -> np.ndarray:
@@ -268,7 +269,7 @@ class DriverModel:
         # on a 150 px face): in the expression, that tilt would turn every yaw into a
         # roll of the character. The head's tilt is the eye line's (``HeadPose.roll``),
         # so the expression is levelled to the neutral eye line.
-        residual = math.radians(self._eye_line(canonical) - self._eye_line0)
+        residual = math.radians(eye_line(canonical) - self._eye_line0)
         c, s = math.cos(residual), math.sin(residual)
         pivot = self._centre[:2]
         canonical[:, :2] = (canonical[:, :2] - pivot) @ np.array([[c, -s], [s, c]]) + pivot

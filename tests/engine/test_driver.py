@@ -230,3 +230,28 @@ def test_an_upright_performer_is_not_looked_at_turned_once_surely_upright(
     assert rest is not None and not rest.turned
     assert len(judged) == driver.ORIENT_VOTES and min(judged) >= driver.UPRIGHT_SURE
     assert len(shapes) == len(range(0, 84, 84 // driver.REST_SAMPLES))  # one detection a sample
+
+
+def test_a_performer_tilted_throughout_drives_the_character_tilted(
+    reference: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """The tilt is transferred as a change from the performer's usual one, which is
+    their habit (or the camera's) only within ``USUAL_TILT`` of level: a performer
+    tilted 30 degrees through the whole clip had it as their usual, and the character
+    stood upright through it."""
+    import cv2
+
+    def tilted(img: np.ndarray) -> np.ndarray:
+        turn = cv2.getRotationMatrix2D((128.0, 140.0), -30.0, 1.0)  # 30 degrees clockwise
+        return cv2.warpAffine(np.ascontiguousarray(img), turn, (256, 256), borderMode=cv2.BORDER_REPLICATE)
+
+    clip = clips.cut(reference, tmp_path / "tilted.mp4", 0.0, 1.5, audio=False, store=tilted)
+    level = driver.rest_pose(reference, FPS, 36)
+    rest = driver.rest_pose(clip, FPS, 36)
+    assert level is not None and rest is not None
+    usual = retarget.eye_line(level.points) + level.pose.roll
+    assert abs(usual) < driver.USUAL_TILT  # the upright clip's own usual tilt: kept as it is
+    assert retarget.eye_line(rest.points) + rest.pose.roll == pytest.approx(driver.USUAL_TILT)
+    model = retarget.DriverModel(rest.points, rest.eyes, rest.pose)
+    sample = next(driver.stream(clip, FPS, 1, body=False))
+    assert model.decompose(sample.points).angles[0] == pytest.approx(30.0 - driver.USUAL_TILT, abs=3.0)
