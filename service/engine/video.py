@@ -196,8 +196,8 @@ def shown(
     full-size BGR would be 25 MB to carry through the render). Later frames of another
     size (a browser's WebRTC recording changes resolution with the bandwidth) come at
     the size the first one has (``Fitted``). A stream with an alpha channel is shown
-    over mid-grey (``over_grey``), as a picture with one is. ``turned``: the pictures
-    are turned half round as well (``half_turned``).
+    over mid-grey (``over_grey``), as a picture with one is (an HDR one, tone-mapped
+    first). ``turned``: the pictures are turned half round as well (``half_turned``).
     """
     matrix = display_matrix(first)
     if turned:
@@ -211,10 +211,14 @@ def shown(
     if size is None and (wide, high) != (first.width, first.height):
         size = (wide, high)  # non-square pixels, shown at their display size
     tone = ToneMap.for_frame(first)
+    alpha = any(component.is_alpha for component in first.format.components)
+    if tone is not None and alpha:
+        fitted = Fitted(first, size, aspect, "rgba64le")
+        return lambda frame: orient(tone.over_grey(fitted(frame)), matrix)
     if tone is not None:
         fitted = Fitted(first, size, aspect, "rgb48le")
         return lambda frame: orient(tone(fitted(frame)), matrix)
-    if any(component.is_alpha for component in first.format.components):
+    if alpha:
         fitted = Fitted(first, size, aspect, "bgra")
         return lambda frame: orient(over_grey(fitted(frame)), matrix)
     fitted = Fitted(first, size, aspect, "bgr24")
@@ -421,6 +425,14 @@ class ToneMap:
         from service.engine import raster
 
         return raster.tone_map(signal, self._linear, self._matrix, self._code)
+
+    def over_grey(self, signal: np.ndarray) -> np.ndarray:
+        """The SDR picture of an HDR frame with alpha (``rgba64le``), laid over mid-grey
+        (``over_grey``): its colour tone-mapped, its alpha kept."""
+        shown = np.empty((*signal.shape[:2], 4), np.uint8)
+        shown[..., :3] = self(np.ascontiguousarray(signal[..., :3]))
+        shown[..., 3] = signal[..., 3] >> 8
+        return over_grey(shown)
 
 
 def display_matrix(frame: Any) -> tuple[int, ...] | None:

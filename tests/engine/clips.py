@@ -211,26 +211,45 @@ def hdr_signal(rgb: np.ndarray, transfer: str) -> np.ndarray:
     return ((c1 + c2 * y) / (1 + c3 * y)) ** m2
 
 
-def hdr(pictures: Iterator[np.ndarray], dst: pathlib.Path, transfer: str, fps: int = 24) -> pathlib.Path:
+def hdr(
+    pictures: Iterator[np.ndarray],
+    dst: pathlib.Path,
+    transfer: str,
+    fps: int = 24,
+    alpha: np.ndarray | None = None,
+) -> pathlib.Path:
     """An HDR clip (HEVC 10-bit, BT.2020, HLG or PQ, tagged as phones tag it) of the SDR
-    ``pictures`` (uint8 RGB, even sizes)."""
+    ``pictures`` (uint8 RGB, even sizes); with ``alpha`` (uint8, the pictures' size),
+    ProRes 4444 with that alpha channel in a MOV, tagged likewise."""
     kr, kb = 0.2627, 0.0593
-    with av.open(str(dst), "w", format="mp4") as out:
+    layout = "yuv420p10le" if alpha is None else "yuva444p10le"
+    with av.open(str(dst), "w", format="mp4" if alpha is None else "mov") as out:
         stream = None
         for i, rgb in enumerate(pictures):
             e = hdr_signal(rgb, transfer)
             y = kr * e[..., 0] + (1 - kr - kb) * e[..., 1] + kb * e[..., 2]
             cb, cr = (e[..., 2] - y) / (2 * (1 - kb)), (e[..., 0] - y) / (2 * (1 - kr))
-            planes = [64 + 876 * y, 512 + 896 * cb[::2, ::2], 512 + 896 * cr[::2, ::2]]
+            if alpha is None:
+                cb, cr = cb[::2, ::2], cr[::2, ::2]
+            planes = [64 + 876 * y, 512 + 896 * cb, 512 + 896 * cr]
+            if alpha is not None:
+                planes.append(alpha.astype(np.float64) * 1023 / 255)
             h, w = y.shape
             if stream is None:
-                stream = out.add_stream("libx265", rate=fps)
-                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p10le"
                 trc = "arib-std-b67" if transfer == "hlg" else "smpte2084"
-                stream.options = {
-                    "x265-params": f"log-level=error:crf=6:colorprim=bt2020:transfer={trc}:colormatrix=bt2020nc"
-                }
-            frame = av.VideoFrame(w, h, "yuv420p10le")
+                if alpha is None:
+                    stream = out.add_stream("libx265", rate=fps)
+                    stream.options = {
+                        "x265-params": f"log-level=error:crf=6:colorprim=bt2020:transfer={trc}:colormatrix=bt2020nc"
+                    }
+                else:
+                    stream = out.add_stream("prores_ks", rate=fps)
+                    stream.options = {"profile": "4444"}
+                stream.width, stream.height, stream.pix_fmt = w, h, layout
+            frame = av.VideoFrame(w, h, layout)
+            if alpha is not None:  # ProRes takes its tags from the frames
+                frame.color_primaries, frame.colorspace = 9, 9  # BT.2020, its non-constant matrix
+                frame.color_trc = 18 if transfer == "hlg" else 16
             for plane, values in zip(frame.planes, planes, strict=True):
                 view = np.frombuffer(plane, dtype=np.uint16).reshape(plane.height, plane.line_size // 2)
                 view[:, : values.shape[1]] = np.round(values).astype(np.uint16)

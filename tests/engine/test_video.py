@@ -207,6 +207,20 @@ def test_hdr_video_is_tone_mapped_to_how_it_looks_in_sdr(tmp_path: pathlib.Path)
         np.testing.assert_array_equal(thumbs._first_frame(clip), shown[..., ::-1])
 
 
+def test_an_hdr_video_with_alpha_is_tone_mapped_and_shown_over_mid_grey(tmp_path: pathlib.Path) -> None:
+    """A character cut out of its background and exported in HDR (ProRes 4444, HLG):
+    its colours are tone-mapped and its transparent pixels show mid-grey. The tone map
+    took the alpha away, and what was stored under it showed."""
+    picture = _patches()
+    alpha = np.zeros(picture.shape[:2], np.uint8)
+    alpha[:, 16:] = 255  # the first patch transparent, the rest opaque
+    clip = clips.hdr(iter([picture] * 3), tmp_path / "hlg.mov", "hlg", alpha=alpha)
+    shown = next(video.iter_frames(clip, 24, 1))[..., ::-1]
+    assert np.abs(shown[32, 8].astype(int) - video.MID_GREY).max() <= 3
+    centres = shown[32, 24::16].astype(int)
+    assert np.abs(centres - picture[32, 24::16]).max() <= 6
+
+
 def test_the_performer_in_an_hdr_clip_is_tracked_as_in_sdr(
     reference: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
