@@ -97,6 +97,16 @@ UPRIGHT_MARGIN = 0.1
 #: character stood upright through it and tilted the other way at its upright opening.
 #: The shared clips' usual tilts are -5.1 to 1.6 degrees.
 USUAL_TILT = 6.0
+#: A hand over the face: FaceMesh goes on giving landmarks under it, guessed, and the
+#: character's lips stretched and an eye stared. The landmark model's face flag
+#: (``landmarks.FaceTracker.flag``) is asked on every ``COVER_EVERY``-th frame with a
+#: face; under ``COVER_FLAG`` the face counts as lost (held, then eased to rest) until
+#: a later check passes. A hand passing over the expressive clip's face took the flag
+#: from 1.00 to 0.00-0.27 while it covered an eye or the mouth; on every frame of the
+#: shared clips it is 1.00. A check takes 4-10 ms (the crop turned upright and the
+#: 192 px model), too much for every frame.
+COVER_EVERY = 6
+COVER_FLAG = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,7 +341,7 @@ def stream(
     seen: np.ndarray | None = None  # the last frame the face was found on
     with landmarks.FaceTracker(video=True) as tracker:
         frames = video.iter_timed(path, fps, count, longest=LONGEST, turned=turned)
-        for frame, found in _detections(frames, fps, lambda f: in_frame(tracker.detect(f), f)):
+        for frame, found in _detections(frames, fps, _Uncovered(tracker)):
             if found is None:
                 missed += 1
                 if missed > allowed_misses:
@@ -350,6 +360,25 @@ def stream(
             yield DriverSample(points=points, frame=seen, torso=motion, tracked=found is not None)
     if not smoother.tracking:
         raise _lost(0, count)
+
+
+class _Uncovered:
+    """The face found on a frame (``in_frame``), or None where it is covered
+    (``COVER_EVERY``, ``COVER_FLAG``): the stream's detector."""
+
+    def __init__(self, tracker: landmarks.FaceTracker) -> None:
+        self._tracker = tracker
+        self._seen = 0  # frames the face was found on
+        self._covered = False  # as the last check found it
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
+        points = in_frame(self._tracker.detect(frame), frame)
+        if points is None:
+            return None
+        if self._seen % COVER_EVERY == 0:
+            self._covered = self._tracker.flag(frame, points) < COVER_FLAG
+        self._seen += 1
+        return None if self._covered else points
 
 
 def _detections(

@@ -217,7 +217,7 @@ class FaceTracker:
         found at ``points``, each shown it turned as its mesh says is upright. FaceMesh
         fits an upright mesh to a face upside down, and both then score it lower than
         the same face turned upright (``driver.ORIENT_VOTES``)."""
-        return self._judged(bgr, points), self._flagged(bgr, points)
+        return self._judged(bgr, points), self.flag(bgr, points)
 
     def _judged(self, bgr: np.ndarray, points: np.ndarray) -> float:
         """The short-range face detector's best score for the face at ``points``."""
@@ -229,8 +229,8 @@ class FaceTracker:
         result = self._judge.process(cv2.cvtColor(upright, cv2.COLOR_BGR2RGB))
         return max((float(d.score[0]) for d in result.detections or ()), default=0.0)
 
-    def _flagged(self, bgr: np.ndarray, points: np.ndarray) -> float:
-        """The landmark model's face flag for the face at ``points``."""
+    def flag(self, bgr: np.ndarray, points: np.ndarray) -> float:
+        """The landmark model's face flag (0..1) for the face FaceMesh found at ``points``."""
         if self._flag is None:
             self._flag = _FaceFlag()
         return self._flag(_upright(bgr, points, FLAG_CROP, FLAG_SIDE))

@@ -255,3 +255,23 @@ def test_a_performer_tilted_throughout_drives_the_character_tilted(
     model = retarget.DriverModel(rest.points, rest.eyes, rest.pose)
     sample = next(driver.stream(clip, FPS, 1, body=False))
     assert model.decompose(sample.points).angles[0] == pytest.approx(30.0 - driver.USUAL_TILT, abs=3.0)
+
+
+def test_a_hand_over_the_face_counts_as_the_face_lost(
+    reference: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """FaceMesh goes on giving landmarks under a hand, guessed: the character's lips
+    stretched and an eye stared. The face flag, asked every ``COVER_EVERY`` frames,
+    falls under the hand: those frames count as the face lost (held, eased to rest)."""
+    import cv2
+
+    faces = list(clips.frames(reference))[:72]  # 30 fps, 256x256
+    for face in faces[24:60]:  # a hand (a flat skin-coloured oval) over the face for 1.2 s
+        cv2.ellipse(face, (128, 150), (85, 110), 0, 0, 360, (120, 150, 200), -1)
+    clip = clips.encode(tmp_path / "hand.mp4", faces, (256, 256), 30)
+    samples = list(driver.stream(clip, FPS, 57, body=False))
+    tracked = [s.tracked for s in samples]
+    assert all(tracked[:19]) and all(tracked[-6:])  # before the hand and after it
+    under = tracked[20:48]  # output frames 20-47 show source frames 25-59
+    assert not any(under[driver.COVER_EVERY :])  # lost from the first check under the hand on
+    assert all(s.tracked for s in driver.stream(reference, FPS, 57, body=False))  # without the hand
