@@ -114,9 +114,8 @@ class RestPose:
     """The performer at rest: the chosen frame's landmarks (478, 3), each eye's usual
     opening over the sampled frames (the median: blinks and wide-eyed moments aside), and
     the head's usual pose over them against that frame (the median; its tilt within
-    ``USUAL_TILT`` of level). ``turned``: the
-    performer is upside down, and tracked in frames turned half round (``ORIENT_VOTES``),
-    which ``points`` are in."""
+    ``USUAL_TILT`` of level). ``turned``: the performer is upside down, and tracked in
+    frames turned half round (``ORIENT_VOTES``), which ``points`` are in."""
 
     points: np.ndarray
     eyes: tuple[float, float]
@@ -238,7 +237,7 @@ def rest_pose(
             for frame in itertools.chain(() if first is None else (first,), frames):
                 step()
                 if turned is not None:
-                    shown, points = _seen(tracker, frame, turned)
+                    shown, points = _found_on(tracker, frame, turned)
                     if points is not None:
                         found[turned].append(points)
                         human[turned] = human[turned] or tracker.looks_human(shown, points)
@@ -265,7 +264,7 @@ def _both_ways(
     how upright each face found scored."""
     scores = {}
     for turned in (False, True):
-        shown, points = _seen(tracker, frame, turned)
+        shown, points = _found_on(tracker, frame, turned)
         if points is not None:
             judges = tracker.judges(shown, points)
             found[turned].append(points)
@@ -276,7 +275,7 @@ def _both_ways(
     return scores
 
 
-def _seen(
+def _found_on(
     tracker: landmarks.FaceTracker, frame: np.ndarray, turned: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``frame``, ``turned`` half round or not, and the face found on it (``in_frame``)."""

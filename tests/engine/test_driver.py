@@ -209,11 +209,11 @@ def test_an_upright_performer_is_not_looked_at_turned_once_surely_upright(
     decided (``ORIENT_VOTES`` sampled frames with a face)."""
     from service.engine import landmarks
 
-    shapes: list[bool] = []
+    looked: list[np.ndarray] = []  # the frames a face was looked for on
     detect = landmarks.FaceTracker.detect
 
     def counted(self: landmarks.FaceTracker, bgr: np.ndarray) -> np.ndarray | None:
-        shapes.append(bool(bgr.flags.c_contiguous))
+        looked.append(bgr)
         return detect(self, bgr)
 
     judged: list[float] = []
@@ -229,7 +229,7 @@ def test_an_upright_performer_is_not_looked_at_turned_once_surely_upright(
     rest = driver.rest_pose(reference, FPS, 84)
     assert rest is not None and not rest.turned
     assert len(judged) == driver.ORIENT_VOTES and min(judged) >= driver.UPRIGHT_SURE
-    assert len(shapes) == len(range(0, 84, 84 // driver.REST_SAMPLES))  # one detection a sample
+    assert len(looked) == len(range(0, 84, 84 // driver.REST_SAMPLES))  # one detection a sample
 
 
 def test_a_performer_tilted_throughout_drives_the_character_tilted(
