@@ -212,17 +212,16 @@ def shown(
         size = (wide, high)  # non-square pixels, shown at their display size
     tone = ToneMap.for_frame(first)
     alpha = any(component.is_alpha for component in first.format.components)
-    if tone is not None and alpha:
-        fitted = Fitted(first, size, aspect, "rgba64le")
-        return lambda frame: orient(tone.over_grey(fitted(frame)), matrix)
+    # The scaler's pixel format, and what makes BGR of it (None: it is BGR).
+    finish: Callable[[np.ndarray], np.ndarray] | None
     if tone is not None:
-        fitted = Fitted(first, size, aspect, "rgb48le")
-        return lambda frame: orient(tone(fitted(frame)), matrix)
-    if alpha:
-        fitted = Fitted(first, size, aspect, "bgra")
-        return lambda frame: orient(over_grey(fitted(frame)), matrix)
-    fitted = Fitted(first, size, aspect, "bgr24")
-    return lambda frame: orient(fitted(frame), matrix)
+        layout, finish = ("rgba64le", tone.over_grey) if alpha else ("rgb48le", tone)
+    else:
+        layout, finish = ("bgra", over_grey) if alpha else ("bgr24", None)
+    fitted = Fitted(first, size, aspect, layout)
+    if finish is None:
+        return lambda frame: orient(fitted(frame), matrix)
+    return lambda frame: orient(finish(fitted(frame)), matrix)
 
 
 #: The grey a transparent pixel is shown over (pictures and videos alike).
