@@ -278,8 +278,9 @@ def _both_ways(
 def _found_on(
     tracker: landmarks.FaceTracker, frame: np.ndarray, turned: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``frame``, ``turned`` half round or not, and the face found on it (``in_frame``)."""
-    shown = np.ascontiguousarray(frame[::-1, ::-1]) if turned else frame
+    """``frame``, ``turned`` half round or not (as ``stream``'s frames are then decoded:
+    ``video.half_turned``), and the face found on it (``in_frame``)."""
+    shown = video.orient(frame, video.half_turned(None)) if turned else frame
     return shown, in_frame(tracker.detect(shown), shown)
 
 
