@@ -226,8 +226,7 @@ def rest_pose(
     stride = max(1, count // REST_SAMPLES)
     found: dict[bool, list[np.ndarray]] = {False: [], True: []}  # as shown, turned
     human = {False: False, True: False}  # whether one of them looks human
-    votes: list[bool] = []  # per sampled frame with a face, while undecided: for the turn
-    turned: bool | None = None  # which way is up, once decided
+    votes: list[bool] = []  # per sampled frame with a face, until decided: for the turn
     frames = video.prefetch(
         video.iter_frames(path, fps, count, stride=stride, nearby=True, longest=LONGEST), depth=max(1, ahead)
     )
@@ -236,42 +235,45 @@ def rest_pose(
         with landmarks.FaceTracker(video=False) as tracker:
             for frame in itertools.chain(() if first is None else (first,), frames):
                 step()
-                if turned is not None:
-                    shown, points = _found_on(tracker, frame, turned)
-                    if points is not None:
-                        found[turned].append(points)
-                        human[turned] = human[turned] or tracker.looks_human(shown, points)
-                    continue
-                scores = _both_ways(tracker, frame, found, human)
-                if scores:
+                deciding = len(votes) < ORIENT_VOTES
+                ways = (False, True) if deciding else (_upside_down(votes),)
+                scores = _looked_at(tracker, frame, ways, found, human)
+                if deciding and scores:
                     votes.append(scores.get(True, 0.0) > scores.get(False, 0.0) + UPRIGHT_MARGIN)
-                    if len(votes) == ORIENT_VOTES:
-                        turned = 2 * sum(votes) > len(votes)
-    if turned is None:
-        turned = 2 * sum(votes) > len(votes)
+    turned = _upside_down(votes)
     return at_rest(found[turned], turned) if human[turned] else None
 
 
-def _both_ways(
+def _upside_down(votes: list[bool]) -> bool:
+    """Whether most of the sampled frames voted for the turn (``ORIENT_VOTES``)."""
+    return 2 * sum(votes) > len(votes)
+
+
+def _looked_at(
     tracker: landmarks.FaceTracker,
     frame: np.ndarray,
+    ways: tuple[bool, ...],
     found: dict[bool, list[np.ndarray]],
     human: dict[bool, bool],
 ) -> dict[bool, float]:
-    """``rest_pose`` on a sampled frame while which way is up is undecided: the face found
-    on ``frame`` as shown and, unless it is surely upright (``UPRIGHT_SURE``), turned half
-    round, each added to ``found`` (and ``human``) under whether it was turned; returns
-    how upright each face found scored."""
+    """``rest_pose`` on a sampled frame: the face found on ``frame`` as shown, or turned
+    half round, for each of ``ways`` (while which way is up is undecided, both: turned
+    only where the face as shown is not surely upright, ``UPRIGHT_SURE``), added to
+    ``found`` under whether it was turned; returns how upright each face found scored.
+    Once decided, a face is judged only until one has looked human (``human``)."""
     scores = {}
-    for turned in (False, True):
+    for turned in ways:
         shown, points = _found_on(tracker, frame, turned)
-        if points is not None:
-            judges = tracker.judges(shown, points)
-            found[turned].append(points)
-            human[turned] = human[turned] or landmarks.human(*judges)
-            scores[turned] = sum(judges)
-            if scores[turned] >= UPRIGHT_SURE:
-                break
+        if points is None:
+            continue
+        found[turned].append(points)
+        if len(ways) == 1 and human[turned]:
+            break
+        judges = tracker.judges(shown, points)
+        human[turned] = human[turned] or landmarks.human(*judges)
+        scores[turned] = sum(judges)
+        if scores[turned] >= UPRIGHT_SURE:
+            break
     return scores
 
 
