@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 
-import cv2
 import numpy as np
 
 from service.engine import retarget, topology, warp
@@ -104,6 +103,8 @@ class Rig:
         ``like``'s, else those the person's box reaches: a video keeps its first face
         frame's, so that a box grazing an edge does not switch the hold on and off from
         frame to frame)."""
+        import cv2
+
         self.source = source.astype(np.float64)
         self.person_box = person_box or (0, 0, width, height)
         self.picture = picture or (0, 0, width, height)
