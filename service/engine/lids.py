@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from service.engine import eyefit, retarget, topology, warp
+from service.engine import eyefit, glasses, retarget, topology, warp
 
 #: Real eyes (``ShutEyes``): the lid stretched over a shutting eye is lifted to this
 #: share of the light of the skin around the eye...
@@ -34,6 +34,13 @@ LASH_REACH = 0.25
 LASH_SQUASH = 0.7
 #: ...and this much darker (their darkness against the skin times this, at most 0.9).
 LASH_DOWN = 1.5
+#: Glasses (``_RimHeld``): a rim over an eye is held where the head alone takes it from
+#: this share of the eye's opening, wholly at the second...
+RIM_FROM, RIM_FULL = 0.9, 0.6
+#: ...fading back into the warped picture over this many eye widths inside the box.
+RIM_FADE = 0.15
+#: ...and it is found clear of the lash line: the lashes' thickness times this above the lid.
+RIM_LASHES = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +130,63 @@ class _EyeArea:
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+class _RimHeld:
+    """A rim of glasses over one eye's box, while the lids are painted (a context): on
+    entering, the rim is taken off where the warp bent it with the lids (filled from
+    around it); on leaving, it is laid back where the head alone takes it, over the
+    painted lids, as glasses sit in front of the face. Both fade toward the box's edges,
+    where the warp moves the rim as the head does, and by ``amount`` (the eye shutting)."""
+
+    def __init__(
+        self, area: _EyeArea, rim: glasses.Rim, sampled: warp.Sampled, head: np.ndarray, amount: float
+    ) -> None:
+        h, w = area.box.shape[:2]
+        self.area, self.rim, self.sampled = area, rim, sampled
+        x0, y0 = (int(v) for v in area.shift)
+        self.maps = sampled.maps(x0, y0, x0 + w, y0 + h)
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+        edge = np.minimum(np.minimum(xs, w - 1 - xs), np.minimum(ys, h - 1 - ys))
+        self.weight = (np.clip(edge / max(1.0, RIM_FADE * area.width), 0.0, 1.0) * amount).astype(np.float32)
+        # Where each pixel of the box shows the picture when the head alone moves it.
+        back = warp.invert_affine(head)
+        px, py = xs + area.shift[0], ys + area.shift[1]
+        self.rigid_x = (back[0, 0] * px + back[0, 1] * py + back[0, 2]).astype(np.float32)
+        self.rigid_y = (back[1, 0] * px + back[1, 1] * py + back[1, 2]).astype(np.float32)
+
+    def __enter__(self) -> _RimHeld:
+        import cv2
+
+        if self.maps is None:
+            return self
+        box = self.area.box
+        bent = self.rim.at(*(m.astype(np.float64) for m in self.maps)) * self.weight
+        if bent.max() > 1 / 64:
+            hole = cv2.dilate((bent > 1 / 64).astype(np.uint8), np.ones((3, 3), np.uint8))
+            fill = cv2.inpaint(box, hole, 3, cv2.INPAINT_TELEA)
+            a = bent[..., None]
+            box[:] = (fill * a + box * (1 - a) + 0.5).astype(np.uint8)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import cv2
+
+        if self.maps is None or exc[0] is not None:
+            return
+        box = self.area.box
+        held = self.rim.at(self.rigid_x.astype(np.float64), self.rigid_y.astype(np.float64)) * self.weight
+        if held.max() <= 1 / 64:
+            return
+        colour = cv2.remap(
+            self.sampled.picture,
+            self.rigid_x,
+            self.rigid_y,
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        a = held[..., None]
+        box[:] = (colour * a + box * (1 - a) + 0.5).astype(np.uint8)
+
+
 class ShutEyes:
     """The lids of an eye as it narrows and shuts, where the warp alone does not make
     one: drawn eyes get theirs drawn, real eyes get theirs lifted out of the shadow.
@@ -184,16 +248,23 @@ class ShutEyes:
     def of(cls, image: np.ndarray, found: np.ndarray, drawn: eyefit.DrawnEyes | None) -> ShutEyes:
         """The lids of ``image``'s eyes, whose landmarks FaceMesh ``found``: the drawn
         ones (``drawn``, if any: ``eyefit.DrawnEyes.find``) as fitted, the others real."""
+        worn = glasses.worn(image, found)
         if drawn is None:
-            return cls(image, found, [])
-        return cls(image, drawn.points, drawn.eyes)
+            return cls(image, found, [], worn)
+        return cls(image, drawn.points, drawn.eyes, worn)
 
-    def __init__(self, image: np.ndarray, points: np.ndarray, drawn: list[int]) -> None:
+    def __init__(self, image: np.ndarray, points: np.ndarray, drawn: list[int], worn: bool = False) -> None:
         """``points``: the landmarks of ``image`` (drawn eyes fitted: ``fit_drawn_eyes``);
-        ``drawn``: indices into ``topology.EYES`` of the drawn eyes (the others are real)."""
+        ``drawn``: indices into ``topology.EYES`` of the drawn eyes (the others are real);
+        ``worn``: the face wears glasses (``glasses.worn``), whose rims move with the head
+        over its real eyes as they shut (``_RimHeld``)."""
         import cv2
 
         light = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32)
+        self.glasses = worn
+        self._points = points
+        #: Each eye's rim of the glasses, with the picture it was found in.
+        self._rims: dict[int, tuple[np.ndarray, glasses.Rim | None]] = {}
         self._rest = retarget.eye_openness(points)  # each eye's own opening
         #: Each eye's lids, as measured on the picture.
         self.eyes: list[Lid] = []
@@ -229,11 +300,20 @@ class ShutEyes:
                 )
             )
 
-    def paint(self, out: np.ndarray, target: np.ndarray, own: np.ndarray | None = None) -> None:
+    def paint(
+        self,
+        out: np.ndarray,
+        target: np.ndarray,
+        own: np.ndarray | None = None,
+        sampled: warp.Sampled | None = None,
+        head: np.ndarray | None = None,
+    ) -> None:
         """Make the lids of the narrowing eyes of ``out`` (in place): ``target`` is where
         the warp put the character's landmarks in ``out``; ``own`` the character frame's
         landmarks, whose eyes the narrowing is measured against (default: those of the
-        frame these lids were made from; a video's change)."""
+        frame these lids were made from; a video's change). Glasses (``worn``) need
+        ``sampled``, where the warp took ``out``'s pixels from in that frame, and
+        ``head``, the rigid 2x3 affine the head moved by from it to ``out``."""
         now = retarget.eye_openness(target)
         rest = self._rest if own is None else retarget.eye_openness(own)
         for lid in self.eyes:
@@ -245,7 +325,12 @@ class ShutEyes:
                 stretch = _lid_band(target, lid) / max(rest_band, 1e-6)
                 share = _ramp(-stretch, -self.STRETCH_FROM, -self.STRETCH_FULL)
             shut = _ramp(opening, self.FROM, self.FULL)
-            if share <= 0 and (lid.drawn or shut <= 0):
+            rim, rigid = None, 0.0
+            if self.glasses and not lid.drawn and sampled is not None and head is not None:
+                rigid = _ramp(opening, RIM_FROM, RIM_FULL)
+                if rigid > 0:
+                    rim = self._rim(sampled.picture, self._points if own is None else own, lid)
+            if share <= 0 and (lid.drawn or shut <= 0) and rim is None:
                 continue
             area = _EyeArea(out, target, lid)
             if area.empty:
@@ -253,10 +338,40 @@ class ShutEyes:
             if lid.drawn:
                 self._draw(area, lid, share, shut)
                 continue
-            if share > 0:
-                self._lift(area, lid, share)
-            if shut > 0:
-                self._turn_lashes(area, lid, shut)
+            if rim is not None and sampled is not None and head is not None:
+                with _RimHeld(area, rim, sampled, head, rigid):
+                    self._lids(area, lid, share, shut)
+            else:
+                self._lids(area, lid, share, shut)
+
+    def _lids(self, area: _EyeArea, lid: Lid, share: float, shut: float) -> None:
+        """A real eye's lid lifted (``share``) and its lashes turned (``shut``)."""
+        if share > 0:
+            self._lift(area, lid, share)
+        if shut > 0:
+            self._turn_lashes(area, lid, shut)
+
+    def _rim(self, picture: np.ndarray, own: np.ndarray, lid: Lid) -> glasses.Rim | None:
+        """The rim across eye ``lid`` in ``picture`` (its landmarks ``own``), found once
+        for each picture (a still's every frame shares one)."""
+        cached = self._rims.get(lid.eye)
+        if cached is not None and cached[0] is picture:
+            return cached[1]
+        area = _EyeArea(picture, own, lid)  # (only read: its box is a view of the picture)
+        rim = None
+        if not area.empty:
+            import cv2
+
+            lashes = area.lid + area.up * (RIM_LASHES * lid.lash * area.width)
+            rim = glasses.find_rim(
+                cv2.cvtColor(area.box, cv2.COLOR_BGR2GRAY),
+                (int(area.shift[0]), int(area.shift[1])),
+                area.width,
+                area.fill(np.vstack([area.lid, area.low[::-1]])) > 0,
+                area.fill(np.vstack([lashes, area.low[::-1]])) > 0,
+            )
+        self._rims[lid.eye] = (picture, rim)
+        return rim
 
     @staticmethod
     def _draw(area: _EyeArea, lid: Lid, lid_share: float, shut_share: float) -> None:
@@ -397,15 +512,9 @@ def _lid_arc(
 
 def _parabola(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """The least-squares parabola through the points (``x``, ``y``), as a function of x
-    (at least three distinct x). Solved in closed form from its normal equations, as
-    ``np.polyfit`` would by LAPACK: the per-frame path makes no LAPACK calls, whose
-    OpenBLAS threads each call wakes (``warp.inv2``)."""
-    basis = np.stack([x * x, x, np.ones_like(x)])  # (3, N)
-    normal = basis @ basis.T
-    rhs = basis @ y
-    det = warp.det3(normal)
-    coeffs = [warp.det3(np.where(np.arange(3) == k, rhs[:, None], normal)) / det for k in range(3)]
-    return lambda at: (coeffs[0] * at + coeffs[1]) * at + coeffs[2]
+    (at least three distinct x): ``warp.parabola``."""
+    c, b, a = warp.parabola(x, y)
+    return lambda at: (c * at + b) * at + a
 
 
 #: A video character's eyes: how fast the remembered usual opening fades per frame (a

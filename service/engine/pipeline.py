@@ -276,7 +276,7 @@ def _animate(
 ) -> np.ndarray:
     """Warp the character frame to the target face and lay it over its background; the
     person is kept inside the sharp picture's ``window`` when it does not cover the canvas."""
-    from service.engine import composite
+    from service.engine import composite, warp
 
     roi = cf.rig.moving_roi(target, warper.f)
     eyes = cf.rig.eyeballs(target)
@@ -297,11 +297,12 @@ def _animate(
     if window is not None:
         mask = window.clip(mask, roi.x0, roi.y0)
     out = cf.base.copy()
-    composite.lay_person(out, roi, cf.canvas, maps.full(), back, mask)
+    full = maps.full()
+    composite.lay_person(out, roi, cf.canvas, full, back, mask)
     if cf.eyeballs is not None:  # the gaze shows the eyeball, not the lids, past its edge
         cf.eyeballs.paint(out, eyes)
     if cf.shut_eyes is not None:  # lids where the warp alone makes none (lids.ShutEyes)
-        cf.shut_eyes.paint(out, target.points, cf.points)
+        cf.shut_eyes.paint(out, target.points, cf.points, warp.Sampled(cf.canvas, roi, *full), target.head)
     return out
 
 

@@ -45,6 +45,19 @@ def inv2(m: np.ndarray) -> np.ndarray:
     return np.array([[m[1, 1], -m[0, 1]], [-m[1, 0], m[0, 0]]]) / det2(m)
 
 
+def parabola(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """The least-squares parabola ``y = c x**2 + b x + a`` through the points (``x``,
+    ``y``; at least three distinct x) as (c, b, a). Solved in closed form from its
+    normal equations, not by LAPACK as numpy's polynomial fit: the per-frame path makes no
+    LAPACK calls, whose OpenBLAS threads each call wakes (``inv2``)."""
+    basis = np.stack([x * x, x, np.ones_like(x)])  # (3, N)
+    normal = basis @ basis.T
+    rhs = basis @ y
+    det = det3(normal)
+    c, b, a = (det3(np.where(np.arange(3) == k, rhs[:, None], normal)) / det for k in range(3))
+    return c, b, a
+
+
 def invert_affine(affine: np.ndarray) -> np.ndarray:
     """The inverse of a 2x3 affine, as a 2x3 affine (closed form, like ``inv2``)."""
     lin = inv2(affine[:, :2])
@@ -408,6 +421,25 @@ class WarpMaps:
     def upsample(self, lo: np.ndarray) -> np.ndarray:
         """Coarse samples over the ROI (``coarse``) upsampled to its pixels."""
         return _upsample(lo, self.f, self.roi.x1 - self.roi.x0, self.roi.y1 - self.roi.y0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampled:
+    """Where the pixels of an ROI of a warped frame were sampled from: the picture and
+    the ROI's full-resolution dst -> src maps (``WarpMaps.full``)."""
+
+    picture: np.ndarray
+    roi: Roi
+    map_x: np.ndarray
+    map_y: np.ndarray
+
+    def maps(self, x0: int, y0: int, x1: int, y1: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The maps of the frame's box [x0, x1) x [y0, y1), or None where it leaves the ROI."""
+        roi = self.roi
+        if x0 < roi.x0 or y0 < roi.y0 or x1 > roi.x1 or y1 > roi.y1:
+            return None
+        rows, cols = slice(y0 - roi.y0, y1 - roi.y0), slice(x0 - roi.x0, x1 - roi.x0)
+        return self.map_x[rows, cols], self.map_y[rows, cols]
 
 
 def remap(image: np.ndarray, mapx: np.ndarray, mapy: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.engine import camera, composite, framing, landmarks, lids, retarget, topology, warp
+from service.engine import camera, composite, framing, glasses, landmarks, lids, retarget, topology, warp
 
 
 def test_umeyama_recovers_a_similarity_in_3d() -> None:
@@ -534,12 +534,16 @@ def test_the_per_frame_path_makes_no_lapack_calls() -> None:
         "driver.py",
         "eyefit.py",
         "lids.py",
+        "glasses.py",
     ):
         source = (root / name).read_text()
         assert not re.search(r"np\.linalg\.(inv|solve|pinv|lstsq|det)\(", source), name
     # Nor through numpy's fitting: the lashes drawn along a narrowing lid, every frame,
-    # fit the lid's arc in closed form (``np.polyfit`` is LAPACK's least squares).
+    # fit the lid's arc in closed form (``np.polyfit`` is LAPACK's least squares), as a
+    # video's glasses fit each frame's rim.
     for step in (
+        glasses.find_rim,
+        warp.parabola,
         lids.ShutEyes.paint,
         lids.ShutEyes._draw,
         lids.ShutEyes._lift,
