@@ -1,11 +1,13 @@
-"""Glasses on a character: found by their bridge (``worn``), and the thin lines of their
-rims near an eye (``rim_lines``), so that the painting of the lids (``lids.ShutEyes``)
-leaves a rim where the warp put it instead of taking it for lashes.
+"""Glasses on a character: found by their bridge (``worn``), and the rim past each eye
+found along its line (``find_rim``), so that as an eye shuts its rim is held where the
+head alone takes it (``lids.ShutEyes``) instead of bent down with the lid and taken for
+lashes by the lids' painting.
 
 Bare skin between the eyes holds no thin line across the nose; a pair of glasses holds
 its bridge there, in one piece reaching into both rims. Over a shutting eye, a rim that
-passes through the band above the lid is as thin and as dark as a lash line: the lids'
-painting would lift it toward the skin and hang it below the lid line, breaking the rim.
+passes through the band above the lid is as thin and as dark as a lash line: the warp
+drags it down with the lid, and the lids' painting would lift it toward the skin and
+hang it below the lid line, breaking the rim.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from service.engine import topology, warp
+from service.engine import retarget, topology, warp
 
 #: The picture between the eyes is looked at with the eye centres this many px apart...
 SCALE = 120.0
@@ -80,9 +82,10 @@ def worn(picture: np.ndarray, points: np.ndarray) -> bool:
         source = cv2.resize(picture, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         shrink = source.shape[1] / picture.shape[1]
     centre = (right + left) / 2 * shrink
-    angle = float(np.degrees(np.arctan2(left[1] - right[1], left[0] - right[0])))
     turn = np.asarray(
-        cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, factor / shrink),
+        cv2.getRotationMatrix2D(
+            (float(centre[0]), float(centre[1])), retarget.eye_line(points), factor / shrink
+        ),
         dtype=np.float64,
     )
     turn[:, 2] += np.array(size, dtype=np.float64) / 2 - centre
@@ -128,10 +131,29 @@ class Rim:
     def at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """The line at the picture's points (``x``, ``y``, arrays of one shape): float32,
         1 on it, fading to 0 over a pixel past it."""
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         centre = self.a + self.b * x + self.c * x * x
         across = np.clip(self.half + 1 - np.abs(y - centre), 0.0, 1.0)
         along = np.clip(np.minimum(x - self.x0, self.x1 - x) + 1, 0.0, 1.0)
         return (across * along).astype(np.float32)
+
+    def in_picture(self, fx: float, fy: float, origin: tuple[int, int]) -> Rim:
+        """This rim, found in a box whose top-left pixel is at ``origin`` of the picture
+        and that was resized by ``fx``, ``fy`` (1: as it is), in the picture's pixels."""
+        dx, dy = (fx - 1) / 2, (fy - 1) / 2  # pixel centres: u = fx x + dx, v = fy y + dy
+        # In the box: fy y + dy = a' + b' u + c' u^2; then x -> x - ox, y -> y - oy.
+        a = (self.a + self.b * dx + self.c * dx * dx - dy) / fy
+        b = (self.b + 2 * self.c * dx) * fx / fy
+        c = self.c * fx * fx / fy
+        ox, oy = origin
+        return Rim(
+            a=float(a - b * ox + c * ox * ox + oy),
+            b=float(b - 2 * c * ox),
+            c=float(c),
+            x0=(self.x0 - dx) / fx + ox,
+            x1=(self.x1 - dx) / fx + ox,
+            half=self.half / fy,
+        )
 
 
 def find_rim(
@@ -144,33 +166,25 @@ def find_rim(
     it)."""
     import cv2
 
-    factor = RIM_WIDTH / width
-    if factor < 1:  # a large eye: looked for at ``RIM_WIDTH``, and the rim scaled back
+    fx = fy = 1.0
+    if width > RIM_WIDTH:  # a large eye: looked for at ``RIM_WIDTH``
+        factor = RIM_WIDTH / width
         size = (max(1, round(grey.shape[1] * factor)), max(1, round(grey.shape[0] * factor)))
-        small = find_rim(
-            cv2.resize(grey, size, interpolation=cv2.INTER_AREA),
-            (0, 0),
-            RIM_WIDTH,
-            cv2.resize(opening.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0,
-            cv2.resize(lashes.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0,
-        )
-        if small is None:
-            return None
         fx, fy = size[0] / grey.shape[1], size[1] / grey.shape[0]
-        dx, dy = (fx - 1) / 2, (fy - 1) / 2  # pixel centres: u = fx x + dx, v = fy y + dy
-        # In the box: fy y + dy = a' + b' u + c' u^2; then x -> x - ox, y -> y - oy.
-        a = (small.a + small.b * dx + small.c * dx * dx - dy) / fy
-        b = (small.b + 2 * small.c * dx) * fx / fy
-        c = small.c * fx * fx / fy
-        ox, oy = origin
-        return Rim(
-            a=a - b * ox + c * ox * ox + oy,
-            b=b - 2 * c * ox,
-            c=c,
-            x0=(small.x0 - dx) / fx + ox,
-            x1=(small.x1 - dx) / fx + ox,
-            half=small.half / fy,
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        opening, lashes = (
+            cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+            for mask in (opening, lashes)
         )
+        width = RIM_WIDTH
+    rim = _rim_in_box(grey, width, opening, lashes)
+    return None if rim is None else rim.in_picture(fx, fy, origin)
+
+
+def _rim_in_box(grey: np.ndarray, width: float, opening: np.ndarray, lashes: np.ndarray) -> Rim | None:
+    """``find_rim`` in the box's own pixels."""
+    import cv2
+
     h, w = grey.shape[:2]
     tall = max(3, int(RIM_THIN * width) | 1)
     on = _lines(grey, np.ones((tall, 1), np.uint8), RIM_GREY) & ~opening
@@ -218,22 +232,15 @@ def find_rim(
     # Runs of columns with the rim, gaps of a few columns bridged; the run holding the fit.
     runs = np.flatnonzero(np.diff(columns.astype(np.int8)))
     starts, ends = runs[::2], runs[1::2]  # [start, end) in box columns
-    first, last = int(xs[chosen].min()), int(xs[chosen].max())
-    x0, x1 = first, last
+    x0, x1 = int(xs[chosen].min()), int(xs[chosen].max())
     for start, end in zip(starts[::-1], ends[::-1], strict=True):  # leftward
         if start <= x0 <= end - 1 + RIM_GAP:
             x0 = int(start)
     for start, end in zip(starts, ends, strict=True):  # rightward
         if start - RIM_GAP <= x1 <= end - 1:
             x1 = int(end) - 1
-    ox, oy = origin  # back to the picture's pixels (x -> x - ox)
     return Rim(
-        a=float(a - b * ox + c * ox * ox + oy),
-        b=float(b - 2 * c * ox),
-        c=float(c),
-        x0=float(x0 + ox),
-        x1=float(x1 + ox),
-        half=float(high - low) / 2 + 0.5,
+        a=float(a), b=float(b), c=float(c), x0=float(x0), x1=float(x1), half=float(high - low) / 2 + 0.5
     )
 
 

@@ -6,6 +6,7 @@ video's own eyes kept open (``OpenEyes``), so that only the performer's lids clo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -150,8 +151,10 @@ class _RimHeld:
         # Where each pixel of the box shows the picture when the head alone moves it.
         back = warp.invert_affine(head)
         px, py = xs + area.shift[0], ys + area.shift[1]
-        self.rigid_x = (back[0, 0] * px + back[0, 1] * py + back[0, 2]).astype(np.float32)
-        self.rigid_y = (back[1, 0] * px + back[1, 1] * py + back[1, 2]).astype(np.float32)
+        self.rigid = (
+            back[0, 0] * px + back[0, 1] * py + back[0, 2],
+            back[1, 0] * px + back[1, 1] * py + back[1, 2],
+        )
 
     def __enter__(self) -> _RimHeld:
         import cv2
@@ -159,7 +162,7 @@ class _RimHeld:
         if self.maps is None:
             return self
         box = self.area.box
-        bent = self.rim.at(*(m.astype(np.float64) for m in self.maps)) * self.weight
+        bent = self.rim.at(*self.maps) * self.weight
         if bent.max() > 1 / 64:
             hole = cv2.dilate((bent > 1 / 64).astype(np.uint8), np.ones((3, 3), np.uint8))
             fill = cv2.inpaint(box, hole, 3, cv2.INPAINT_TELEA)
@@ -173,16 +176,11 @@ class _RimHeld:
         if self.maps is None or exc[0] is not None:
             return
         box = self.area.box
-        held = self.rim.at(self.rigid_x.astype(np.float64), self.rigid_y.astype(np.float64)) * self.weight
+        held = self.rim.at(*self.rigid) * self.weight
         if held.max() <= 1 / 64:
             return
-        colour = cv2.remap(
-            self.sampled.picture,
-            self.rigid_x,
-            self.rigid_y,
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
+        x, y = (v.astype(np.float32) for v in self.rigid)
+        colour = cv2.remap(self.sampled.picture, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         a = held[..., None]
         box[:] = (colour * a + box * (1 - a) + 0.5).astype(np.uint8)
 
@@ -338,18 +336,16 @@ class ShutEyes:
             if lid.drawn:
                 self._draw(area, lid, share, shut)
                 continue
-            if rim is not None and sampled is not None and head is not None:
-                with _RimHeld(area, rim, sampled, head, rigid):
-                    self._lids(area, lid, share, shut)
-            else:
-                self._lids(area, lid, share, shut)
-
-    def _lids(self, area: _EyeArea, lid: Lid, share: float, shut: float) -> None:
-        """A real eye's lid lifted (``share``) and its lashes turned (``shut``)."""
-        if share > 0:
-            self._lift(area, lid, share)
-        if shut > 0:
-            self._turn_lashes(area, lid, shut)
+            held = (
+                _RimHeld(area, rim, sampled, head, rigid)
+                if rim is not None and sampled is not None and head is not None
+                else contextlib.nullcontext()
+            )
+            with held:
+                if share > 0:
+                    self._lift(area, lid, share)
+                if shut > 0:
+                    self._turn_lashes(area, lid, shut)
 
     def _rim(self, picture: np.ndarray, own: np.ndarray, lid: Lid) -> glasses.Rim | None:
         """The rim across eye ``lid`` in ``picture`` (its landmarks ``own``), found once

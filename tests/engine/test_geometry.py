@@ -543,6 +543,7 @@ def test_the_per_frame_path_makes_no_lapack_calls() -> None:
     # video's glasses fit each frame's rim.
     for step in (
         glasses.find_rim,
+        glasses._rim_in_box,
         warp.parabola,
         lids.ShutEyes.paint,
         lids.ShutEyes._draw,
